@@ -1,0 +1,61 @@
+"""Orbax checkpoints of the train state and the data iterator's position.
+
+Orbax writes each step into a temporary directory and renames it when complete, so a crash
+mid-save leaves the previous checkpoint as the latest one.
+"""
+import os
+
+import orbax.checkpoint as ocp
+
+
+class Checkpointer:
+
+  def __init__(self, directory, *, keep):
+    self.directory = os.path.abspath(directory)
+    self.manager = ocp.CheckpointManager(
+        self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+
+  def latest_step(self):
+    return self.manager.latest_step()
+
+  def save(self, step, state, data_state):
+    self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                    data=ocp.args.JsonSave(data_state)))
+
+  def restore(self, abstract_state, step=None):
+    step = self.manager.latest_step() if step is None else step
+    restored = self.manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
+    return restored["state"], restored["data"]
+
+  def wait(self):
+    self.manager.wait_until_finished()
+
+  def close(self):
+    self.manager.close()
+
+
+def restore_from(directory, abstract_state):
+  """Latest checkpoint under another run's checkpoint directory (config.resume / init_from)."""
+  if not os.path.isdir(directory):
+    raise FileNotFoundError(f"checkpoint directory {directory!r} does not exist")
+  checkpointer = Checkpointer(directory, keep=1000)
+  if checkpointer.latest_step() is None:
+    raise FileNotFoundError(f"no checkpoint found in {directory!r}")
+  state, data = checkpointer.restore(abstract_state)
+  checkpointer.close()
+  return state, data
+
+
+def restore_params(directory):
+  """Params and model state (e.g. BatchNorm statistics) of another run, whatever its optimiser."""
+  if not os.path.isdir(directory):
+    raise FileNotFoundError(f"checkpoint directory {directory!r} does not exist")
+  manager = ocp.CheckpointManager(os.path.abspath(directory))
+  step = manager.latest_step()
+  if step is None:
+    raise FileNotFoundError(f"no checkpoint found in {directory!r}")
+  restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+  manager.close()
+  state = restored["state"]
+  return {"params": state["params"], "model_state": state["model_state"]}

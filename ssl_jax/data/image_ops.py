@@ -1,0 +1,220 @@
+"""SimCLR's augmentations (Chen et al. 2020, appendix A) as batched JAX ops for the jitted train step.
+
+View v of example i draws from `fold_in(fold_in(key, v), i)`, with i its index in the global batch,
+so a view depends only on the key and the example, never on how the batch is split over devices.
+Order per view, as in SimCLR and BYOL: random resized crop, flip, colour jitter (random op order),
+grayscale, blur, solarise. Pixels are float32 in [0, 1], channels last, 1 or 3 channels.
+"""
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+_LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as torchvision and PIL use for grayscale
+_CROP_TRIES = 10  # torchvision's RandomResizedCrop also gives up after 10 rejected boxes
+
+
+def check_images(images, *, name="images"):
+  """Raises ValueError unless `images` is a float32/bfloat16 (B, H, W, C) batch, C in {1, 3}, in [0, 1].
+
+  Shape and dtype are checked always (at trace time under jit); the value range only for
+  concrete arrays, since a check on traced values would need a host sync inside the step.
+  """
+  shape, dtype = np.shape(images), jnp.result_type(images)
+  if len(shape) != 4:
+    hint = "; add a batch axis with images[None]" if len(shape) == 3 else ""
+    raise ValueError(f"{name} must be 4-D (batch, height, width, channels), got shape {shape}{hint}")
+  if dtype not in (jnp.float32, jnp.bfloat16):
+    hint = (f"; convert with images.astype(np.float32) / 255" if jnp.issubdtype(dtype, jnp.integer)
+            else "; cast with images.astype(np.float32)")
+    raise ValueError(f"{name} has dtype {dtype}, expected float32 or bfloat16 with values in [0, 1]{hint}")
+  if shape[-1] not in (1, 3):
+    raise ValueError(f"{name} has {shape[-1]} channels (shape {shape}); expected 1 (grayscale) or 3 (RGB),"
+                     " channels last")
+  if not isinstance(images, jax.core.Tracer) and images.size:
+    low, high = float(jnp.min(images)), float(jnp.max(images))
+    if low < 0 or high > 1:
+      raise ValueError(f"{name} values lie in [{low:g}, {high:g}], expected [0, 1]; "
+                       "divide uint8 pixels by 255")
+
+
+def augment_views(key, images, *, num_views=2, **augment_kwargs):
+  """images: float32 (B, H, W, C) in [0, 1], C in {1, 3}. Returns float32 (num_views, B, S, S, C) in [0, 1].
+
+  `augment_kwargs` are those of `augment_view` (crop_size, crop_scale, crop_ratio, flip_prob,
+  jitter_prob, jitter_strength, grayscale_prob, blur_prob, blur_sigma, solarize_prob,
+  solarize_threshold); S = crop_size or H.
+  """
+  check_images(images)
+  images = images.astype(jnp.float32)
+  indices = jnp.arange(images.shape[0])
+
+  def one_view(view):
+    keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.fold_in(key, view), i))(indices)
+    return jax.vmap(lambda k, x: augment_view(k, x, **augment_kwargs))(keys, images)
+
+  return jax.vmap(one_view)(jnp.arange(num_views))  # one traced copy for all views, not num_views
+
+
+def augment_view(key, image, *, crop_size=None, crop_scale=(0.08, 1.0), crop_ratio=(3 / 4, 4 / 3),
+                 flip_prob=0.5, jitter_prob=0.8, jitter_strength=0.5, grayscale_prob=0.2,
+                 blur_prob=0.0, blur_sigma=(0.1, 2.0), solarize_prob=0.0, solarize_threshold=0.5):
+  """One view of one float (H, W, C) image in [0, 1]; returns float32 (S, S, C), S = crop_size or H."""
+  if np.ndim(image) != 3:
+    raise ValueError(f"augment_view takes one (H, W, C) image, got shape {np.shape(image)}; "
+                     "use augment_views for a batch")
+  check_images(image[None], name="image")
+  if not 0 < crop_scale[0] <= crop_scale[1] or not 0 < crop_ratio[0] <= crop_ratio[1]:
+    raise ValueError(f"need 0 < low <= high for crop_scale={crop_scale} and crop_ratio={crop_ratio}")
+  image = image.astype(jnp.float32)
+  size = crop_size or image.shape[0]
+  k_crop, k_flip, k_jitter, k_gray, k_blur, k_solarize = jax.random.split(key, 6)
+  flip = jax.random.uniform(k_flip) < flip_prob
+  image = resized_crop(image, _crop_box(k_crop, image.shape[:2], crop_scale, crop_ratio), size, flip=flip)
+
+  k_apply, k_jitter = jax.random.split(k_jitter)
+  jittered = color_jitter(k_jitter, image, jitter_strength)
+  image = jnp.where(jax.random.uniform(k_apply) < jitter_prob, jittered, image)
+  image = jnp.where(jax.random.uniform(k_gray) < grayscale_prob, to_grayscale(image), image)
+
+  k_apply, k_sigma = jax.random.split(k_blur)
+  sigma = jax.random.uniform(k_sigma, minval=blur_sigma[0], maxval=blur_sigma[1])
+  image = jnp.where(jax.random.uniform(k_apply) < blur_prob, gaussian_blur(image, sigma), image)
+  solarized = jnp.where(image >= solarize_threshold, 1 - image, image)
+  return jnp.where(jax.random.uniform(k_solarize) < solarize_prob, solarized, image)
+
+
+def _crop_box(key, image_shape, scale, ratio):
+  """(top, left, height, width) in whole pixels, with torchvision RandomResizedCrop's semantics.
+
+  All tries are drawn at once and the first box that fits wins (static shapes, no while loop);
+  if none of the tries fits, a centre crop with the aspect ratio clamped into `ratio`.
+  """
+  height, width = image_shape
+  k_area, k_ratio, k_pos = jax.random.split(key, 3)
+  area = height * width * jax.random.uniform(k_area, (_CROP_TRIES,), minval=scale[0], maxval=scale[1])
+  aspect = jnp.exp(jax.random.uniform(k_ratio, (_CROP_TRIES,), minval=math.log(ratio[0]),
+                                      maxval=math.log(ratio[1])))
+  widths, heights = jnp.round(jnp.sqrt(area * aspect)), jnp.round(jnp.sqrt(area / aspect))
+  fits = (widths >= 1) & (widths <= width) & (heights >= 1) & (heights <= height)
+  first = jnp.argmax(fits)
+  u_top, u_left = jax.random.uniform(k_pos, (2,))
+  box_h, box_w = heights[first], widths[first]
+  sampled = (jnp.floor(u_top * (height - box_h + 1)), jnp.floor(u_left * (width - box_w + 1)), box_h, box_w)
+
+  fallback_w, fallback_h = width, height
+  if width / height < ratio[0]:
+    fallback_h = round(width / ratio[0])
+  elif width / height > ratio[1]:
+    fallback_w = round(height * ratio[1])
+  centre = ((height - fallback_h) // 2, (width - fallback_w) // 2, fallback_h, fallback_w)
+  return tuple(jnp.where(fits.any(), s, float(c)) for s, c in zip(sampled, centre))
+
+
+def resized_crop(image, box, size, *, flip=False):
+  """Bilinear resize of image[top:top+h, left:left+w] to (size, size), optionally mirrored left-right.
+
+  Bilinear resampling along one axis is a (size, H) matrix of tent weights, so the crop is two small
+  matmuls. On CPU (256 x 32x32x3, jit+vmap) this took ~2.4 ms a batch, the same as
+  jax.image.scale_and_translate and ~6x faster than map_coordinates; it is exact for the identity box.
+  No antialiasing: with size = H a crop is only ever enlarged.
+  """
+  top, left, box_h, box_w = box
+  rows = _tent_weights(top, box_h, image.shape[0], size)
+  cols = _tent_weights(left, box_w, image.shape[1], size)
+  cols = jnp.where(flip, cols[::-1], cols)  # mirroring the output columns costs nothing here
+  return jnp.einsum("tw,swc->stc", cols, jnp.einsum("sh,hwc->swc", rows, image))
+
+
+def _tent_weights(start, length, in_size, out_size):
+  """(out_size, in_size) bilinear weights; pixel centres at +0.5 (align_corners=False), edges clamped."""
+  centres = start + (jnp.arange(out_size) + 0.5) * length / out_size - 0.5
+  centres = jnp.clip(centres, 0, in_size - 1)
+  return jnp.maximum(0.0, 1 - jnp.abs(centres[:, None] - jnp.arange(in_size)))
+
+
+def color_jitter(key, image, strength):
+  """SimCLR's colour distortion at strength s, its four ops in a random order, each clipped to [0, 1]."""
+  k_order, k_factors, k_hue = jax.random.split(key, 3)
+  factors = jax.random.uniform(k_factors, (3,), minval=jnp.maximum(0.0, 1 - 0.8 * strength),
+                               maxval=1 + 0.8 * strength)
+  hue_delta = jax.random.uniform(k_hue, minval=-0.2 * strength, maxval=0.2 * strength)
+  ops = (lambda x: adjust_brightness(x, factors[0]), lambda x: adjust_contrast(x, factors[1]),
+         lambda x: adjust_saturation(x, factors[2]), lambda x: adjust_hue(x, hue_delta))
+  order = jax.random.permutation(k_order, len(ops))
+  for step in range(len(ops)):
+    image = jax.lax.switch(order[step], ops, image)  # under vmap: every op runs, then a select
+  return image
+
+
+def to_grayscale(image):
+  """Luma of an (..., H, W, C) image, repeated to C channels."""
+  return jnp.broadcast_to(_luma(image), image.shape)
+
+
+def _luma(image):
+  if image.shape[-1] == 1:
+    return image
+  return image @ jnp.asarray(_LUMA, image.dtype)[:, None]
+
+
+def adjust_brightness(image, factor):
+  return jnp.clip(image * factor, 0, 1)
+
+
+def adjust_contrast(image, factor):
+  """Scales the distance from the image's mean luma, as torchvision does."""
+  mean = jnp.mean(_luma(image), axis=(-3, -2, -1), keepdims=True)
+  return jnp.clip(mean + factor * (image - mean), 0, 1)
+
+
+def adjust_saturation(image, factor):
+  """Scales the distance from each pixel's luma; a no-op for 1-channel images."""
+  gray = _luma(image)
+  return jnp.clip(gray + factor * (image - gray), 0, 1)
+
+
+def adjust_hue(image, delta):
+  """Rotates hue by `delta` turns (delta in [-0.5, 0.5]) in HSV space; a no-op for 1-channel images."""
+  if image.shape[-1] == 1:
+    return image
+  hue, saturation, value = rgb_to_hsv(image)
+  return jnp.clip(hsv_to_rgb((hue + delta) % 1.0, saturation, value), 0, 1)
+
+
+def rgb_to_hsv(image):
+  """(..., 3) RGB -> hue in turns [0, 1), saturation, value; the same case split as colorsys."""
+  r, g, b = image[..., 0], image[..., 1], image[..., 2]
+  value = jnp.max(image, axis=-1)
+  chroma = value - jnp.min(image, axis=-1)
+  saturation = jnp.where(value > 0, chroma / jnp.where(value > 0, value, 1), 0)
+  safe_chroma = jnp.where(chroma > 0, chroma, 1)  # grey pixels: hue 0, and no 0/0 in the branches
+  rc, gc, bc = ((value - c) / safe_chroma for c in (r, g, b))
+  hue = jnp.where(r == value, bc - gc, jnp.where(g == value, 2 + rc - bc, 4 + gc - rc))
+  hue = jnp.where(chroma > 0, (hue / 6) % 1.0, 0)
+  return hue, saturation, value
+
+
+def hsv_to_rgb(hue, saturation, value):
+  """Inverse of rgb_to_hsv, via the piecewise-linear form f(n) = v - v s clip(min(k, 4 - k), 0, 1)."""
+  def channel(n):
+    k = (n + 6 * hue) % 6
+    return value - value * saturation * jnp.clip(jnp.minimum(k, 4 - k), 0, 1)
+  return jnp.stack([channel(5), channel(3), channel(1)], axis=-1)
+
+
+def gaussian_blur(image, sigma):
+  """Separable Gaussian blur of an (H, W, C) image, kernel ~10% of the image side as in SimCLR."""
+  radius = max(1, min(image.shape[:2]) // 20)
+  offsets = jnp.arange(-radius, radius + 1, dtype=jnp.float32)
+  kernel = jnp.exp(-offsets ** 2 / (2 * jnp.maximum(sigma, 1e-3) ** 2))
+  kernel = kernel / jnp.sum(kernel)
+  for axis in (0, 1):
+    pad = [(0, 0)] * image.ndim
+    pad[axis] = (radius, radius)
+    padded = jnp.pad(image, pad, mode="edge")  # replicate borders so edges are not darkened
+    size = image.shape[axis]
+    image = sum(kernel[i] * jax.lax.slice_in_dim(padded, i, i + size, axis=axis)
+                for i in range(2 * radius + 1))
+  return image

@@ -1,0 +1,143 @@
+"""ResNet encoders (He et al. 2016) with a width multiplier and a small-image stem, plus MLP heads.
+
+Models return `(output, aux)`; the encoder's pooled representation is `aux["features"]`.
+BatchNorm reduces over the batch axis of the global (sharded) array inside the jitted step,
+so its statistics are those of the global batch.
+"""
+import functools
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from ssl_jax.models import conv as conv_lib
+
+STAGES = {10: ((1, 1, 1, 1), False), 18: ((2, 2, 2, 2), False), 34: ((3, 4, 6, 3), False),
+          50: ((3, 4, 6, 3), True)}
+
+
+def norm_layer(kind, dtype, train):
+  if kind == "batch":
+    return functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
+                             epsilon=1e-5, dtype=dtype)
+  if kind == "group":
+    return functools.partial(nn.GroupNorm, num_groups=None, group_size=16, dtype=dtype)
+  raise ValueError(f"unknown norm {kind!r}; accepted: 'batch', 'group'")
+
+
+class BasicBlock(nn.Module):
+  features: int
+  strides: int
+  conv: Any
+  norm: Any
+
+  @nn.compact
+  def __call__(self, x):
+    y = self.conv(self.features, (3, 3), strides=self.strides, padding=((1, 1), (1, 1)))(x)
+    y = nn.relu(self.norm()(y))
+    y = self.conv(self.features, (3, 3), padding=((1, 1), (1, 1)))(y)
+    y = self.norm(scale_init=nn.initializers.zeros)(y)
+    if x.shape != y.shape:
+      x = self.norm()(self.conv(self.features, (1, 1), strides=self.strides, name="shortcut")(x))
+    return nn.relu(x + y)
+
+
+class Bottleneck(nn.Module):
+  features: int
+  strides: int
+  conv: Any
+  norm: Any
+
+  @nn.compact
+  def __call__(self, x):
+    y = nn.relu(self.norm()(self.conv(self.features, (1, 1))(x)))
+    y = self.conv(self.features, (3, 3), strides=self.strides, padding=((1, 1), (1, 1)))(y)
+    y = nn.relu(self.norm()(y))
+    y = self.norm(scale_init=nn.initializers.zeros)(self.conv(self.features * 4, (1, 1))(y))
+    if x.shape != y.shape:
+      x = self.norm()(self.conv(self.features * 4, (1, 1), strides=self.strides, name="shortcut")(x))
+    return nn.relu(x + y)
+
+
+class ResNet(nn.Module):
+  """Encoder: images (B, H, W, C) in [0, 1] -> features (B, D)."""
+  depth: int = 18
+  width_multiplier: float = 1.0
+  stem: str = "small"
+  norm: str = "batch"
+  conv_impl: str = "auto"
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train=False):
+    if self.depth not in STAGES:
+      raise ValueError(f"ResNet depth {self.depth} not supported; accepted: {sorted(STAGES)}")
+    stage_sizes, bottleneck = STAGES[self.depth]
+    conv = functools.partial(conv_lib.conv_class(self.conv_impl), use_bias=False, dtype=self.dtype,
+                             kernel_init=nn.initializers.variance_scaling(2.0, "fan_out", "normal"))
+    norm = norm_layer(self.norm, self.dtype, train)
+    width = max(8, int(64 * self.width_multiplier))
+    x = x.astype(self.dtype)
+    if self.stem == "small":
+      x = conv(width, (3, 3), padding=((1, 1), (1, 1)), name="stem")(x)
+      x = nn.relu(norm()(x))
+    elif self.stem == "imagenet":
+      x = conv(width, (7, 7), strides=2, padding=((3, 3), (3, 3)), name="stem")(x)
+      x = nn.relu(norm()(x))
+      x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    else:
+      raise ValueError(f"unknown stem {self.stem!r}; accepted: 'small', 'imagenet'")
+    block = Bottleneck if bottleneck else BasicBlock
+    for i, num_blocks in enumerate(stage_sizes):
+      for j in range(num_blocks):
+        x = block(width * 2**i, strides=2 if i > 0 and j == 0 else 1, conv=conv, norm=norm)(x)
+    return jnp.mean(x, axis=(1, 2)).astype(jnp.float32)
+
+
+class MLPHead(nn.Module):
+  """Dense layers with BatchNorm + ReLU between them (SimCLR v2 style); the last is linear."""
+  dims: Sequence[int]
+  norm: str = "batch"
+
+  @nn.compact
+  def __call__(self, x, train=False):
+    for i, dim in enumerate(self.dims):
+      last = i == len(self.dims) - 1
+      x = nn.Dense(dim, use_bias=last or self.norm != "batch")(x)
+      if not last:
+        if self.norm == "batch":
+          x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
+        x = nn.relu(x)
+    return x
+
+
+class EncoderWithHead(nn.Module):
+  """Encoder + projection head (+ an optional stop-gradient linear probe for online evaluation)."""
+  encoder: nn.Module
+  projection_dims: Sequence[int]
+  probe_classes: int = 0
+  head_norm: str = "batch"
+
+  @nn.compact
+  def __call__(self, x, train=False):
+    features = self.encoder(x, train=train)
+    aux = {"features": features}
+    if self.probe_classes:
+      aux["probe_logits"] = nn.Dense(self.probe_classes, name="online_probe")(
+          jax.lax.stop_gradient(features))
+    out = MLPHead(self.projection_dims, self.head_norm, name="projection")(features, train=train)
+    return out, aux
+
+
+def build(model_config, *, probe_classes=0):
+  dtypes = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+  if model_config.dtype not in dtypes:
+    raise ValueError(f"model.dtype={model_config.dtype!r}; accepted: {sorted(dtypes)}")
+  if model_config.name != "resnet":
+    raise ValueError(f"unknown model.name {model_config.name!r}; accepted: 'resnet'")
+  encoder = ResNet(depth=model_config.depth, width_multiplier=model_config.width_multiplier,
+                   stem=model_config.stem, norm=model_config.norm, conv_impl=model_config.conv_impl,
+                   dtype=dtypes[model_config.dtype])
+  return EncoderWithHead(encoder, tuple(model_config.projection_dims), probe_classes=probe_classes,
+                         head_norm="batch" if model_config.norm == "batch" else "none")

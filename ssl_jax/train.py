@@ -1,0 +1,269 @@
+"""The training loop every pretext task plugs into.
+
+Builds data, model, task, optimiser and a device mesh from the config; runs the jitted, sharded
+step; checkpoints; runs evaluators; writes metrics. The same code runs on one CPU, on simulated
+CPU devices, and on GPU/TPU meshes.
+"""
+import dataclasses
+import math
+import os
+from typing import Any, Callable
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from ssl_jax import checkpoint as checkpoint_lib
+from ssl_jax import evaluators as evaluators_lib
+from ssl_jax import metrics as metrics_lib
+from ssl_jax import optim
+from ssl_jax import tasks
+from ssl_jax.data import pipeline
+from ssl_jax.data import sources
+from ssl_jax.models import resnet
+
+BATCH_AXES = ("data", "fsdp")
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  model_state: Any
+  opt_state: Any
+  rng: jax.Array  # raw uint32 key; step keys are fold_in(rng, step)
+
+
+def make_mesh(config):
+  devices = jax.devices()
+  fsdp = config.mesh.fsdp
+  data = len(devices) // fsdp if config.mesh.data == -1 else config.mesh.data
+  if data * fsdp != len(devices):
+    raise ValueError(f"config.mesh data={config.mesh.data} x fsdp={fsdp} does not cover the "
+                     f"{len(devices)} devices; use data=-1 to take the rest")
+  auto = jax.sharding.AxisType.Auto
+  return jax.make_mesh((data, fsdp), BATCH_AXES, axis_types=(auto, auto))
+
+
+def check_batch_divides(global_batch_size, mesh):
+  if global_batch_size < 2:
+    raise ValueError(f"global_batch_size={global_batch_size}: needs at least 2 examples")
+  if global_batch_size % mesh.size:
+    raise ValueError(f"global_batch_size={global_batch_size} does not divide over {mesh.size} "
+                     f"devices; use a multiple of {mesh.size}")
+
+
+def param_sharding(mesh, x, min_size=2**16):
+  """FSDP: shard a large parameter's largest divisible axis over 'fsdp'; replicate the rest."""
+  fsdp = mesh.shape["fsdp"]
+  if fsdp == 1 or x.size < min_size:
+    return NamedSharding(mesh, P())
+  for axis in np.argsort(x.shape)[::-1]:
+    if x.shape[axis] % fsdp == 0:
+      spec = [None] * x.ndim
+      spec[axis] = "fsdp"
+      return NamedSharding(mesh, P(*spec))
+  return NamedSharding(mesh, P())
+
+
+@dataclasses.dataclass
+class Components:
+  mesh: Any
+  model: Any
+  task: Any
+  tx: Any
+  schedule: Callable
+  state_sharding: Any
+  batch_sharding: Any
+  init_state: Callable
+  train_step: Callable
+  features_of: Callable  # (state, uint8 images) -> np.ndarray features
+
+
+def build(config, *, image_shape, steps_per_epoch, total_steps):
+  """Everything jitted for one config: mesh, model, task, optimiser, init and step functions."""
+  mesh = make_mesh(config)
+  check_batch_divides(config.global_batch_size, mesh)
+  model = resnet.build(config.model, probe_classes=config.data.num_classes if config.online_probe else 0)
+  task = tasks.build(config.task, augment=dict(config.augment), image_size=config.data.image_size,
+                     **dict(config.task_kwargs))
+  dummy = jnp.zeros((2, config.data.image_size, config.data.image_size, image_shape[-1]), jnp.float32)
+  abstract_vars = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), dummy, train=False))
+  tx, schedule = optim.build(config, abstract_vars["params"], global_batch_size=config.global_batch_size,
+                             total_steps=total_steps, steps_per_epoch=steps_per_epoch)
+  batch_sharding = NamedSharding(mesh, P(BATCH_AXES))
+  replicated = NamedSharding(mesh, P())
+
+  def init(rng):
+    variables = model.init(jax.random.fold_in(rng, 0), dummy, train=False)
+    params = variables["params"]
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                      model_state={k: v for k, v in variables.items() if k != "params"},
+                      opt_state=tx.init(params), rng=jax.random.fold_in(rng, 1))
+
+  abstract_state = jax.eval_shape(init, jax.random.PRNGKey(0))
+  state_sharding = jax.tree.map(lambda x: param_sharding(mesh, x), abstract_state)
+  init_state = jax.jit(init, out_shardings=state_sharding)
+
+  def step_fn(state, batch):
+    rng = jax.random.fold_in(state.rng, state.step)
+
+    def loss_fn(params):
+      return task.loss(model, {"params": params, **state.model_state}, batch, rng, train=True)
+
+    (loss, (metrics, new_model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = jax.tree.map(jnp.add, state.params, updates)
+    metrics = {**metrics, "loss": loss, "grad_norm": _global_norm(grads),
+               "learning_rate": schedule(state.step)}
+    new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
+                              model_state={**state.model_state, **new_model_state})
+    return new_state, metrics
+
+  train_step = jax.jit(step_fn, in_shardings=(state_sharding, batch_sharding),
+                       out_shardings=(state_sharding, replicated), donate_argnums=0)
+
+  @jax.jit
+  def _features(state, images):
+    return task.features(model, {"params": state.params, **state.model_state}, images)
+
+  eval_batch = math.ceil(config.data.eval_batch_size / mesh.size) * mesh.size
+
+  def features_of(state, images):
+    out = []
+    for batch in pipeline.padded_batches(images, np.zeros(len(images), np.int32), eval_batch):
+      x = jax.device_put(batch["image"], batch_sharding)
+      out.append(np.asarray(_features(state, x))[batch["mask"]])
+    return np.concatenate(out)
+
+  return Components(mesh, model, task, tx, schedule, state_sharding, batch_sharding, init_state,
+                    train_step, features_of)
+
+
+def _global_norm(tree):
+  return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree.leaves(tree)))
+
+
+def load_data(config):
+  common = dict(holdout_per_class=config.data.holdout_per_class, seed=config.seed)
+  train = sources.build(config.data.source, config.data.train_split, **common)
+  test = sources.build(config.data.source, config.data.eval_split, **common)
+  return train, test
+
+
+def schedule_lengths(config, num_examples):
+  steps_per_epoch = num_examples // config.global_batch_size
+  if steps_per_epoch == 0:
+    raise ValueError(f"{num_examples} training examples are fewer than global_batch_size="
+                     f"{config.global_batch_size}")
+  total = config.total_steps if config.total_steps > 0 else int(round(config.total_epochs * steps_per_epoch))
+  return steps_per_epoch, max(total, 1)
+
+
+def _check_finite(step, metrics):
+  loss = float(metrics["loss"])
+  if not math.isfinite(loss) or not math.isfinite(float(metrics["grad_norm"])):
+    raise FloatingPointError(
+        f"non-finite loss ({loss}) or gradient norm ({float(metrics['grad_norm'])}) at step {step}; "
+        "stopping. The last good checkpoint is kept in the workdir; lower the learning rate or "
+        "check the input data.")
+  return loss
+
+
+def _restore_or_init(config, comps, checkpointer):
+  """Resume order: this workdir's latest checkpoint, config.resume, config.init_from, scratch."""
+  abstract = jax.eval_shape(comps.init_state, jax.random.PRNGKey(config.seed))
+  abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                          abstract, comps.state_sharding)
+  if checkpointer.latest_step() is not None:
+    print(f"resuming from {checkpointer.directory} step {checkpointer.latest_step()}", flush=True)
+    return checkpointer.restore(abstract)
+  if config.resume:
+    print(f"resuming from config.resume={config.resume}", flush=True)
+    return checkpoint_lib.restore_from(config.resume, abstract)
+  state = comps.init_state(jax.random.PRNGKey(config.seed))
+  if config.init_from:
+    print(f"initialising params from config.init_from={config.init_from}", flush=True)
+    loaded = checkpoint_lib.restore_params(config.init_from)
+    state = state.replace(params=jax.device_put(loaded["params"], comps.state_sharding.params),
+                          model_state=jax.device_put(loaded["model_state"],
+                                                     comps.state_sharding.model_state))
+  return state, None
+
+
+@dataclasses.dataclass
+class Run:
+  state: TrainState
+  components: Components
+  train_source: Any
+  test_source: Any
+  history: list
+
+  def features_of(self, images):
+    return self.components.features_of(self.state, images)
+
+
+def train(config, workdir):
+  """Pre-trains per the config, resuming from the workdir when it holds a checkpoint."""
+  train_source, test_source = load_data(config)
+  if config.online_probe and not np.any(np.asarray(train_source.arrays()[1]) >= 0):
+    raise ValueError("config.online_probe=True needs labels in the training split")
+  steps_per_epoch, total_steps = schedule_lengths(config, len(train_source))
+  comps = build(config, image_shape=train_source[0]["image"].shape, steps_per_epoch=steps_per_epoch,
+                total_steps=total_steps)
+  checkpointer = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
+                                             keep=config.keep_checkpoints)
+  state, data_state = _restore_or_init(config, comps, checkpointer)
+  data_iter = pipeline.train_iterator(train_source, global_batch_size=config.global_batch_size,
+                                      seed=config.seed, num_workers=config.data.num_workers)
+  if data_state is not None:
+    data_iter.set_state(data_state)
+
+  evaluators = {}
+  if config.evals:
+    eval_data = evaluators_lib.EvalData(*train_source.arrays(), *test_source.arrays(),
+                                        num_classes=config.data.num_classes)
+    evaluators = evaluators_lib.build_all(config.evals, eval_data)
+  writer = metrics_lib.MetricWriter(workdir, total_steps=total_steps,
+                                    global_batch_size=config.global_batch_size)
+  history = []
+  step = int(state.step)
+  writer.progress(step, float("nan"))
+  previous = None
+  try:
+    while step < total_steps:
+      local = next(data_iter)
+      batch = pipeline.to_global({"image": local["image"], "label": local["label"]},
+                                 comps.batch_sharding)
+      state, metrics = comps.train_step(state, batch)
+      if previous is not None:  # one step behind, so the host does not stall the device
+        _check_finite(*previous)
+      step += 1
+      previous = (step, metrics)
+      if step % config.log_every_steps == 0 or step == total_steps:
+        scalars = {k: float(v) for k, v in metrics.items()}
+        _check_finite(step, metrics)
+        rate = writer.progress(step, scalars["loss"])
+        if rate:
+          scalars["images_per_s"] = rate
+        writer.write(step, scalars)
+        history.append({"step": step, **scalars})
+      due = [n for n, e in evaluators.items() if step % e.every_steps == 0 or step == total_steps]
+      if due:
+        features_of = lambda images: comps.features_of(state, images)
+        for name in due:
+          results = {f"{name}/{k}": v for k, v in evaluators[name].run(features_of).items()}
+          print("  " + "  ".join(f"{k}={v:.4g}" for k, v in results.items()), flush=True)
+          writer.write(step, results)
+          history.append({"step": step, **results})
+      if step % config.checkpoint_every_steps == 0 or step == total_steps:
+        _check_finite(step, metrics)  # never save a state whose loss went non-finite
+        checkpointer.save(step, state, data_iter.get_state())
+  finally:
+    checkpointer.wait()
+    checkpointer.close()
+    writer.close()
+  return Run(state, comps, train_source, test_source, history)

@@ -1,0 +1,66 @@
+"""Config loading, overrides and the refusal of unknown keys or wrong types."""
+import json
+import os
+
+import ml_collections
+import pytest
+
+from ssl_jax import config as config_lib
+from ssl_jax import main as main_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_default_config_loads_and_is_known():
+  config = config_lib.load(os.path.join(ROOT, "configs/default.py"))
+  config_lib.check_known_keys(config)
+  assert config.data.source == "mnist"
+
+
+def test_every_config_file_validates():
+  for name in sorted(os.listdir(os.path.join(ROOT, "configs"))):
+    if name.endswith(".py"):
+      config_lib.check_known_keys(config_lib.load(os.path.join(ROOT, "configs", name)))
+
+
+def test_unknown_key_in_config_file_is_refused():
+  config = config_lib.base_config()
+  config.optimiser = ml_collections.ConfigDict(dict(name="sgd"))  # British spelling: a typo here
+  with pytest.raises(KeyError, match="unknown config key 'optimiser'"):
+    config_lib.check_known_keys(config)
+  config = config_lib.base_config()
+  config.model.widht = 2
+  with pytest.raises(KeyError, match="'model.widht'"):
+    config_lib.check_known_keys(config)
+
+
+def test_override_types_and_unknown_keys():
+  config = config_lib.base_config()
+  config_lib.override(config, ["global_batch_size=64", "model.projection_dims=(32,16)",
+                               "optimizer.name=sgd", "online_probe=true"])
+  assert config.global_batch_size == 64 and config.model.projection_dims == (32, 16)
+  assert config.optimizer.name == "sgd" and config.online_probe is True
+  with pytest.raises(KeyError, match="model.nope"):
+    config_lib.override(config, ["model.nope=1"])
+  with pytest.raises(TypeError, match="global_batch_size"):
+    config_lib.override(config, ["global_batch_size=lots"])
+
+
+def test_main_writes_config_json_and_refuses_bad_flags(tmp_path):
+  config, workdir = main_lib.parse(["--config=configs/default.py", f"--workdir={tmp_path}",
+                                    "--config.total_epochs=2"])
+  saved = json.load(open(tmp_path / "config.json"))
+  assert saved["total_epochs"] == 2.0 and workdir == str(tmp_path)
+  with pytest.raises(AttributeError):  # locked: nothing can add keys later
+    config.new_key = 1
+  with pytest.raises(KeyError, match="unknown config key 'data.sauce'"):
+    main_lib.parse(["--config=configs/default.py", f"--workdir={tmp_path}", "--config.data.sauce=x"])
+  with pytest.raises(FileNotFoundError, match="nope.py"):
+    main_lib.parse(["--config=configs/nope.py", f"--workdir={tmp_path}"])
+
+
+def test_batch_below_two_is_refused():
+  config = config_lib.base_config()
+  config.global_batch_size = 1
+  with pytest.raises(ValueError, match="global_batch_size=1"):
+    config_lib.finalize(config)
