@@ -29,7 +29,8 @@ def base_config():
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1))
 
   c.data = ml_collections.ConfigDict()
-  c.data.source = "mnist"  # mnist | npz:PATH (arrays or the CIFAR-10 JPEG bundle)
+  c.data.source = "mnist"  # mnist | npz:PATH (arrays or the CIFAR-10 JPEG bundle) | tfds:NAME | folder:PATH
+  c.data.data_dir = ""  # TFDS data_dir for tfds:NAME ('': $TFDS_DATA_DIR or ~/tensorflow_datasets)
   c.data.train_split = "train"
   c.data.eval_split = "test"
   c.data.image_size = 28
@@ -37,6 +38,10 @@ def base_config():
   c.data.num_classes = 10
   c.data.holdout_per_class = 100  # embedded MNIST has no test split: hold these out per class
   c.data.num_workers = 0  # grain worker processes for host-side decode (0: in the main process)
+  c.data.read_threads = 2  # grain threads reading batches (per process or worker)
+  c.data.prefetch = 2  # batches read ahead (per worker)
+  c.data.skip_corrupt = False  # folders: skip unreadable files, listing them in WORKDIR/skipped_files.txt
+  c.data.train_subset = ""  # file of indices or file names restricting the train split (label subsets)
   c.data.eval_batch_size = 512
 
   c.augment = ml_collections.ConfigDict(dict(
@@ -47,7 +52,9 @@ def base_config():
   c.model.name = "resnet"
   c.model.depth = 18  # 10 (small CPU variant), 18, 34, 50
   c.model.width_multiplier = 1.0
-  c.model.stem = "small"  # small: 3x3 stride 1, no max-pool (32px images); imagenet: 7x7/2 + max-pool
+  # small: 3x3 stride 1, no max-pool (32px images); small_stride2: the same at stride 2 (cheap on
+  # CPU for 28px digits); imagenet: 7x7 stride 2 + max-pool
+  c.model.stem = "small"
   c.model.norm = "batch"  # batch (statistics over the global batch) | group
   c.model.conv_impl = "auto"
   c.model.dtype = "float32"  # activations; parameters and optimiser state stay float32
@@ -158,3 +165,17 @@ def finalize(config, workdir=None):
       with open(os.path.join(workdir, "config.json"), "w") as f:
         f.write(config.to_json(indent=2))
   return config
+
+
+def parse_arg(arg, **defaults):
+  """`get_config` variants: 'tiny,epochs=100,bs=512' -> {'tiny': True, 'epochs': 100, 'bs': 512}.
+
+  Keys must be among `defaults`; values take the default's type.
+  """
+  values = dict(defaults)
+  for item in filter(None, (arg or "").split(",")):
+    key, sep, raw = item.partition("=")
+    if key not in defaults:
+      raise KeyError(f"config argument {key!r} unknown; accepted: {sorted(defaults)}")
+    values[key] = type(defaults[key])(_parse_literal(raw)) if sep else True
+  return values

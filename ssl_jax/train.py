@@ -38,14 +38,17 @@ class TrainState:
 
 
 def make_mesh(config):
+  """A (data, fsdp) mesh; data=-1 takes every device not used by fsdp."""
   devices = jax.devices()
   fsdp = config.mesh.fsdp
   data = len(devices) // fsdp if config.mesh.data == -1 else config.mesh.data
-  if data * fsdp != len(devices):
-    raise ValueError(f"config.mesh data={config.mesh.data} x fsdp={fsdp} does not cover the "
-                     f"{len(devices)} devices; use data=-1 to take the rest")
+  if data < 1 or fsdp < 1 or data * fsdp > len(devices) or (
+      jax.process_count() > 1 and data * fsdp != len(devices)):
+    raise ValueError(f"config.mesh data={config.mesh.data} x fsdp={fsdp} does not fit the "
+                     f"{len(devices)} devices; use data=-1 to take them all")
   auto = jax.sharding.AxisType.Auto
-  return jax.make_mesh((data, fsdp), BATCH_AXES, axis_types=(auto, auto))
+  return jax.make_mesh((data, fsdp), BATCH_AXES, axis_types=(auto, auto),
+                       devices=devices[:data * fsdp])
 
 
 def check_batch_divides(global_batch_size, mesh):
@@ -147,11 +150,15 @@ def _global_norm(tree):
   return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree.leaves(tree)))
 
 
-def load_data(config):
-  common = dict(holdout_per_class=config.data.holdout_per_class, seed=config.seed)
-  train = sources.build(config.data.source, config.data.train_split, **common)
-  test = sources.build(config.data.source, config.data.eval_split, **common)
-  return train, test
+def load_data(config, *, need_eval=True):
+  """The train source and (when evaluation needs it) the eval source, per config.data."""
+  d = config.data
+  common = dict(holdout_per_class=d.holdout_per_class, seed=config.seed, data_dir=d.data_dir or None,
+                image_size=d.image_size, channels=d.channels, num_classes=d.num_classes,
+                skip_corrupt=d.skip_corrupt)
+  train_source = sources.build(d.source, d.train_split, subset=d.train_subset or None, **common)
+  test_source = sources.build(d.source, d.eval_split, **common) if need_eval else None
+  return train_source, test_source
 
 
 def schedule_lengths(config, num_examples):
@@ -208,8 +215,11 @@ class Run:
 
 def train(config, workdir):
   """Pre-trains per the config, resuming from the workdir when it holds a checkpoint."""
-  train_source, test_source = load_data(config)
-  if config.online_probe and not np.any(np.asarray(train_source.arrays()[1]) >= 0):
+  need_eval = bool(config.evals) or config.label_efficiency.enabled
+  train_source, test_source = load_data(config, need_eval=need_eval)
+  if jax.process_index() == 0:
+    sources.write_skipped(os.path.join(workdir, "skipped_files.txt"), train_source, test_source)
+  if config.online_probe and not np.any(np.asarray(train_source.labels) >= 0):
     raise ValueError("config.online_probe=True needs labels in the training split")
   steps_per_epoch, total_steps = schedule_lengths(config, len(train_source))
   comps = build(config, image_shape=train_source[0]["image"].shape, steps_per_epoch=steps_per_epoch,
@@ -217,8 +227,10 @@ def train(config, workdir):
   checkpointer = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
                                              keep=config.keep_checkpoints)
   state, data_state = _restore_or_init(config, comps, checkpointer)
-  data_iter = pipeline.train_iterator(train_source, global_batch_size=config.global_batch_size,
-                                      seed=config.seed, num_workers=config.data.num_workers)
+  data_iter = pipeline.train_iterator(
+      train_source, global_batch_size=config.global_batch_size, seed=config.seed,
+      num_workers=config.data.num_workers, read_threads=config.data.read_threads,
+      prefetch=config.data.prefetch)
   if data_state is not None:
     data_iter.set_state(data_state)
 

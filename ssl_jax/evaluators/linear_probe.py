@@ -11,6 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+STD_FLOOR = 0.1
+
 
 @functools.partial(jax.jit, static_argnames=("num_classes", "steps"))
 def _fit(x, y, weight, *, num_classes, steps, learning_rate, weight_decay):
@@ -41,7 +43,7 @@ def fit(features, labels, num_classes, *, steps=500, learning_rate=0.05, weight_
     raise ValueError(f"probe labels must lie in [0, {num_classes}); got range "
                      f"[{labels.min()}, {labels.max()}]")
   mean = features.mean(0)
-  std = features.std(0) + 1e-6
+  std = np.maximum(features.std(0), STD_FLOOR * features.std(0).mean() + 1e-8)
   n = len(features)
   pad = max(pad_to or n, n) - n
   x = np.pad((features - mean) / std, ((0, pad), (0, 0)))

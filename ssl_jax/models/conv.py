@@ -1,10 +1,11 @@
 """2-D NHWC convolutions that train faster than `nn.Conv` on XLA:CPU, with `nn.Conv`'s parameters.
 
-On XLA:CPU the forward and input-gradient convolutions run near the matmul peak, but the kernel
-(weight) gradient of a large-spatial conv runs at 30-50 GFLOP/s: it contracts over batch*H*W in one
-pass. 'wgrad' keeps XLA's forward and input gradient and computes the kernel gradient as per-tap dots
-over micro-batches (`lax.scan`), which keeps each chunk's operands in cache.
-Numbers and commands: experiments/conv_speed.md.
+XLA:CPU (YNNPACK) runs the forward and input-gradient convolutions of ResNet-18 well, but lowers the
+kernel (weight) gradient to a convolution whose window is the whole feature map, which runs at a
+fraction of the matmul rate. 'wgrad' keeps XLA's forward and input gradient and computes the kernel
+gradient as one im2col dot, patches^T @ dy, contracting over batch * out_h * out_w. On this 2-core
+CPU that is 13% faster than 'xla' at 64 images per step but 7-17% slower at 256 (the patch tensor
+no longer fits in cache), so 'auto' stays 'xla'. Numbers and commands: experiments/conv_speed.md.
 """
 import functools
 from typing import Any, Callable, Sequence
@@ -16,8 +17,6 @@ from jax import lax
 
 Padding = tuple[tuple[int, int], tuple[int, int]]
 _DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
-# Rows (batch * out_h * out_w) per micro-batch of the kernel gradient.
-_WGRAD_CHUNK_ROWS = 8192
 
 
 def _xla(x, kernel, strides, padding):
@@ -29,43 +28,30 @@ def _out_hw(x_padded_hw, kernel_hw, strides):
 
 
 def _taps(x, kernel_hw, strides, padding):
-  """Yields ((i, j), x_padded[:, i::sh, j::sw, :] cropped to the output size) for every kernel tap."""
+  """Yields x_padded[:, i::sh, j::sw, :], cropped to the output size, for every kernel tap (i, j)."""
   x = jnp.pad(x, ((0, 0), *padding, (0, 0)))
   out_h, out_w = _out_hw(x.shape[1:3], kernel_hw, strides)
   for i in range(kernel_hw[0]):
     for j in range(kernel_hw[1]):
       end = (x.shape[0], i + strides[0] * (out_h - 1) + 1, j + strides[1] * (out_w - 1) + 1, x.shape[3])
-      yield (i, j), lax.slice(x, (0, i, j, 0), end, (1, *strides, 1))
+      yield lax.slice(x, (0, i, j, 0), end, (1, *strides, 1))
+
+
+def _patches(x, kernel_hw, strides, padding):
+  """(N, out_h, out_w, kh * kw * C) im2col patches, tap-major like the HWIO kernel's rows."""
+  return jnp.concatenate(list(_taps(x, kernel_hw, strides, padding)), axis=-1)
 
 
 def _im2col(x, kernel, strides, padding):
-  patches = jnp.concatenate([t for _, t in _taps(x, kernel.shape[:2], strides, padding)], axis=-1)
-  return jnp.dot(patches, kernel.reshape(-1, kernel.shape[-1]))
-
-
-def _tap_sum(x, kernel, strides, padding):
-  return sum(jnp.dot(t, kernel[ij]) for ij, t in _taps(x, kernel.shape[:2], strides, padding))
+  return jnp.dot(_patches(x, kernel.shape[:2], strides, padding), kernel.reshape(-1, kernel.shape[-1]))
 
 
 def _kernel_grad(x, dy, kernel_shape, strides, padding):
-  """d(conv)/d(kernel) as sum over micro-batches of per-tap (patch^T @ dy) dots."""
-  rows_per_image = dy.shape[1] * dy.shape[2]
-  images = max(1, min(x.shape[0], _WGRAD_CHUNK_ROWS // rows_per_image))
-  while x.shape[0] % images:
-    images -= 1
-  chunks = x.shape[0] // images
-
-  def one_chunk(x, dy):
-    dy = dy.reshape(-1, dy.shape[-1])
-    grads = [lax.dot_general(t.reshape(-1, t.shape[-1]), dy, (((0,), (0,)), ((), ())))
-             for _, t in _taps(x, kernel_shape[:2], strides, padding)]
-    return jnp.stack(grads).reshape(kernel_shape)
-
-  if chunks == 1:
-    return one_chunk(x, dy)
-  split = lambda a: a.reshape(chunks, images, *a.shape[1:])
-  body = lambda acc, xy: (acc + one_chunk(*xy), None)
-  return lax.scan(body, jnp.zeros(kernel_shape, dy.dtype), (split(x), split(dy)))[0]
+  """d(conv)/d(kernel) as one im2col dot, patches^T @ dy, contracting over batch * out_h * out_w."""
+  patches = _patches(x, kernel_shape[:2], strides, padding)
+  grad = lax.dot_general(patches.reshape(-1, patches.shape[-1]), dy.reshape(-1, dy.shape[-1]),
+                         (((0,), (0,)), ((), ())))
+  return grad.reshape(kernel_shape)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
@@ -85,20 +71,8 @@ def _wgrad_bwd(strides, padding, residuals, dy):
 
 _wgrad.defvjp(_wgrad_fwd, _wgrad_bwd)
 
-_CHUNK_IMAGES = 32
-
-
-def _chunked(x, kernel, strides, padding, images=None):
-  images = images or _CHUNK_IMAGES
-  if x.shape[0] <= images or x.shape[0] % images:
-    return _xla(x, kernel, strides, padding)
-  xs = x.reshape(-1, images, *x.shape[1:])
-  y = lax.map(lambda x: _xla(x, kernel, strides, padding), xs)
-  return y.reshape(-1, *y.shape[2:])
-
 IMPLS: dict[str, Callable[..., jax.Array]] = {
-    "xla": _xla, "im2col": _im2col, "taps": _tap_sum, "wgrad": _wgrad, "chunked": _chunked,
-    "chunked8": functools.partial(_chunked, images=8), "chunked16": functools.partial(_chunked, images=16), "chunked64": functools.partial(_chunked, images=64)}
+    "xla": _xla, "im2col": _im2col, "wgrad": _wgrad}
 
 
 def _pairs(padding, in_hw, kernel_hw, strides) -> Padding:
@@ -140,15 +114,23 @@ class Conv(nn.Module):
     return y if bias is None else y + bias
 
 
+@functools.cache
+def _conv_with_impl(impl):
+  # A subclass, not a partial: a real Module class, still named Conv for nn.Conv's auto-names.
+  return type("Conv", (Conv,), {"__annotations__": {"impl": str}, "impl": impl,
+                                "__module__": __name__, "__qualname__": f"Conv[{impl}]"})
+
+
 def conv_class(impl: str = "auto"):
   """A module class used like `nn.Conv(features, kernel_size, strides=..., padding=..., ...)`.
 
-  impl: 'xla' (`nn.Conv`), one of IMPLS, or 'auto' ('wgrad' on CPU, 'xla' on GPU/TPU).
+  impl: 'xla' (`nn.Conv`), one of IMPLS, or 'auto': 'xla' on every backend, because no CPU impl
+  measured here beats it at a SimCLR batch (experiments/conv_speed.md); change it here if one does.
   """
   if impl == "auto":
-    impl = "wgrad" if jax.default_backend() == "cpu" else "xla"
+    impl = "xla"
   if impl == "xla":
     return nn.Conv
   if impl not in IMPLS:
     raise ValueError(f"unknown conv_impl {impl!r}; accepted: 'auto', {', '.join(map(repr, IMPLS))}")
-  return functools.partial(Conv, impl=impl)
+  return _conv_with_impl(impl)

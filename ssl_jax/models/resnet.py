@@ -79,15 +79,16 @@ class ResNet(nn.Module):
     norm = norm_layer(self.norm, self.dtype, train)
     width = max(8, int(64 * self.width_multiplier))
     x = x.astype(self.dtype)
-    if self.stem == "small":
-      x = conv(width, (3, 3), padding=((1, 1), (1, 1)), name="stem")(x)
+    if self.stem in ("small", "small_stride2"):
+      strides = 2 if self.stem == "small_stride2" else 1
+      x = conv(width, (3, 3), strides=strides, padding=((1, 1), (1, 1)), name="stem")(x)
       x = nn.relu(norm()(x))
     elif self.stem == "imagenet":
       x = conv(width, (7, 7), strides=2, padding=((3, 3), (3, 3)), name="stem")(x)
       x = nn.relu(norm()(x))
       x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     else:
-      raise ValueError(f"unknown stem {self.stem!r}; accepted: 'small', 'imagenet'")
+      raise ValueError(f"unknown stem {self.stem!r}; accepted: 'small', 'small_stride2', 'imagenet'")
     block = Bottleneck if bottleneck else BasicBlock
     for i, num_blocks in enumerate(stage_sizes):
       for j in range(num_blocks):
