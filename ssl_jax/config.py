@@ -80,10 +80,11 @@ def base_config():
   c.label_efficiency.enabled = False
   c.label_efficiency.labels_per_class = (1, 5, 10, 50)
   c.label_efficiency.num_draws = 5
-  c.label_efficiency.methods = ("ssl_linear_probe", "supervised_scratch", "pixels_logreg")
+  c.label_efficiency.methods = ("ssl_linear_probe", "supervised_scratch", "ssl_finetune",
+                                "pixels_logreg")
   c.label_efficiency.probe_steps = 300
-  c.label_efficiency.scratch_steps = 300
-  c.label_efficiency.scratch_batch_size = 64
+  c.label_efficiency.scratch_steps = 150
+  c.label_efficiency.scratch_batch_size = 32
   c.label_efficiency.scratch_learning_rate = 3e-3
   return c
 

@@ -21,8 +21,9 @@ def run(config, workdir):
   result = train.train(config, workdir)
   extra = {"pretraining": result.history[-1] if result.history else {}}
   if config.label_efficiency.enabled:
-    rows = label_efficiency.run(config, workdir, result.features_of, result.train_source,
-                                result.test_source, result.components.batch_sharding)
+    rows = label_efficiency.run(config, result.features_of, result.train_source, result.test_source,
+                                result.components.batch_sharding,
+                                pretrained_encoder=label_efficiency.encoder_variables(result.state))
     if jax.process_index() == 0:
       label_efficiency.write(workdir, rows, extra)
       print(f"wrote {os.path.join(workdir, 'results.json')} and label_efficiency.png", flush=True)

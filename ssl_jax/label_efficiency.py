@@ -4,6 +4,7 @@ For each labels-per-class budget and each of `num_draws` seeded label draws, com
   ssl_linear_probe    linear classifier on the frozen pre-trained encoder's features
   supervised_scratch  the same encoder architecture trained from random init on those labels only
                       (Adam, random-resized-crop scale 0.5-1 and the pre-training flip probability)
+  ssl_finetune        the same training as supervised_scratch, starting from the pre-trained encoder
   pixels_logreg       the same linear classifier on raw pixels
 Writes DIR/results.json and DIR/label_efficiency.png and prints the table.
 """
@@ -11,6 +12,7 @@ import functools
 import json
 import os
 
+import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -21,7 +23,7 @@ from ssl_jax.data import image_ops
 from ssl_jax.evaluators import linear_probe
 from ssl_jax.models import resnet
 
-METHODS = ("ssl_linear_probe", "supervised_scratch", "pixels_logreg")
+METHODS = ("ssl_linear_probe", "supervised_scratch", "ssl_finetune", "pixels_logreg")
 
 
 def draw_subset(labels, per_class, seed):
@@ -34,6 +36,12 @@ def draw_subset(labels, per_class, seed):
       raise ValueError(f"class {c} has {len(members)} labelled examples; cannot draw {per_class}")
     picked.append(rng.choice(members, per_class, replace=False))
   return np.sort(np.concatenate(picked))
+
+
+def encoder_variables(state):
+  """{collection: encoder subtree} of a pre-training TrainState, for `ssl_finetune`."""
+  return {"params": state.params["encoder"],
+          **{k: v["encoder"] for k, v in state.model_state.items() if "encoder" in v}}
 
 
 class Classifier(nn.Module):
@@ -80,12 +88,20 @@ class ScratchTrainer:
     x = images.astype(jnp.float32) / 255.0
     return jnp.argmax(self.model.apply({"params": state["params"], **state["model_state"]}, x), -1)
 
-  def fit_and_score(self, images, labels, test_images, test_labels, seed):
+  def initial_state(self, image_shape, seed, encoder=None):
+    """Random init; `encoder` ({collection: tree}) replaces the encoder's part (fine-tuning)."""
     rng = jax.random.PRNGKey(seed)
-    variables = self.model.init(rng, jnp.zeros((2,) + images.shape[1:], jnp.float32))
+    variables = flax.core.unfreeze(self.model.init(rng, jnp.zeros((2,) + image_shape, jnp.float32)))
+    for collection, tree in (encoder or {}).items():
+      variables[collection]["encoder"] = tree
     params = variables.pop("params")
     state = {"params": params, "opt_state": self.tx.init(params), "model_state": dict(variables)}
-    state = jax.device_put(state, self.replicated)
+    return jax.device_put(state, self.replicated, may_alias=False)  # the step donates it
+
+  def fit_and_score(self, images, labels, test_images, test_labels, seed, encoder=None):
+    """Test accuracy after training on (images, labels) from `initial_state`."""
+    rng = jax.random.PRNGKey(seed)
+    state = self.initial_state(images.shape[1:], seed, encoder)
     sampler = np.random.default_rng(seed)
     for step in range(self.steps):
       idx = sampler.integers(0, len(images), self.batch_size)
@@ -98,7 +114,8 @@ class ScratchTrainer:
     return correct / len(test_images)
 
 
-def run(config, workdir, features_of, train_source, test_source, batch_sharding):
+def run(config, features_of, train_source, test_source, batch_sharding, pretrained_encoder=None):
+  """`pretrained_encoder`: {collection: the encoder's subtree} of the pre-trained model."""
   study = config.label_efficiency
   unknown = sorted(set(study.methods) - set(METHODS))
   if unknown:
@@ -115,7 +132,8 @@ def run(config, workdir, features_of, train_source, test_source, batch_sharding)
   if "pixels_logreg" in study.methods:
     flat = lambda x: x.reshape(len(x), -1).astype(np.float32) / 255.0
     inputs["pixels_logreg"] = (flat(train_images), flat(test_images))
-  scratch = ScratchTrainer(config, batch_sharding) if "supervised_scratch" in study.methods else None
+  trained = {"supervised_scratch", "ssl_finetune"} & set(study.methods)
+  scratch = ScratchTrainer(config, batch_sharding) if trained else None
 
   rows = []
   for per_class in study.labels_per_class:
@@ -126,9 +144,10 @@ def run(config, workdir, features_of, train_source, test_source, batch_sharding)
       for method, (train_x, test_x) in inputs.items():
         predict = probe(train_x[subset], train_labels[subset])
         scores[method].append(linear_probe.accuracy(predict, test_x, test_labels))
-      if scratch is not None:
-        scores["supervised_scratch"].append(scratch.fit_and_score(
-            train_images[subset], train_labels[subset], test_images, test_labels, seed))
+      for method in sorted(trained):
+        init = pretrained_encoder if method == "ssl_finetune" else None
+        scores[method].append(scratch.fit_and_score(
+            train_images[subset], train_labels[subset], test_images, test_labels, seed, encoder=init))
     for method in study.methods:
       acc = np.asarray(scores[method])
       rows.append({"labels_per_class": int(per_class), "method": method,

@@ -8,6 +8,7 @@ import pytest
 
 from ssl_jax import config as config_lib
 from ssl_jax import experiment
+from ssl_jax import label_efficiency
 from ssl_jax import main as main_lib
 from ssl_jax import train
 from ssl_jax.evaluators import knn
@@ -23,7 +24,7 @@ def pretrained(tmp_path_factory):
                               "--config.log_every_steps=20", "--config.checkpoint_every_steps=1000",
                               "--config.label_efficiency.labels_per_class=(1,10)",
                               "--config.label_efficiency.num_draws=2",
-                              "--config.label_efficiency.scratch_steps=30"])
+                              "--config.label_efficiency.scratch_steps=20"])
   return config, workdir, experiment.run(config, workdir)
 
 
@@ -53,10 +54,27 @@ def test_main_job_writes_results_and_plot(pretrained):
   results = json.load(open(os.path.join(workdir, "results.json")))
   rows = results["label_efficiency"]
   assert {(r["labels_per_class"], r["method"]) for r in rows} == {
-      (lpc, m) for lpc in (1, 10) for m in ("ssl_linear_probe", "supervised_scratch", "pixels_logreg")}
+      (lpc, m) for lpc in (1, 10) for m in label_efficiency.METHODS}
   for r in rows:
     assert r["n_draws"] == 2 and 0.0 <= r["accuracy_mean"] <= 1.0 and len(r["accuracies"]) == 2
   assert os.path.getsize(os.path.join(workdir, "label_efficiency.png")) > 1000
   lines = [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
   assert [l["step"] for l in lines if "loss" in l] == [20, 40, 60]
   assert os.listdir(os.path.join(workdir, "tensorboard"))
+
+
+def test_finetune_starts_from_the_pretrained_encoder(pretrained):
+  config, _, run = pretrained
+  trainer = label_efficiency.ScratchTrainer(config, run.components.batch_sharding)
+  encoder = label_efficiency.encoder_variables(run.state)
+  tuned = trainer.initial_state((28, 28, 1), seed=0, encoder=encoder)
+  scratch = trainer.initial_state((28, 28, 1), seed=0)
+  same = jax.tree.map(np.array_equal, jax.device_get(tuned["params"]["encoder"]),
+                      jax.device_get(run.state.params["encoder"]))
+  assert all(jax.tree.leaves(same))
+  stats = jax.tree.map(np.array_equal, jax.device_get(tuned["model_state"]["batch_stats"]["encoder"]),
+                       jax.device_get(run.state.model_state["batch_stats"]["encoder"]))
+  assert all(jax.tree.leaves(stats))
+  differs = jax.tree.map(lambda a, b: not np.array_equal(a, b), jax.device_get(scratch["params"]["encoder"]),
+                         jax.device_get(run.state.params["encoder"]))
+  assert any(jax.tree.leaves(differs))
