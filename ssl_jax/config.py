@@ -70,7 +70,7 @@ def base_config():
   c.optimizer.schedule = "cosine"  # cosine | constant
   c.optimizer.no_decay_regex = r"(^|/)(bias|scale)$"  # biases and norm parameters
   c.optimizer.frozen_regex = ""  # parameters matching this are not updated
-  c.optimizer.lr_multipliers = ()  # ((regex, multiplier), ...): first match wins
+  c.optimizer.lr_multipliers = ()  # ((regex, multiplier), ...): every matching multiplier applies
   c.optimizer.grad_clip_norm = 0.0
 
   c.online_probe = False  # a stop-gradient linear head trained on labels alongside pre-training
