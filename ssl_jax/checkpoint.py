@@ -35,26 +35,30 @@ class Checkpointer:
     self.manager.close()
 
 
-def restore_from(directory, abstract_state):
-  """Latest checkpoint under another run's checkpoint directory (config.resume / init_from)."""
-  if not os.path.isdir(directory):
-    raise FileNotFoundError(f"checkpoint directory {directory!r} does not exist")
-  checkpointer = Checkpointer(directory, keep=1000)
-  if checkpointer.latest_step() is None:
-    raise FileNotFoundError(f"no checkpoint found in {directory!r}")
-  state, data = checkpointer.restore(abstract_state)
-  checkpointer.close()
-  return state, data
-
-
-def restore_params(directory):
-  """Params and model state (e.g. BatchNorm statistics) of another run, whatever its optimiser."""
+def _latest(directory):
+  """A manager over another run's checkpoint directory and its latest step."""
   if not os.path.isdir(directory):
     raise FileNotFoundError(f"checkpoint directory {directory!r} does not exist")
   manager = ocp.CheckpointManager(os.path.abspath(directory))
   step = manager.latest_step()
   if step is None:
+    manager.close()
     raise FileNotFoundError(f"no checkpoint found in {directory!r}")
+  return manager, step
+
+
+def restore_from(directory, abstract_state):
+  """Latest checkpoint under another run's checkpoint directory (config.resume)."""
+  manager, step = _latest(directory)
+  restored = manager.restore(step, args=ocp.args.Composite(
+      state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
+  manager.close()
+  return restored["state"], restored["data"]
+
+
+def restore_params(directory):
+  """Params and model state (e.g. BatchNorm statistics) of another run, whatever its optimiser."""
+  manager, step = _latest(directory)
   restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
   manager.close()
   state = restored["state"]

@@ -10,7 +10,7 @@ import os
 import ml_collections
 
 # Free-form sub-dicts: their keys are checked by the component that reads them.
-FREE_FORM = ("evals", "augment", "task_kwargs")
+FREE_FORM = ("evals", "task_kwargs")
 
 
 def base_config():
@@ -46,7 +46,8 @@ def base_config():
 
   c.augment = ml_collections.ConfigDict(dict(
       crop_scale=(0.08, 1.0), crop_ratio=(3 / 4, 4 / 3), flip_prob=0.5, jitter_prob=0.8,
-      jitter_strength=0.5, grayscale_prob=0.2, blur_prob=0.0, solarize_prob=0.0))
+      jitter_strength=0.5, grayscale_prob=0.2, blur_prob=0.0, blur_sigma=(0.1, 2.0),
+      solarize_prob=0.0, solarize_threshold=0.5))  # image_ops.augment_view's keywords
 
   c.model = ml_collections.ConfigDict()
   c.model.name = "resnet"

@@ -32,6 +32,10 @@ def test_unknown_key_in_config_file_is_refused():
   config.model.widht = 2
   with pytest.raises(KeyError, match="'model.widht'"):
     config_lib.check_known_keys(config)
+  config = config_lib.base_config()
+  config.augment.flip_probability = 0.5
+  with pytest.raises(KeyError, match="'augment.flip_probability'"):
+    config_lib.check_known_keys(config)
 
 
 def test_override_types_and_unknown_keys():

@@ -104,6 +104,26 @@ def test_resume_equals_uninterrupted_run(data_path, tmp_path):
     assert got[step] == want[step], f"step {step}: resumed {got[step]} != uninterrupted {want[step]}"
 
 
+def test_resume_and_init_from_another_run(data_path, tmp_path):
+  source = str(tmp_path / "source")
+  train.train(tiny_config(data_path), source)
+  shutil.copytree(os.path.join(source, "checkpoints"), tmp_path / "copy")
+  shutil.rmtree(tmp_path / "copy" / "6")  # latest is now step 4
+  run = train.train(tiny_config(data_path, resume=str(tmp_path / "copy")), str(tmp_path / "resumed"))
+  want, got = _losses(source), _losses(str(tmp_path / "resumed"))
+  assert sorted(got) == [5, 6] and all(got[s] == want[s] for s in (5, 6))
+
+  c = tiny_config(data_path, init_from=os.path.join(source, "checkpoints"))
+  comps = train.build(c, image_shape=(16, 16, 3), steps_per_epoch=4, total_steps=6)
+  fresh = train.checkpoint_lib.Checkpointer(str(tmp_path / "empty"), keep=1)
+  state, data_state = train._restore_or_init(c, comps, fresh)
+  assert int(state.step) == 0 and data_state is None
+  same = jax.tree.map(np.array_equal, jax.device_get(state.params), jax.device_get(run.state.params))
+  assert all(jax.tree.leaves(same))
+  with pytest.raises(FileNotFoundError, match="nowhere"):
+    train.checkpoint_lib.restore_params(str(tmp_path / "nowhere"))
+
+
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(data_path, tmp_path):
   c = tiny_config(data_path, **{"optimizer.name": "sgd", "optimizer.base_learning_rate": 1e30,
                                 "optimizer.warmup_epochs": 0.0, "checkpoint_every_steps": 1,
