@@ -50,12 +50,12 @@ def main():
   c = config_lib.base_config()
   c.data.image_size, c.data.channels, c.global_batch_size = args.image_size, 3, args.batch
   c.model.depth, c.model.dtype, c.model.conv_impl, c.model.stem = args.depth, args.dtype, args.conv_impl, args.stem
-  c.model.projection_dims = (512, 512, 128) if args.depth < 50 else (2048, 2048, 128)
+  c.task_kwargs.projection_dims = (512, 512, 128) if args.depth < 50 else (2048, 2048, 128)
   if args.no_augment:
     c.augment.update(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_prob=0.0, jitter_prob=0.0,
                      grayscale_prob=0.0, blur_prob=0.0, solarize_prob=0.0)
   c.lock()
-  comps = train.build(c, image_shape=(args.image_size, args.image_size, 3), steps_per_epoch=100,
+  comps = train.build(c, input_shape=(args.image_size, args.image_size, 3), steps_per_epoch=100,
                       total_steps=1000)
   state = comps.init_state(jax.random.PRNGKey(0))
   images = np.random.default_rng(0).integers(0, 256, (args.batch, args.image_size, args.image_size, 3),

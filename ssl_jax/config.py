@@ -16,7 +16,8 @@ FREE_FORM = ("evals", "task_kwargs")
 def base_config():
   c = ml_collections.ConfigDict()
   c.seed = 0
-  c.task = "simclr"
+  c.task = "simclr"  # a module of ssl_jax/tasks/
+  # the task's own settings (temperature, head widths, momentum, ...), checked against its signature
   c.task_kwargs = ml_collections.ConfigDict(dict(temperature=0.5))
   c.global_batch_size = 256
   c.total_epochs = 100.0
@@ -29,7 +30,9 @@ def base_config():
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1))
 
   c.data = ml_collections.ConfigDict()
-  c.data.source = "mnist"  # mnist | npz:PATH (arrays or the CIFAR-10 JPEG bundle) | tfds:NAME | folder:PATH
+  # mnist | npz:PATH (arrays, the CIFAR-10 JPEG bundle, or x_train/y_train/x_test/y_test series)
+  # | tfds:NAME | folder:PATH | ucr:NAME (time series through aeon)
+  c.data.source = "mnist"
   c.data.data_dir = ""  # TFDS data_dir for tfds:NAME ('': $TFDS_DATA_DIR or ~/tensorflow_datasets)
   c.data.train_split = "train"
   c.data.eval_split = "test"
@@ -50,8 +53,8 @@ def base_config():
       solarize_prob=0.0, solarize_threshold=0.5))  # image_ops.augment_view's keywords
 
   c.model = ml_collections.ConfigDict()
-  c.model.name = "resnet"
-  c.model.depth = 18  # 10 (small CPU variant), 18, 34, 50
+  c.model.name = "resnet"  # an encoder of ssl_jax/models/ (the registry)
+  c.model.depth = 18  # resnet: 10 (small CPU variant), 18, 34, 50; ts_dilated_conv: residual blocks
   c.model.width_multiplier = 1.0
   # small: 3x3 stride 1, no max-pool (32px images); small_stride2: the same at stride 2 (cheap on
   # CPU for 28px digits); imagenet: 7x7 stride 2 + max-pool
@@ -59,7 +62,12 @@ def base_config():
   c.model.norm = "batch"  # batch (statistics over the global batch) | group
   c.model.conv_impl = "auto"
   c.model.dtype = "float32"  # activations; parameters and optimiser state stay float32
-  c.model.projection_dims = (512, 128)  # MLP widths after the encoder; the last is the embedding
+  c.model.variant = "ti"  # vit: mu (CPU tests), ti, s, b
+  c.model.patch_size = 4  # vit: pixels per patch side (16 at 224 px, 4 at 32 px)
+  c.model.posemb = "sincos2d"  # vit: sincos2d | learn
+  c.model.pool = "gap"  # vit: cls (class token) | gap (global average pooling)
+  c.model.hidden_dims = 64  # ts_dilated_conv: channels of the residual blocks
+  c.model.repr_dims = 320  # ts_dilated_conv: representation channels per timestep
 
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.name = "lars"  # lars | sgd | adamw
@@ -81,12 +89,56 @@ def base_config():
   c.label_efficiency.enabled = False
   c.label_efficiency.labels_per_class = (1, 5, 10, 50)
   c.label_efficiency.num_draws = 5
+  # also: ssl_finetune_last, ssl_lora, generic_probe, generic_finetune (ssl_jax/label_efficiency.py)
   c.label_efficiency.methods = ("ssl_linear_probe", "supervised_scratch", "ssl_finetune",
                                 "pixels_logreg")
-  c.label_efficiency.probe_steps = 300
-  c.label_efficiency.scratch_steps = 150
-  c.label_efficiency.scratch_batch_size = 32
-  c.label_efficiency.scratch_learning_rate = 3e-3
+
+  # a transformers Flax model (hub name or local directory: ViT, ResNet, DINOv2, BERT family);
+  # when set, the study adds generic_probe and generic_finetune (ssl_jax/generic_models.py)
+  c.generic_model = ""
+
+  # fine-tuning on few labels (ssl_jax/finetune/): the study's trained methods and
+  # `python -m ssl_jax.finetune`
+  c.finetune = ml_collections.ConfigDict()
+  c.finetune.mode = "full"  # linear | last_n | full | lora (the standalone command's mode)
+  c.finetune.init_from = ""  # standalone: a pre-training checkpoint directory (WORKDIR/checkpoints)
+  c.finetune.steps = 150  # length of the cosine learning-rate schedule
+  c.finetune.batch_size = 32  # examples per step, drawn with replacement from the labelled set
+  c.finetune.learning_rate = 3e-3  # AdamW peak
+  c.finetune.weight_decay = 0.0  # decoupled; not on biases, norms, embeddings
+  c.finetune.label_smoothing = 0.1
+  c.finetune.augment = True  # light per-modality augmentation of the labelled examples
+  c.finetune.crop_scale = (0.5, 1.0)  # images: random-resized-crop area (flip: augment.flip_prob)
+  c.finetune.last_n = 1  # last_n: trained layer units (blocks / stages / transformer layers)
+  # last_n: the unfrozen units' learning-rate factor; 1.0 beat 0.1 in CV on MNIST (experiments/)
+  c.finetune.backbone_lr_multiplier = 1.0
+  c.finetune.layer_decay = 1.0  # full: unit i of L at lr * layer_decay ** (L - 1 - i); 1: off
+  c.finetune.layer_regex = ""  # how encoder parameters group into units ('': numbered prefixes)
+  c.finetune.lora_rank = 4
+  c.finetune.lora_alpha = 8.0  # adapters scaled by lora_alpha / lora_rank
+  # 3x3 convolutions of ResNet blocks; attention query and value of our ViT and transformers' models
+  c.finetune.lora_regex = (r"(BasicBlock_\d+/Conv_\d+|Bottleneck_\d+/Conv_1|attention/(self|attention)"
+                           r"/(query|value)|MultiHeadDotProductAttention_\d+/(query|value))/kernel$")
+  c.finetune.probe_steps = 300  # linear: full-batch Adam steps of the head on frozen features
+  c.finetune.probe_learning_rate = 0.05
+  c.finetune.probe_weight_decay = 1e-4  # linear: L2 penalty on the head's kernel
+  c.finetune.kfold = 3  # CV folds on the labelled set (< 2, or a class with fewer labels: no CV)
+  # CV also for a one-point grid: a CV estimate and an early-stopping step, at k more fits each
+  c.finetune.cv_single_point = False
+  c.finetune.eval_every = 25  # steps between validation-fold evaluations (early stopping)
+  c.finetune.patience = 0  # stop after this many evaluations below the best (0: run to the end)
+  # per-mode CV grids (keys: finetune/protocol.py:GRID_KEYS): () keeps the value above, one value
+  # sets it for that mode alone, several are chosen between by the CV mean
+  c.finetune.grid = ml_collections.ConfigDict(dict(
+      # cheap: the head alone, on cached features
+      linear=dict(probe_learning_rate=(), probe_weight_decay=(1e-4, 1e-3, 1e-2),
+                  label_smoothing=(0.0, 0.1)),
+      last_n=dict(learning_rate=(), weight_decay=(), label_smoothing=(), last_n=(),
+                  backbone_lr_multiplier=()),
+      full=dict(learning_rate=(), weight_decay=(), label_smoothing=(), layer_decay=()),
+      # adapters starting at zero need a larger step than full fine-tuning (experiments/README.md)
+      lora=dict(learning_rate=(1e-2,), weight_decay=(), label_smoothing=(), lora_rank=(),
+                lora_alpha=())))
   return c
 
 
@@ -132,7 +184,10 @@ def override(config, assignments):
         raise KeyError(f"unknown config key {key!r} (no {part!r})")
       node = node[part]
     if leaf not in node:
-      raise KeyError(f"unknown config key {key!r}")
+      if not _free_form(parent):
+        raise KeyError(f"unknown config key {key!r}")
+      node[leaf] = _parse_literal(raw)  # a new task or evaluator setting; its reader checks it
+      continue
     current = node[leaf]
     value = raw if isinstance(current, str) else _parse_literal(raw)
     if isinstance(current, tuple) and isinstance(value, list):
@@ -142,6 +197,11 @@ def override(config, assignments):
     except TypeError as e:
       raise TypeError(f"config key {key!r}: cannot set {raw!r}: {e}") from None
   return config
+
+
+def _free_form(parent):
+  parts = parent.split(".") if parent else []
+  return bool(parts) and parts[0] in FREE_FORM and len(parts) <= 2
 
 
 def _parse_literal(raw):
@@ -181,3 +241,49 @@ def parse_arg(arg, **defaults):
       raise KeyError(f"config argument {key!r} unknown; accepted: {sorted(defaults)}")
     values[key] = type(defaults[key])(_parse_literal(raw)) if sep else True
   return values
+
+
+def cifar10(arg, *, task, task_kwargs, epochs=1000, bs=256, **more_args):
+  """The CIFAR-10 pre-training setting every `configs/<task>_cifar10.py` shares.
+
+  ResNet-18 with the 3x3 stride-1 stem, `bs` images per step for `epochs` epochs, an online probe,
+  kNN / linear-probe / collapse evaluators. `arg`: 'tiny' (ResNet-10 at width 0.25, 100 steps of
+  batch 128, evaluators at the end: a CPU run of minutes), 'epochs=N', 'bs=N', and the config's
+  own `more_args` (e.g. 'vit'). Returns (config, parsed args).
+  """
+  args = parse_arg(arg, tiny=False, epochs=epochs, bs=bs, **more_args)
+  c = base_config()
+  c.task = task
+  c.task_kwargs = ml_collections.ConfigDict(task_kwargs)
+  c.data.source = "tfds:cifar10"
+  c.data.image_size = 32
+  c.data.channels = 3
+  c.data.num_classes = 10
+  c.global_batch_size = args["bs"]
+  c.total_epochs = float(args["epochs"])
+  c.augment.crop_scale = (0.08, 1.0)
+  c.augment.jitter_strength = 0.5
+  c.augment.blur_prob = 0.0
+  c.model.depth = 18
+  c.model.stem = "small"
+  c.optimizer.warmup_epochs = 10.0
+  c.online_probe = True
+  c.log_every_steps = 100
+  c.checkpoint_every_steps = 2000
+  steps_per_epoch = 50_000 // c.global_batch_size
+  c.evals.knn = dict(type="knn", every_steps=10 * steps_per_epoch, k=200, temperature=0.1)
+  c.evals.linear_probe = dict(type="linear_probe", every_steps=100 * steps_per_epoch, steps=1000)
+  c.evals.collapse = dict(type="collapse", every_steps=10 * steps_per_epoch)
+  if args["tiny"]:
+    c.model.depth = 10
+    c.model.width_multiplier = 0.25
+    c.global_batch_size = 128
+    c.total_steps = 100
+    c.optimizer.warmup_epochs = 0.05
+    c.log_every_steps = 10
+    c.checkpoint_every_steps = 50
+    c.evals.knn = dict(type="knn", every_steps=100, k=200, temperature=0.1)
+    c.evals.linear_probe = dict(type="linear_probe", every_steps=100, steps=300)
+    c.evals.collapse = dict(type="collapse", every_steps=100)
+  return c, args
+

@@ -5,25 +5,26 @@ import jax
 
 from ssl_jax import evaluators
 from ssl_jax import label_efficiency
-from ssl_jax import tasks
+from ssl_jax import timeseries_eval
 from ssl_jax import train
 
 
 def validate(config):
   """Fails on unknown task or evaluator settings before any data is read."""
-  tasks.build(config.task, augment=dict(config.augment), image_size=config.data.image_size,
-              **dict(config.task_kwargs))
+  train.build_task(config)
   evaluators.build_all(config.evals, data=None)
 
 
 def run(config, workdir):
   validate(config)
+  if getattr(train.build_task(config), "modality", "image") == "timeseries":
+    return timeseries_eval.run(config, workdir)[0]  # the UCR SVM protocol and a few-label study
   result = train.train(config, workdir)
   extra = {"pretraining": result.history[-1] if result.history else {}}
   if config.label_efficiency.enabled:
     rows = label_efficiency.run(config, result.features_of, result.train_source, result.test_source,
                                 result.components.batch_sharding,
-                                pretrained_encoder=label_efficiency.encoder_variables(result.state))
+                                pretrained_encoder=result.components.encoder_variables(result.state))
     if jax.process_index() == 0:
       label_efficiency.write(workdir, rows, extra)
       print(f"wrote {os.path.join(workdir, 'results.json')} and label_efficiency.png", flush=True)

@@ -1,29 +1,38 @@
-"""Label-efficiency study: accuracy against labels per class, SSL features versus baselines.
+"""Label-efficiency study: accuracy against labels per class, SSL encoder versus baselines.
 
-For each labels-per-class budget and each of `num_draws` seeded label draws, compares:
-  ssl_linear_probe    linear classifier on the frozen pre-trained encoder's features
-  supervised_scratch  the same encoder architecture trained from random init on those labels only
-                      (Adam, random-resized-crop scale 0.5-1 and the pre-training flip probability)
-  ssl_finetune        the same training as supervised_scratch, starting from the pre-trained encoder
-  pixels_logreg       the same linear classifier on raw pixels
-Writes DIR/results.json and DIR/label_efficiency.png and prints the table.
+For each labels-per-class budget and each of `num_draws` seeded label draws, every method in
+`label_efficiency.methods` is fitted on the drawn labels by ssl_jax/finetune in its mode and
+scored on the test split:
+  ssl_linear_probe   linear  a head on the frozen pre-trained encoder's features
+  ssl_finetune       full    the pre-trained encoder and a head, all trained
+  ssl_finetune_last  last_n  its last `finetune.last_n` layer units and the head; the rest frozen
+  ssl_lora           lora    low-rank adapters on the frozen pre-trained encoder, and the head
+  supervised_scratch full    the same architecture from random weights, on the labels only
+  pixels_logreg      linear  a head on raw pixels
+  generic_probe      linear  a head on a generic pretrained model's features (config.generic_model)
+  generic_finetune   full    that generic model fine-tuned
+Hyperparameters: for each method and budget, k-fold CV on draw 0's labels picks a point of the
+method's grid (`finetune.grid`), and every draw of the budget uses it; budgets with fewer than
+`finetune.kfold` labels per class use the config's values. Test labels only score.
+Writes DIR/results.json (a row per method and budget) and DIR/label_efficiency.png; prints the table.
 """
-import functools
 import json
 import os
+import time
 
-import flax
-import flax.linen as nn
-import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 
-from ssl_jax.data import image_ops
-from ssl_jax.evaluators import linear_probe
-from ssl_jax.models import resnet
+from ssl_jax import models
+from ssl_jax.finetune import inputs as inputs_lib
+from ssl_jax.finetune import layers
+from ssl_jax.finetune import model as model_lib
+from ssl_jax.finetune import protocol
 
-METHODS = ("ssl_linear_probe", "supervised_scratch", "ssl_finetune", "pixels_logreg")
+METHODS = ("ssl_linear_probe", "supervised_scratch", "ssl_finetune", "pixels_logreg")  # the default
+MODES = {"ssl_linear_probe": "linear", "ssl_finetune": "full", "ssl_finetune_last": "last_n",
+         "ssl_lora": "lora", "supervised_scratch": "full", "pixels_logreg": "linear",
+         "generic_probe": "linear", "generic_finetune": "full"}
+NEEDS_PRETRAINED = ("ssl_linear_probe", "ssl_finetune", "ssl_finetune_last", "ssl_lora")
 
 
 def draw_subset(labels, per_class, seed):
@@ -38,124 +47,111 @@ def draw_subset(labels, per_class, seed):
   return np.sort(np.concatenate(picked))
 
 
-def encoder_variables(state):
-  """{collection: encoder subtree} of a pre-training TrainState, for `ssl_finetune`."""
-  return {"params": state.params["encoder"],
-          **{k: v["encoder"] for k, v in state.model_state.items() if "encoder" in v}}
+def check_methods(config):
+  study = config.label_efficiency
+  unknown = sorted(set(study.methods) - set(MODES))
+  if unknown:
+    raise ValueError(f"label_efficiency.methods has {unknown}; accepted: {list(MODES)}")
+  generic = [m for m in study.methods if m.startswith("generic_")]
+  if generic and not config.generic_model:
+    raise ValueError(f"label_efficiency.methods has {generic}, which need config.generic_model "
+                     "(a transformers model name or directory)")
 
 
-class Classifier(nn.Module):
-  encoder: nn.Module
-  num_classes: int
-
-  @nn.compact
-  def __call__(self, x, train=False):
-    return nn.Dense(self.num_classes)(self.encoder(x, train=train))
-
-
-class ScratchTrainer:
-  """Trains the encoder architecture from random init on a labelled subset; compiled once."""
-
-  def __init__(self, config, batch_sharding):
-    model_config = config.model
-    self.model = Classifier(resnet.build(model_config).encoder, config.data.num_classes)
-    study = config.label_efficiency
-    self.steps, self.batch_size = study.scratch_steps, study.scratch_batch_size
-    self.tx = optax.adam(optax.cosine_decay_schedule(study.scratch_learning_rate, self.steps))
-    self.augment = dict(crop_scale=(0.5, 1.0), flip_prob=config.augment.flip_prob, jitter_prob=0.0,
-                        grayscale_prob=0.0, blur_prob=0.0, solarize_prob=0.0)
-    self.image_size = config.data.image_size
-    self.batch_sharding = batch_sharding
-    self.replicated = jax.sharding.NamedSharding(batch_sharding.mesh, jax.sharding.PartitionSpec())
-    self._step = jax.jit(self._step_fn, donate_argnums=0)
-    self._predict = jax.jit(self._predict_fn)
-
-  def _step_fn(self, state, images, labels, rng):
-    x = image_ops.augment_views(rng, images.astype(jnp.float32) / 255.0, num_views=1,
-                                crop_size=self.image_size, **self.augment)[0]
-
-    def loss_fn(params):
-      logits, new_state = self.model.apply({"params": params, **state["model_state"]}, x, train=True,
-                                           mutable=["batch_stats"])
-      return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean(), new_state
-
-    (loss, new_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
-    updates, opt_state = self.tx.update(grads, state["opt_state"], state["params"])
-    return {"params": optax.apply_updates(state["params"], updates), "opt_state": opt_state,
-            "model_state": new_state}, loss
-
-  def _predict_fn(self, state, images):
-    x = images.astype(jnp.float32) / 255.0
-    return jnp.argmax(self.model.apply({"params": state["params"], **state["model_state"]}, x), -1)
-
-  def initial_state(self, image_shape, seed, encoder=None):
-    """Random init; `encoder` ({collection: tree}) replaces the encoder's part (fine-tuning)."""
-    rng = jax.random.PRNGKey(seed)
-    variables = flax.core.unfreeze(self.model.init(rng, jnp.zeros((2,) + image_shape, jnp.float32)))
-    for collection, tree in (encoder or {}).items():
-      variables[collection]["encoder"] = tree
-    params = variables.pop("params")
-    state = {"params": params, "opt_state": self.tx.init(params), "model_state": dict(variables)}
-    return jax.device_put(state, self.replicated, may_alias=False)  # the step donates it
-
-  def fit_and_score(self, images, labels, test_images, test_labels, seed, encoder=None):
-    """Test accuracy after training on (images, labels) from `initial_state`."""
-    rng = jax.random.PRNGKey(seed)
-    state = self.initial_state(images.shape[1:], seed, encoder)
-    sampler = np.random.default_rng(seed)
-    for step in range(self.steps):
-      idx = sampler.integers(0, len(images), self.batch_size)
-      batch = jax.device_put((images[idx], labels[idx]), self.batch_sharding)
-      state, _ = self._step(state, *batch, jax.random.fold_in(rng, step))
-    correct = 0
-    for start in range(0, len(test_images), 500):
-      correct += int(np.sum(np.asarray(self._predict(state, test_images[start:start + 500]))
-                            == test_labels[start:start + 500]))
-    return correct / len(test_images)
+def build_methods(config, features_of, train_images, test_images, mesh, pretrained_encoder):
+  """{name: (method, train inputs, test inputs)}: features for `linear` methods, raw inputs else."""
+  study, ft = config.label_efficiency, config.finetune
+  names = list(study.methods)
+  missing = [m for m in names if m in NEEDS_PRETRAINED and pretrained_encoder is None]
+  if missing:
+    raise ValueError(f"label_efficiency methods {missing} need the pre-trained encoder's variables")
+  num_classes = config.data.num_classes
+  pad_to = max(study.labels_per_class) * num_classes
+  linear = lambda encoder_params: protocol.LinearMethod(num_classes, mesh, ft, pad_to=pad_to,
+                                                        encoder_params=encoder_params)
+  inputs = inputs_lib.for_arrays(train_images, image_size=config.data.image_size,
+                                 crop_scale=ft.crop_scale, flip_prob=config.augment.flip_prob)
+  classifier = lambda encoder: model_lib.Model(
+      encoder, num_classes=num_classes, mesh=mesh, inputs=inputs, example=train_images,
+      eval_batch_size=config.data.eval_batch_size, layer_regex=ft.layer_regex)
+  ssl_model = generic = generic_model = None
+  if any(MODES[m] != "linear" and not m.startswith("generic_") for m in names):
+    ssl_model = classifier(models.build_encoder(config.model, image_size=config.data.image_size))
+  if any(m.startswith("generic_") for m in names):
+    from ssl_jax import generic_models  # pylint: disable=g-import-not-at-top
+    generic = generic_models.load(config.generic_model)
+    generic_model = classifier(generic.encoder)
+  encoder_size = layers.count(pretrained_encoder["params"]) if pretrained_encoder else 0
+  built = {}
+  for name in names:
+    if name == "ssl_linear_probe":
+      built[name] = (linear(encoder_size), features_of(train_images), features_of(test_images))
+    elif name == "pixels_logreg":
+      flat = lambda x: x.reshape(len(x), -1).astype(np.float32) / 255.0
+      built[name] = (linear(0), flat(train_images), flat(test_images))
+    elif name == "generic_probe":
+      built[name] = (linear(layers.count(generic.variables["params"])),
+                     generic_model.features(generic.variables, train_images),
+                     generic_model.features(generic.variables, test_images))
+    elif name == "generic_finetune":
+      built[name] = (protocol.EncoderMethod(generic_model, "full", ft, init=generic.variables),
+                     train_images, test_images)
+    else:
+      init = None if name == "supervised_scratch" else pretrained_encoder
+      built[name] = (protocol.EncoderMethod(ssl_model, MODES[name], ft, init=init), train_images,
+                     test_images)
+  return built
 
 
 def run(config, features_of, train_source, test_source, batch_sharding, pretrained_encoder=None):
   """`pretrained_encoder`: {collection: the encoder's subtree} of the pre-trained model."""
+  check_methods(config)
   study = config.label_efficiency
-  unknown = sorted(set(study.methods) - set(METHODS))
-  if unknown:
-    raise ValueError(f"label_efficiency.methods has {unknown}; accepted: {list(METHODS)}")
   train_images, train_labels = train_source.arrays()
   test_images, test_labels = test_source.arrays()
-  num_classes = config.data.num_classes
-  max_subset = max(study.labels_per_class) * num_classes
-  probe = functools.partial(linear_probe.fit, num_classes=num_classes, steps=study.probe_steps,
-                            pad_to=max_subset)
-  inputs = {}
-  if "ssl_linear_probe" in study.methods:
-    inputs["ssl_linear_probe"] = (features_of(train_images), features_of(test_images))
-  if "pixels_logreg" in study.methods:
-    flat = lambda x: x.reshape(len(x), -1).astype(np.float32) / 255.0
-    inputs["pixels_logreg"] = (flat(train_images), flat(test_images))
-  trained = {"supervised_scratch", "ssl_finetune"} & set(study.methods)
-  scratch = ScratchTrainer(config, batch_sharding) if trained else None
-
+  built = build_methods(config, features_of, train_images, test_images, batch_sharding.mesh,
+                        pretrained_encoder)
   rows = []
   for per_class in study.labels_per_class:
-    scores = {m: [] for m in study.methods}
+    scores = {m: [] for m in built}
+    seconds = {m: [] for m in built}
+    chosen = {}
     for draw in range(study.num_draws):
       seed = config.seed * 1_000_003 + per_class * 1009 + draw
       subset = draw_subset(train_labels, per_class, seed)
-      for method, (train_x, test_x) in inputs.items():
-        predict = probe(train_x[subset], train_labels[subset])
-        scores[method].append(linear_probe.accuracy(predict, test_x, test_labels))
-      for method in sorted(trained):
-        init = pretrained_encoder if method == "ssl_finetune" else None
-        scores[method].append(scratch.fit_and_score(
-            train_images[subset], train_labels[subset], test_images, test_labels, seed, encoder=init))
-    for method in study.methods:
-      acc = np.asarray(scores[method])
-      rows.append({"labels_per_class": int(per_class), "method": method,
-                   "accuracy_mean": float(acc.mean()), "accuracy_std": float(acc.std()),
-                   "n_draws": len(acc), "accuracies": acc.tolist()})
-      print(f"labels/class {per_class:4d}  {method:20s} {acc.mean():.4f} +- {acc.std():.4f}",
-            flush=True)
+      labels = train_labels[subset]
+      for name, (method, train_x, test_x) in built.items():
+        if draw == 0:  # hyperparameters for this budget, from draw 0's labels only
+          started = time.time()
+          log = lambda line, n=name: print(f"{n}: {line}", flush=True)
+          hp, best, _ = protocol.select(method, train_x[subset], labels,
+                                        finetune_config=config.finetune, seed=seed, log=log)
+          chosen[name] = (hp, best, time.time() - started)
+        started = time.time()
+        fitted = method.fit(chosen[name][0], train_x[subset], labels, seed=seed)
+        scores[name].append(method.score(fitted, test_x, test_labels))
+        seconds[name].append(time.time() - started)
+    for name, (method, _, _) in built.items():
+      rows.append(_row(name, method, per_class, scores[name], seconds[name], *chosen[name]))
+      r = rows[-1]
+      print(f"labels/class {per_class:4d}  {name:20s} {r['accuracy_mean']:.4f} +- "
+            f"{r['accuracy_std']:.4f}  trains {r['trainable_params']:,} of {r['total_params']:,} "
+            f"params  {r['seconds_per_draw']:.1f} s/draw", flush=True)
   return rows
+
+
+def _row(name, method, per_class, scores, seconds, hp, best, cv_seconds):
+  acc = np.asarray(scores)
+  trainable, total = method.counts(hp)
+  row = {"labels_per_class": int(per_class), "method": name, "accuracy_mean": float(acc.mean()),
+         "accuracy_std": float(acc.std()), "n_draws": len(acc), "accuracies": acc.tolist(),
+         "mode": method.mode, "trainable_params": int(trainable), "total_params": int(total),
+         "hyperparameters": protocol.reported(method.mode, hp),
+         "seconds_per_draw": float(np.mean(seconds))}
+  if best is not None:
+    row.update(cv_accuracy_mean=best["mean"], cv_accuracy_std=best["std"],
+               cv_folds=len(best["fold_accuracies"]), cv_seconds=float(cv_seconds))
+  return row
 
 
 def write(workdir, rows, extra):
@@ -174,6 +170,8 @@ def format_table(rows):
     parts = [f"{100 * cell[b, m]['accuracy_mean']:6.2f} +- {100 * cell[b, m]['accuracy_std']:5.2f} %"
              for m in methods]
     lines.append(f"{b:12d} | " + " | ".join(f"{p:>22s}" for p in parts))
+  lines.append("   trainable | " + " | ".join(
+      f"{cell[budgets[-1], m].get('trainable_params', 0):>22,d}" for m in methods))
   return "\n".join(lines)
 
 

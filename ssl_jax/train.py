@@ -10,20 +10,22 @@ import os
 from typing import Any, Callable
 
 import flax
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from ssl_jax import checkpoint as checkpoint_lib
 from ssl_jax import evaluators as evaluators_lib
 from ssl_jax import metrics as metrics_lib
+from ssl_jax import models
 from ssl_jax import optim
 from ssl_jax import tasks
 from ssl_jax.data import pipeline
 from ssl_jax.data import sources
-from ssl_jax.models import resnet
 
 BATCH_AXES = ("data", "fsdp")
 
@@ -34,6 +36,7 @@ class TrainState:
   params: Any
   model_state: Any
   opt_state: Any
+  task_state: Any  # what the task keeps outside the gradient: EMA targets, queues, centres
   rng: jax.Array  # raw uint32 key; step keys are fold_in(rng, step)
 
 
@@ -75,6 +78,7 @@ def param_sharding(mesh, x, min_size=2**16):
 @dataclasses.dataclass
 class Components:
   mesh: Any
+  encoder: Any
   model: Any
   task: Any
   tx: Any
@@ -84,28 +88,63 @@ class Components:
   init_state: Callable
   train_step: Callable
   features_of: Callable  # (state, uint8 images) -> np.ndarray features
+  artifacts_of: Any  # (state, uint8 images) -> {file name: picture} (Task.artifacts), or None
+
+  def encoder_variables(self, state):
+    """{collection: encoder subtree} of the encoder the evaluators read, for fine-tuning."""
+    return self.task.encoder_variables(state.params, state.model_state, state.task_state)
 
 
-def build(config, *, image_shape, steps_per_epoch, total_steps):
+def build_task(config, total_steps=None, steps_per_epoch=None, num_examples=None):
+  return tasks.build(config.task, task_kwargs=dict(config.task_kwargs), augment=dict(config.augment),
+                     image_size=config.data.image_size, num_classes=config.data.num_classes,
+                     total_steps=total_steps, steps_per_epoch=steps_per_epoch,
+                     num_examples=num_examples)
+
+
+def _online_probe_loss(logits, labels):
+  """Cross-entropy and accuracy of the online probe on the labelled rows (label >= 0)."""
+  labelled = labels >= 0
+  count = jnp.maximum(labelled.sum(), 1)
+  ce = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.maximum(labels, 0))
+  accuracy = jnp.sum((jnp.argmax(logits, -1) == labels) * labelled) / count
+  return jnp.sum(ce * labelled) / count, accuracy
+
+
+def build(config, *, input_shape, steps_per_epoch, total_steps, num_examples=None):
   """Everything jitted for one config: mesh, model, task, optimiser, init and step functions."""
   mesh = make_mesh(config)
   check_batch_divides(config.global_batch_size, mesh)
-  model = resnet.build(config.model, probe_classes=config.data.num_classes if config.online_probe else 0)
-  task = tasks.build(config.task, augment=dict(config.augment), image_size=config.data.image_size,
-                     **dict(config.task_kwargs))
-  dummy = jnp.zeros((2, config.data.image_size, config.data.image_size, image_shape[-1]), jnp.float32)
-  abstract_vars = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), dummy, train=False))
+  encoder = models.build_encoder(config.model, image_size=config.data.image_size)
+  task = build_task(config, total_steps, steps_per_epoch,
+                    num_examples or steps_per_epoch * config.global_batch_size)
+  model = task.model(encoder)
+  probe = nn.Dense(config.data.num_classes, name="online_probe") if config.online_probe else None
+  dummy = task.example_input(input_shape)
+
+  def init_variables(rng):
+    variables = dict(model.init(jax.random.fold_in(rng, 0), dummy, train=False))
+    if probe is not None:  # a stop-gradient linear head on the encoder's features
+      inputs = task.preprocess(jnp.zeros((2,) + tuple(input_shape), jnp.float32))
+      features = encoder.apply(tasks.subtree(variables, "encoder"), inputs, train=False)
+      variables["params"] = {**variables["params"],
+                             "online_probe": probe.init(jax.random.fold_in(rng, 2), features)["params"]}
+    return variables
+
+  abstract_vars = jax.eval_shape(init_variables, jax.random.PRNGKey(0))
   tx, schedule = optim.build(config, abstract_vars["params"], global_batch_size=config.global_batch_size,
                              total_steps=total_steps, steps_per_epoch=steps_per_epoch)
   batch_sharding = NamedSharding(mesh, P(BATCH_AXES))
   replicated = NamedSharding(mesh, P())
 
   def init(rng):
-    variables = model.init(jax.random.fold_in(rng, 0), dummy, train=False)
-    params = variables["params"]
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                      model_state={k: v for k, v in variables.items() if k != "params"},
-                      opt_state=tx.init(params), rng=jax.random.fold_in(rng, 1))
+    variables = init_variables(rng)
+    params = variables.pop("params")
+    model_variables = {"params": {k: v for k, v in params.items() if k != "online_probe"}, **variables}
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, model_state=variables,
+                      opt_state=tx.init(params),
+                      task_state=task.init_state(model_variables, jax.random.fold_in(rng, 3)),
+                      rng=jax.random.fold_in(rng, 1))
 
   abstract_state = jax.eval_shape(init, jax.random.PRNGKey(0))
   state_sharding = jax.tree.map(lambda x: param_sharding(mesh, x), abstract_state)
@@ -115,15 +154,31 @@ def build(config, *, image_shape, steps_per_epoch, total_steps):
     rng = jax.random.fold_in(state.rng, state.step)
 
     def loss_fn(params):
-      return task.loss(model, {"params": params, **state.model_state}, batch, rng, train=True)
+      model_params = {k: v for k, v in params.items() if k != "online_probe"}
+      loss, (metrics, new_model_state, outputs) = task.loss(
+          model, {"params": model_params, **state.model_state}, state.task_state, batch, rng,
+          state.step)
+      if probe is not None:
+        features = jax.lax.stop_gradient(outputs["features"])
+        labels = jnp.tile(batch["label"], features.shape[0] // batch["label"].shape[0])
+        logits = probe.apply({"params": params["online_probe"]}, features)
+        probe_loss, probe_accuracy = _online_probe_loss(logits, labels)
+        metrics = {**metrics, "ssl_loss": loss, "online_probe/loss": probe_loss,
+                   "online_probe/accuracy": probe_accuracy}
+        loss = loss + probe_loss
+      return loss, (metrics, new_model_state, outputs)
 
-    (loss, (metrics, new_model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    (loss, (metrics, new_model_state, outputs)), grads = jax.value_and_grad(
+        loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = jax.tree.map(jnp.add, state.params, updates)
+    model_state = {**state.model_state, **new_model_state}
+    task_state = task.update_state(state.task_state, params=params, model_state=model_state,
+                                   outputs=outputs, step=state.step)
     metrics = {**metrics, "loss": loss, "grad_norm": _global_norm(grads),
                "learning_rate": schedule(state.step)}
     new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
-                              model_state={**state.model_state, **new_model_state})
+                              model_state=model_state, task_state=task_state)
     return new_state, metrics
 
   train_step = jax.jit(step_fn, in_shardings=(state_sharding, batch_sharding),
@@ -131,7 +186,8 @@ def build(config, *, image_shape, steps_per_epoch, total_steps):
 
   @jax.jit
   def _features(state, images):
-    return task.features(model, {"params": state.params, **state.model_state}, images)
+    variables = task.encoder_variables(state.params, state.model_state, state.task_state)
+    return encoder.apply(variables, task.preprocess(images), train=False)
 
   eval_batch = math.ceil(config.data.eval_batch_size / mesh.size) * mesh.size
 
@@ -142,8 +198,20 @@ def build(config, *, image_shape, steps_per_epoch, total_steps):
       out.append(np.asarray(_features(state, x))[batch["mask"]])
     return np.concatenate(out)
 
-  return Components(mesh, model, task, tx, schedule, state_sharding, batch_sharding, init_state,
-                    train_step, features_of)
+  @jax.jit
+  def _artifacts(state, images, rng):
+    variables = {"params": {k: v for k, v in state.params.items() if k != "online_probe"},
+                 **state.model_state}
+    return task.artifacts(model, variables, state.task_state, task.preprocess(images), rng)
+
+  def artifacts_of(state, images):
+    return jax.device_get(_artifacts(state, images, jax.random.fold_in(state.rng, 2**31 - 1)))
+
+  if type(task).artifacts is tasks.Task.artifacts:
+    artifacts_of = None
+
+  return Components(mesh, encoder, model, task, tx, schedule, state_sharding, batch_sharding,
+                    init_state, train_step, features_of, artifacts_of)
 
 
 def _global_norm(tree):
@@ -168,6 +236,15 @@ def schedule_lengths(config, num_examples):
                      f"{config.global_batch_size}")
   total = config.total_steps if config.total_steps > 0 else int(round(config.total_epochs * steps_per_epoch))
   return steps_per_epoch, max(total, 1)
+
+
+def _write_artifacts(workdir, pictures):
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  for name, picture in pictures.items():
+    picture = np.clip(np.asarray(picture) * 255 + 0.5, 0, 255).astype(np.uint8)
+    path = os.path.join(workdir, name)
+    Image.fromarray(picture[..., 0] if picture.shape[-1] == 1 else picture).save(path + ".tmp.png")
+    os.replace(path + ".tmp.png", path)  # a reader never sees half a file
 
 
 def _check_finite(step, metrics):
@@ -195,9 +272,14 @@ def _restore_or_init(config, comps, checkpointer):
   if config.init_from:
     print(f"initialising params from config.init_from={config.init_from}", flush=True)
     loaded = checkpoint_lib.restore_params(config.init_from)
-    state = state.replace(params=jax.device_put(loaded["params"], comps.state_sharding.params),
-                          model_state=jax.device_put(loaded["model_state"],
-                                                     comps.state_sharding.model_state))
+    params = jax.device_put(loaded["params"], comps.state_sharding.params)
+    model_state = jax.device_put(loaded["model_state"], comps.state_sharding.model_state)
+    # task state (EMA targets, ...) starts from the loaded weights, as it would from fresh ones
+    model_variables = {"params": {k: v for k, v in params.items() if k != "online_probe"},
+                       **model_state}
+    task_state = jax.jit(comps.task.init_state, out_shardings=comps.state_sharding.task_state)(
+        model_variables, jax.random.fold_in(jax.random.PRNGKey(config.seed), 3))
+    state = state.replace(params=params, model_state=model_state, task_state=task_state)
   return state, None
 
 
@@ -222,8 +304,8 @@ def train(config, workdir):
   if config.online_probe and not np.any(np.asarray(train_source.labels) >= 0):
     raise ValueError("config.online_probe=True needs labels in the training split")
   steps_per_epoch, total_steps = schedule_lengths(config, len(train_source))
-  comps = build(config, image_shape=train_source[0]["image"].shape, steps_per_epoch=steps_per_epoch,
-                total_steps=total_steps)
+  comps = build(config, input_shape=train_source[0]["image"].shape, steps_per_epoch=steps_per_epoch,
+                total_steps=total_steps, num_examples=len(train_source))
   checkpointer = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
                                              keep=config.keep_checkpoints)
   state, data_state = _restore_or_init(config, comps, checkpointer)
@@ -237,8 +319,11 @@ def train(config, workdir):
   evaluators = {}
   if config.evals:
     eval_data = evaluators_lib.EvalData(*train_source.arrays(), *test_source.arrays(),
-                                        num_classes=config.data.num_classes)
+                                        num_classes=config.data.num_classes,
+                                        augment=dict(config.augment))
     evaluators = evaluators_lib.build_all(config.evals, eval_data)
+  sample_source = test_source or train_source
+  sample_images = np.stack([sample_source[i]["image"] for i in range(min(8, len(sample_source)))])
   writer = metrics_lib.MetricWriter(workdir, total_steps=total_steps,
                                     global_batch_size=config.global_batch_size)
   history = []
@@ -248,8 +333,8 @@ def train(config, workdir):
   try:
     while step < total_steps:
       local = next(data_iter)
-      batch = pipeline.to_global({"image": local["image"], "label": local["label"]},
-                                 comps.batch_sharding)
+      local["index"] = local["index"].astype(np.int32)  # position in the training set
+      batch = pipeline.to_global(local, comps.batch_sharding)
       state, metrics = comps.train_step(state, batch)
       if previous is not None:  # one step behind, so the host does not stall the device
         _check_finite(*previous)
@@ -264,6 +349,10 @@ def train(config, workdir):
         writer.write(step, scalars)
         history.append({"step": step, **scalars})
       due = [n for n, e in evaluators.items() if step % e.every_steps == 0 or step == total_steps]
+      if (due or step == total_steps) and comps.artifacts_of is not None:
+        pictures = comps.artifacts_of(state, sample_images)  # every process runs the computation
+        if jax.process_index() == 0:
+          _write_artifacts(workdir, pictures)
       if due:
         features_of = lambda images: comps.features_of(state, images)
         for name in due:

@@ -6,6 +6,7 @@ import ml_collections
 import pytest
 
 from ssl_jax import config as config_lib
+from ssl_jax import experiment
 from ssl_jax import main as main_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -18,9 +19,18 @@ def test_default_config_loads_and_is_known():
 
 
 def test_every_config_file_validates():
+  """Keys, task settings and evaluator settings of every config (and its :tiny) pass validation."""
   for name in sorted(os.listdir(os.path.join(ROOT, "configs"))):
     if name.endswith(".py"):
-      config_lib.check_known_keys(config_lib.load(os.path.join(ROOT, "configs", name)))
+      path = os.path.join(ROOT, "configs", name)
+      text = open(path).read()
+      variants = [path] + ([f"{path}:tiny"] if "tiny" in text else [])
+      variants += [f"{path}:tiny,vit", f"{path}:vit"] if "vit=False" in text else []
+      for variant in variants:
+        config = config_lib.finalize(config_lib.load(variant))
+        experiment.validate(config)
+        if ":tiny" in variant:
+          assert any(e["type"] == "collapse" for e in config.evals.values()), variant
 
 
 def test_unknown_key_in_config_file_is_refused():
@@ -40,9 +50,11 @@ def test_unknown_key_in_config_file_is_refused():
 
 def test_override_types_and_unknown_keys():
   config = config_lib.base_config()
-  config_lib.override(config, ["global_batch_size=64", "model.projection_dims=(32,16)",
-                               "optimizer.name=sgd", "online_probe=true"])
-  assert config.global_batch_size == 64 and config.model.projection_dims == (32, 16)
+  config.evals.knn = dict(type="knn", every_steps=10)
+  config_lib.override(config, ["global_batch_size=64", "task_kwargs.projection_dims=(32,16)",
+                               "optimizer.name=sgd", "online_probe=true", "evals.knn.k=20"])
+  assert config.global_batch_size == 64 and config.task_kwargs.projection_dims == (32, 16)
+  assert config.evals.knn.k == 20  # new settings of a task or evaluator are checked by their reader
   assert config.optimizer.name == "sgd" and config.online_probe is True
   with pytest.raises(KeyError, match="model.nope"):
     config_lib.override(config, ["model.nope=1"])

@@ -25,7 +25,7 @@ def tiny_config(data_path, **overrides):
   c.checkpoint_every_steps = 2
   c.model.depth = 10
   c.model.width_multiplier = 0.125
-  c.model.projection_dims = (32, 16)
+  c.task_kwargs.projection_dims = (32, 16)
   c.optimizer.warmup_epochs = 1.0
   for key, value in overrides.items():
     config_lib.override(c, [f"{key}={value}"])
@@ -58,7 +58,7 @@ def test_sharded_step_equals_single_device(data_path):
   results = []
   for mesh_data, fsdp in ((1, 1), (8, 1)):
     c = tiny_config(data_path, **{"mesh.data": mesh_data, "mesh.fsdp": fsdp})
-    comps = train.build(c, image_shape=(16, 16, 3), steps_per_epoch=4, total_steps=6)
+    comps = train.build(c, input_shape=(16, 16, 3), steps_per_epoch=4, total_steps=6)
     state = comps.init_state(jax.random.PRNGKey(0))
     state, metrics = comps.train_step(state, jax.device_put(batch, comps.batch_sharding))
     results.append((jax.device_get(state), jax.device_get(metrics)))
@@ -82,7 +82,7 @@ def test_fsdp_shards_large_parameters_only():
 def test_batch_must_divide_over_devices(data_path):
   c = tiny_config(data_path, global_batch_size=12)
   with pytest.raises(ValueError, match="global_batch_size=12 does not divide over 8 devices"):
-    train.build(c, image_shape=(16, 16, 3), steps_per_epoch=4, total_steps=6)
+    train.build(c, input_shape=(16, 16, 3), steps_per_epoch=4, total_steps=6)
 
 
 def test_resume_equals_uninterrupted_run(data_path, tmp_path):
@@ -114,7 +114,7 @@ def test_resume_and_init_from_another_run(data_path, tmp_path):
   assert sorted(got) == [5, 6] and all(got[s] == want[s] for s in (5, 6))
 
   c = tiny_config(data_path, init_from=os.path.join(source, "checkpoints"))
-  comps = train.build(c, image_shape=(16, 16, 3), steps_per_epoch=4, total_steps=6)
+  comps = train.build(c, input_shape=(16, 16, 3), steps_per_epoch=4, total_steps=6)
   fresh = train.checkpoint_lib.Checkpointer(str(tmp_path / "empty"), keep=1)
   state, data_state = train._restore_or_init(c, comps, fresh)
   assert int(state.step) == 0 and data_state is None
@@ -156,4 +156,4 @@ def test_wrong_image_rank_or_dtype(tmp_path):
 def test_temperature_must_be_positive(data_path):
   c = tiny_config(data_path, **{"task_kwargs.temperature": 0.0})
   with pytest.raises(ValueError, match="temperature must be > 0"):
-    train.build(c, image_shape=(16, 16, 3), steps_per_epoch=4, total_steps=6)
+    train.build(c, input_shape=(16, 16, 3), steps_per_epoch=4, total_steps=6)

@@ -7,6 +7,8 @@ Selected by a spec string in `config.data.source`:
   tfds:NAME    a TFDS dataset prepared as ArrayRecord in `data_dir` (NAME may be `name/config:version`),
                e.g. tfds:cifar10, tfds:stl10 (split 'unlabelled'), tfds:imagenet2012
   folder:PATH  class subfolders of JPEG/PNG images (labelled) or a flat folder (unlabelled); see folder.py
+  npz:PATH     with x_train, y_train, x_test, y_test: time series (UCR format); see timeseries.py
+  ucr:NAME     a UCR/UEA time-series set through aeon (ArrowHead, GunPoint, ... ship in its wheel)
 Every source also has `read(i)` (full-resolution image, for host-side crops) and `arrays()`.
 """
 import os
@@ -16,10 +18,11 @@ import numpy as np
 from ssl_jax.data import folder
 from ssl_jax.data import sources_base
 from ssl_jax.data import subsets
+from ssl_jax.data import timeseries
 from ssl_jax.data.sources_base import (ArraySource, Subset, UNLABELED, check_image_array,  # noqa: F401
                                        check_labels, holdout_split)
 
-SPECS = "'mnist', 'npz:PATH', 'tfds:NAME', 'folder:PATH'"
+SPECS = "'mnist', 'npz:PATH', 'tfds:NAME', 'folder:PATH', 'ucr:NAME'"
 
 
 class JpegBundleSource(sources_base.DecodedSource):
@@ -55,6 +58,8 @@ def npz(path, split, *, channels=None, image_size=None):
     raise FileNotFoundError(f"data file {path!r} does not exist (config.data.source='npz:PATH')")
   with np.load(path) as f:
     keys = set(f.files)
+    if timeseries.is_series_file(keys):
+      return timeseries.npz(path, split)
     if f"{split}_jpeg" in keys:
       labels = f[f"{split}_labels"].astype(np.int32) if f"{split}_labels" in keys else None
       offsets = f[f"{split}_offsets"]
@@ -101,6 +106,8 @@ def build(spec, split, *, holdout_per_class=100, seed=0, data_dir=None, image_si
   elif kind == "folder":
     source = folder.build(arg, split, channels=channels or 3, image_size=image_size,
                           holdout_per_class=holdout_per_class, seed=seed, skip_corrupt=skip_corrupt)
+  elif kind == "ucr":
+    source = timeseries.ucr(arg, split)
   else:
     raise ValueError(f"unknown data source {spec!r}; accepted: {SPECS}")
   if num_classes:

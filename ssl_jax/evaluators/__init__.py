@@ -5,17 +5,21 @@ maps uint8 images to the frozen encoder's features for the current training stat
 """
 import inspect
 
+import jax
+import numpy as np
 
-from ssl_jax.evaluators import knn, linear_probe
+from ssl_jax.data import image_ops
+from ssl_jax.evaluators import collapse, knn, linear_probe
 
-TYPES = {"knn": knn.KNN, "linear_probe": linear_probe.LinearProbe}
+TYPES = {"knn": knn.KNN, "linear_probe": linear_probe.LinearProbe, "collapse": collapse.Collapse}
 
 
 class EvalData:
   """Labelled train/test images; features are computed once per `features_of` and shared."""
 
-  def __init__(self, train_images, train_labels, test_images, test_labels, num_classes):
+  def __init__(self, train_images, train_labels, test_images, test_labels, num_classes, augment=None):
     keep = train_labels >= 0
+    self.augment = dict(augment or {})  # image_ops.augment_view's keywords, for augmented pairs
     self.train_images, self.train_labels = train_images[keep], train_labels[keep]
     self.test_images, self.test_labels = test_images, test_labels
     self.num_classes = num_classes
@@ -26,6 +30,13 @@ class EvalData:
       self._cache = (features_of, (features_of(self.train_images), self.train_labels,
                                    features_of(self.test_images), self.test_labels))
     return self._cache[1]
+
+  def augmented_pairs(self, n, seed):
+    """Two augmented uint8 views of the first n test images (the pre-training augmentation)."""
+    images = np.asarray(self.test_images[:n], np.float32) / 255.0
+    views = image_ops.augment_views(jax.random.PRNGKey(seed), images, num_views=2, **self.augment)
+    views = np.round(np.asarray(views) * 255).astype(np.uint8)
+    return views[0], views[1]
 
 
 def build(name, spec, data):
@@ -44,6 +55,3 @@ def build(name, spec, data):
 
 def build_all(evals_config, data):
   return {name: build(name, spec, data) for name, spec in evals_config.items()}
-
-
-

@@ -1,16 +1,16 @@
-"""ResNet encoders (He et al. 2016) with a width multiplier and a small-image stem, plus MLP heads.
+"""ResNet encoders (He et al. 2016) with a width multiplier and a small-image stem.
 
-Models return `(output, aux)`; the encoder's pooled representation is `aux["features"]`.
+The encoder maps images (B, H, W, C) in [0, 1] to pooled features (B, D).
 BatchNorm reduces over the batch axis of the global (sharded) array inside the jitted step,
 so its statistics are those of the global batch.
 """
 import functools
-from typing import Any, Sequence
+from typing import Any
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
+from ssl_jax import models
 from ssl_jax.models import conv as conv_lib
 
 STAGES = {10: ((1, 1, 1, 1), False), 18: ((2, 2, 2, 2), False), 34: ((3, 4, 6, 3), False),
@@ -96,49 +96,8 @@ class ResNet(nn.Module):
     return jnp.mean(x, axis=(1, 2)).astype(jnp.float32)
 
 
-class MLPHead(nn.Module):
-  """Dense layers with BatchNorm + ReLU between them (SimCLR v2 style); the last is linear."""
-  dims: Sequence[int]
-  norm: str = "batch"
-
-  @nn.compact
-  def __call__(self, x, train=False):
-    for i, dim in enumerate(self.dims):
-      last = i == len(self.dims) - 1
-      x = nn.Dense(dim, use_bias=last or self.norm != "batch")(x)
-      if not last:
-        if self.norm == "batch":
-          x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
-        x = nn.relu(x)
-    return x
-
-
-class EncoderWithHead(nn.Module):
-  """Encoder + projection head (+ an optional stop-gradient linear probe for online evaluation)."""
-  encoder: nn.Module
-  projection_dims: Sequence[int]
-  probe_classes: int = 0
-  head_norm: str = "batch"
-
-  @nn.compact
-  def __call__(self, x, train=False):
-    features = self.encoder(x, train=train)
-    aux = {"features": features}
-    if self.probe_classes:
-      aux["probe_logits"] = nn.Dense(self.probe_classes, name="online_probe")(
-          jax.lax.stop_gradient(features))
-    out = MLPHead(self.projection_dims, self.head_norm, name="projection")(features, train=train)
-    return out, aux
-
-
-def build(model_config, *, probe_classes=0):
-  dtypes = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-  if model_config.dtype not in dtypes:
-    raise ValueError(f"model.dtype={model_config.dtype!r}; accepted: {sorted(dtypes)}")
-  if model_config.name != "resnet":
-    raise ValueError(f"unknown model.name {model_config.name!r}; accepted: 'resnet'")
-  encoder = ResNet(depth=model_config.depth, width_multiplier=model_config.width_multiplier,
-                   stem=model_config.stem, norm=model_config.norm, conv_impl=model_config.conv_impl,
-                   dtype=dtypes[model_config.dtype])
-  return EncoderWithHead(encoder, tuple(model_config.projection_dims), probe_classes=probe_classes,
-                         head_norm="batch" if model_config.norm == "batch" else "none")
+def encoder(model_config):
+  """The registry's entry: a ResNet from config.model (depth, width, stem, norm, conv, dtype)."""
+  return ResNet(depth=model_config.depth, width_multiplier=model_config.width_multiplier,
+                stem=model_config.stem, norm=model_config.norm, conv_impl=model_config.conv_impl,
+                dtype=models.DTYPES[model_config.dtype])

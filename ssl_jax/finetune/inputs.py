@@ -1,0 +1,73 @@
+"""Per-modality model inputs for fine-tuning: preprocessing, and a light augmentation of the labels.
+
+  images   uint8 (N, H, W, C)  -> float [0, 1] at `image_size`; augmented by a random-resized crop
+                                  (scale `crop_scale`) and a horizontal flip (`flip_prob`)
+  tokens   int (N, L)          -> unchanged; augmented by dropping a fraction of tokens (set to pad)
+  series   float (N, T[, C])   -> unchanged; augmented by random scaling and Gaussian jitter
+Both functions are pure JAX and run inside the jitted step. `for_arrays` picks one by the data.
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ssl_jax.data import image_ops
+
+
+class Images:
+
+  def __init__(self, *, image_size=None, crop_scale=(0.5, 1.0), flip_prob=0.0):
+    self.image_size, self.crop_scale, self.flip_prob = image_size, tuple(crop_scale), flip_prob
+
+  def preprocess(self, x):
+    x = x.astype(jnp.float32) / 255.0
+    if self.image_size and x.shape[1] != self.image_size:
+      x = jax.image.resize(x, (x.shape[0], self.image_size, self.image_size, x.shape[3]), "bilinear")
+    return x
+
+  def augment(self, rng, x):
+    return image_ops.augment_views(
+        rng, x.astype(jnp.float32) / 255.0, num_views=1, crop_size=self.image_size,
+        crop_scale=self.crop_scale, flip_prob=self.flip_prob, jitter_prob=0.0, grayscale_prob=0.0,
+        blur_prob=0.0, solarize_prob=0.0)[0]
+
+
+class Tokens:
+
+  def __init__(self, *, pad_id=0, drop_prob=0.1):
+    self.pad_id, self.drop_prob = pad_id, drop_prob
+
+  def preprocess(self, x):
+    return x
+
+  def augment(self, rng, x):
+    drop = jax.random.bernoulli(rng, self.drop_prob, x.shape).at[:, 0].set(False)  # keep [CLS]
+    return jnp.where(drop, self.pad_id, x)
+
+
+class Series:
+
+  def __init__(self, *, jitter=0.03, scale=0.1):
+    self.jitter, self.scale = jitter, scale
+
+  def preprocess(self, x):
+    return x.astype(jnp.float32)
+
+  def augment(self, rng, x):
+    x = x.astype(jnp.float32)
+    k_scale, k_noise = jax.random.split(rng)
+    factor = 1 + self.scale * jax.random.normal(k_scale, (x.shape[0],) + (1,) * (x.ndim - 1))
+    std = jnp.std(x, axis=tuple(range(1, x.ndim)), keepdims=True)
+    return x * factor + self.jitter * std * jax.random.normal(k_noise, x.shape)
+
+
+def for_arrays(x, *, image_size=None, crop_scale=(0.5, 1.0), flip_prob=0.0, pad_id=0):
+  """The input kind of the data `x` (one of the three above), by dtype and rank."""
+  x = np.asarray(x[:1])
+  if x.dtype == np.uint8 and x.ndim == 4:
+    return Images(image_size=image_size, crop_scale=crop_scale, flip_prob=flip_prob)
+  if np.issubdtype(x.dtype, np.integer) and x.ndim == 2:
+    return Tokens(pad_id=pad_id)
+  if np.issubdtype(x.dtype, np.floating) and x.ndim in (2, 3):
+    return Series()
+  raise ValueError(f"fine-tuning inputs of dtype {x.dtype} and shape (N,) + {x.shape[1:]} are none "
+                   "of: uint8 images (N, H, W, C), integer tokens (N, L), float series (N, T[, C])")

@@ -1,0 +1,118 @@
+"""A classifier (any registry or generic encoder + a linear head) placed on the training mesh.
+
+Holds what every fine-tuning mode of one classifier shares: initialisation (optionally from a
+pre-trained encoder's {collection: subtree}), the encoder's layer units, and the padded, masked,
+mesh-sharded evaluation (one compiled program for every mode, fold and label draw).
+"""
+import math
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from ssl_jax import train
+from ssl_jax.finetune import layers
+
+
+class Classifier(nn.Module):
+  encoder: nn.Module
+  num_classes: int
+
+  @nn.compact
+  def __call__(self, x, train=False):
+    return nn.Dense(self.num_classes, name="head")(self.encoder(x, train=train))
+
+
+def to_global(tree, sharding):
+  """Host numpy arrays, identical on every process, -> global jax.Arrays placed by `sharding`."""
+  return jax.tree.map(lambda a: jax.make_array_from_callback(a.shape, sharding, lambda i: a[i]), tree)
+
+
+def padded(arrays, batch_size):
+  """Yields (batch arrays padded to `batch_size` rows, mask of real rows) covering every row once."""
+  n = len(arrays[0])
+  for start in range(0, n, batch_size):
+    stop = min(start + batch_size, n)
+    pad = batch_size - (stop - start)
+    yield ([np.pad(a[start:stop], [(0, pad)] + [(0, 0)] * (a.ndim - 1)) for a in arrays],
+           np.arange(batch_size) < stop - start)
+
+
+class Model:
+  """`encoder` + head on `mesh`; `inputs` (finetune.inputs) preprocesses raw arrays like `example`."""
+
+  def __init__(self, encoder, *, num_classes, mesh, inputs, example, eval_batch_size=512,
+               layer_regex=""):
+    self.encoder, self.num_classes, self.mesh, self.inputs = encoder, num_classes, mesh, inputs
+    self.module = Classifier(encoder, num_classes)
+    self.batch_sharding = NamedSharding(mesh, P(train.BATCH_AXES))
+    self.replicated = NamedSharding(mesh, P())
+    self.example = self.inputs.preprocess(jnp.asarray(np.asarray(example[:2])))
+    self.abstract = jax.eval_shape(self.module.init, jax.random.PRNGKey(0), self.example)
+    self.param_shapes = {p: x.shape for p, x in layers.flatten(self.abstract["params"]).items()}
+    encoder_paths = [p[len("encoder/"):] for p in self.param_shapes if p.startswith("encoder/")]
+    order = layers.call_order(encoder, self.example)
+    self.units = [(f"encoder/{name}", [f"encoder/{p}" for p in paths])
+                  for name, paths in layers.units(encoder_paths, order, layer_regex)]
+    self.eval_batch_size = math.ceil(eval_batch_size / mesh.size) * mesh.size
+    self._init = jax.jit(self.module.init)
+    self._correct = jax.jit(self._correct_fn)
+    self.finetuners = {}  # (mode, static settings) -> step.Finetuner, shared by every method
+    self._features = jax.jit(self._features_fn)
+
+  def sharding(self, tree):
+    """The mesh placement of a state or variables tree: FSDP rules of pre-training."""
+    return jax.tree.map(lambda x: train.param_sharding(self.mesh, x), tree)
+
+  def place(self, tree):
+    return jax.device_put(tree, self.sharding(tree), may_alias=False)
+
+  def init(self, seed, encoder=None):
+    """Variables from seed; `encoder` ({collection: encoder subtree}) replaces the encoder's part."""
+    variables = jax.device_get(self._init(jax.random.PRNGKey(seed), self.example))
+    variables = flax.core.unfreeze(variables)
+    for collection, tree in (encoder or {}).items():
+      if collection not in variables or "encoder" not in variables[collection]:
+        raise ValueError(f"the pre-trained encoder has a collection {collection!r} that the "
+                         f"classifier's encoder lacks (it has {sorted(variables)})")
+      expected = layers.flatten(variables[collection]["encoder"])
+      given = layers.flatten(jax.device_get(tree))
+      shape = lambda flat, p: tuple(np.shape(flat[p])) if p in flat else None
+      wrong = sorted(p for p in set(expected) | set(given) if shape(given, p) != shape(expected, p))
+      if wrong:
+        p = wrong[0]
+        raise ValueError(f"the pre-trained encoder does not fit config.model: {collection}/{p} has "
+                         f"shape {shape(given, p)}, the model expects {shape(expected, p)}")
+      variables[collection]["encoder"] = layers.unflatten({p: np.asarray(x) for p, x in given.items()})
+    return variables
+
+  def _correct_fn(self, variables, x, y, mask):
+    logits = self.module.apply(variables, self.inputs.preprocess(x), train=False)
+    return jnp.sum((jnp.argmax(logits, -1) == y) & mask)
+
+  def _features_fn(self, encoder_variables, x):
+    return self.encoder.apply(encoder_variables, self.inputs.preprocess(x), train=False)
+
+  def accuracy(self, variables, x, y):
+    """Test accuracy of the classifier `variables` on (x, y): padded batches, masked rows."""
+    correct = 0
+    for (bx, by), mask in padded((np.asarray(x), np.asarray(y)), self.eval_batch_size):
+      args = to_global((bx, by, mask), self.batch_sharding)
+      correct += int(self._correct(variables, *args))
+    return correct / len(x)
+
+  def features(self, encoder_variables, x):
+    """Features (N, D) of raw inputs x under `encoder_variables` ({collection: tree}), as numpy."""
+    encoder_variables = self.place(encoder_variables)
+    out = []
+    for (bx,), mask in padded((np.asarray(x),), self.eval_batch_size):
+      features = self._features(encoder_variables, to_global(bx, self.batch_sharding))
+      out.append(np.asarray(features)[mask])
+    return np.concatenate(out)
+
+  def num_params(self, prefix=""):
+    return int(sum(math.prod(s) for p, s in self.param_shapes.items() if p.startswith(prefix)))

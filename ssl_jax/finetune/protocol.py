@@ -1,0 +1,138 @@
+"""The protocol the study and the standalone command share: CV on the labels, selection, final fit.
+
+For a mode and a labelled set: when every class has at least `finetune.kfold` labels and the
+mode's grid (`finetune.grid.<mode>`, the keys in GRID_KEYS) offers a choice (or
+`finetune.cv_single_point` asks for CV anyway), each grid point is trained on k-1 folds with early
+stopping on the held-out fold; the point with the best mean validation accuracy wins, and the
+final model trains on all the labels with it, stopping at the median of the folds' best steps
+(`stop_at`). Otherwise the grid's first point is used for the whole schedule and no CV is
+reported. A grid key with one value sets that hyperparameter for the mode alone (e.g. LoRA's
+learning rate). Test labels are used only to score the final model.
+"""
+import time
+
+import numpy as np
+
+from ssl_jax.finetune import kfold
+from ssl_jax.finetune import linear
+from ssl_jax.finetune import step as step_lib
+
+MODES = ("linear",) + step_lib.ENCODER_MODES
+# what each mode's grid (`finetune.grid.<mode>`) may vary
+GRID_KEYS = {"linear": ("probe_learning_rate", "probe_weight_decay", "label_smoothing"),
+             "last_n": ("learning_rate", "weight_decay", "label_smoothing", "last_n",
+                        "backbone_lr_multiplier"),
+             "full": ("learning_rate", "weight_decay", "label_smoothing", "layer_decay"),
+             "lora": ("learning_rate", "weight_decay", "label_smoothing", "lora_rank", "lora_alpha")}
+REPORTED = {"linear": ("probe_learning_rate", "probe_weight_decay", "probe_steps", "label_smoothing"),
+            "last_n": ("learning_rate", "weight_decay", "last_n", "backbone_lr_multiplier"),
+            "full": ("learning_rate", "weight_decay", "layer_decay"),
+            "lora": ("learning_rate", "weight_decay", "lora_rank", "lora_alpha")}
+TRAINING = ("label_smoothing", "steps", "stop_at", "batch_size")
+HYPERPARAMETERS = ("learning_rate", "weight_decay", "label_smoothing", "steps", "batch_size",
+                   "backbone_lr_multiplier", "layer_decay", "last_n", "lora_rank", "lora_alpha",
+                   "probe_learning_rate", "probe_weight_decay", "probe_steps")
+
+
+def check_mode(mode, key="finetune.mode"):
+  if mode not in MODES:
+    raise ValueError(f"{key}={mode!r}; accepted: {list(MODES)}")
+
+
+def defaults(finetune_config):
+  return {k: finetune_config[k] for k in HYPERPARAMETERS}
+
+
+def grid_choices(finetune_config, mode):
+  """{key: values} of `finetune.grid.<mode>`; one value is a setting for that mode alone."""
+  return {k: tuple(v) for k, v in finetune_config.grid[mode].items() if len(v)}
+
+
+def reported(mode, hp):
+  keys = REPORTED[mode] + (() if mode == "linear" else TRAINING)
+  return {k: hp[k] for k in keys if k in hp}
+
+
+class EncoderMethod:
+  """Trains `model` (finetune.model.Model) in `mode` from `init` ({collection: encoder subtree})
+  or, with `init=None`, from random weights (the from-scratch baseline)."""
+
+  def __init__(self, model, mode, finetune_config, init=None):
+    self.model, self.mode, self.config, self.init = model, mode, finetune_config, init
+
+  def finetuner(self, hp):
+    settings = dict(batch_size=int(hp["batch_size"]), augment=bool(self.config.augment))
+    if self.mode == "last_n":
+      settings.update(last_n=int(hp["last_n"]))
+    if self.mode == "lora":
+      settings.update(lora_rank=int(hp["lora_rank"]), lora_alpha=float(hp["lora_alpha"]),
+                      lora_regex=self.config.lora_regex)
+    key = (self.mode,) + tuple(sorted(settings.items()))
+    if key not in self.model.finetuners:
+      self.model.finetuners[key] = step_lib.Finetuner(self.model, self.mode, **settings)
+    return self.model.finetuners[key]
+
+  def fit(self, hp, x, y, *, seed, val=None, log_every=0):
+    return self.finetuner(hp).fit(
+        self.model.init(seed, self.init), x, y, hp=hp, seed=seed, stop_at=hp.get("stop_at"),
+        val=val, eval_every=self.config.eval_every, patience=self.config.patience,
+        log_every=log_every)
+
+  def score(self, fitted, x, y):
+    return self.model.accuracy(fitted.variables, x, y)
+
+  def counts(self, hp):
+    finetuner = self.finetuner(hp)
+    return finetuner.trainable_params(), self.model.num_params() + finetuner.num_adapter_params()
+
+
+class LinearMethod:
+  """Fits a head on features (N, D) that the caller computed (frozen encoder, or pixels)."""
+  mode = "linear"
+
+  def __init__(self, num_classes, mesh, finetune_config, *, pad_to=None, encoder_params=0):
+    self.num_classes, self.mesh, self.config = num_classes, mesh, finetune_config
+    self.pad_to, self.encoder_params = pad_to, encoder_params
+    self._dim = None
+
+  def fit(self, hp, x, y, *, seed, val=None, log_every=0):
+    del seed, log_every  # a deterministic full-batch fit
+    self._dim = x.shape[1]
+    head = linear.fit(x, y, num_classes=self.num_classes, mesh=self.mesh,
+                      learning_rate=hp["probe_learning_rate"], weight_decay=hp["probe_weight_decay"],
+                      label_smoothing=hp["label_smoothing"], steps=int(hp["probe_steps"]),
+                      pad_to=self.pad_to)
+    val_accuracy = linear.accuracy(head, *val) if val is not None else float("nan")
+    return step_lib.Fit({"params": {"head": head}}, {}, int(hp["probe_steps"]),
+                        int(hp["probe_steps"]), val_accuracy, [])
+
+  def score(self, fitted, x, y):
+    return linear.accuracy(fitted.variables["params"]["head"], x, y)
+
+  def counts(self, hp):
+    del hp
+    head = (self._dim + 1) * self.num_classes
+    return head, head + self.encoder_params
+
+
+def select(method, x, y, *, finetune_config, seed, log=print):
+  """(hyperparameters, best CV result or None, all CV results) for `method` on labels (x, y)."""
+  ft = finetune_config
+  points = kfold.grid(defaults(ft), grid_choices(ft, method.mode), GRID_KEYS[method.mode])
+  if not kfold.can_split(y, ft.kfold) or (len(points) == 1 and not ft.cv_single_point):
+    return points[0], None, []
+  started = time.time()
+
+  def fit_and_score(point, train_idx, val_idx, fold):
+    fold_seed = (seed + 104_729 * (fold + 1)) % 2**31  # a fold's own draws, within int32
+    fitted = method.fit(point, x[train_idx], y[train_idx], seed=fold_seed,
+                        val=(x[val_idx], y[val_idx]))
+    return fitted.val_accuracy, fitted.best_step
+
+  results, best = kfold.cross_validate(fit_and_score, y, points, k=ft.kfold, seed=seed)
+  hp = dict(best["hyperparameters"])
+  if method.mode != "linear":
+    hp["stop_at"] = int(np.ceil(np.median(best["fold_best_steps"])))
+  log(f"{ft.kfold}-fold CV ({method.mode}, {len(points)} points, {time.time() - started:.0f} s): "
+      f"chose {reported(method.mode, hp)} at {100 * best['mean']:.1f} +- {100 * best['std']:.1f} %")
+  return hp, best, results
