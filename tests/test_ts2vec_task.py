@@ -71,8 +71,8 @@ def test_static_shape_loss_equals_the_reference_computation():
 def test_evaluated_encoder_is_the_running_mean_of_the_weights():
   """Evaluators read the mean of the weights after each step (the reference's AveragedModel)."""
   task = ts2vec.Task()
-  params = [{"encoder": {"w": np.full(3, float(v))}} for v in (4.0, 1.0, 7.0)]
-  state = task.init_state({"params": {"encoder": {"w": np.zeros(3)}}}, None)
+  params = [{"encoder": {"w": np.full(3, v, np.float32)}} for v in (4.0, 1.0, 7.0)]
+  state = task.init_state({"params": {"encoder": {"w": np.zeros(3, np.float32)}}}, None)
   for p in params:
     state = task.update_state(state, params=p, model_state={}, outputs={}, step=0)
   assert int(state["count"]) == 3

@@ -105,8 +105,10 @@ def run(config, workdir):
              "hyperparameters": protocol.reported(ft.mode, hp),
              "seconds": time.time() - started, "cv_seconds": cv_seconds}
   if best is not None:
+    grid = [{**r, "hyperparameters": protocol.reported(ft.mode, r["hyperparameters"])}
+            for r in cv_results]
     results.update(cv_accuracy_mean=best["mean"], cv_accuracy_std=best["std"],
-                   cv_folds=len(best["fold_accuracies"]), cv_grid=cv_results)
+                   cv_folds=len(best["fold_accuracies"]), cv_grid=grid)
   _write(workdir, config, results, fitted, variables)
   print(f"{ft.mode}: test accuracy {accuracy:.4f} on {len(test_y)} examples after training "
         f"{trainable:,} of {total:,} parameters on {len(y)} labels", flush=True)

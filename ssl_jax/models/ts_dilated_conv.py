@@ -44,12 +44,13 @@ class DilatedConv(nn.Module):
 
   Taps that would only ever read padding (|offset| >= T) are skipped: they add exactly zero, and
   at dilations of 256-1024 on a series of a few hundred steps that is most of the block's work.
+  The taps are one matmul on the shifted inputs side by side; XLA's own dilated convolution was
+  slower in the training step on XLA:CPU (its kernel gradient, see experiments/conv_speed.md).
   """
   features: int
   dilation: int
   kernel_size: int = 3
   dtype: Any = jnp.float32
-  impl: str = "matmul"
 
   @nn.compact
   def __call__(self, x):
@@ -63,10 +64,6 @@ class DilatedConv(nn.Module):
     x = x.astype(self.dtype)
     if len(taps) == 1:
       return x @ kernel[taps[0]] + bias
-    if self.impl == "xla":
-      d = self.dilation
-      return jax.lax.conv_general_dilated(x, kernel, (1,), [(d, d)], rhs_dilation=(d,),
-                                          dimension_numbers=("NWC", "WIO", "NWC")) + bias
     shifted = [_shift(x, offsets[j]) for j in taps]  # shifted[t] = x[t + offset], zero outside
     return jnp.concatenate(shifted, axis=-1) @ kernel[np.asarray(taps)].reshape(-1, self.features) + bias
 
@@ -89,14 +86,13 @@ class ConvBlock(nn.Module):
   dilation: int
   final: bool = False
   dtype: Any = jnp.float32
-  impl: str = "matmul"
 
   @nn.compact
   def __call__(self, x, zero):
     project = x.shape[-1] != self.features or self.final
     residual = Dense(self.features, self.dtype, name="projector")(x) if project else x
-    h = DilatedConv(self.features, self.dilation, dtype=self.dtype, impl=self.impl, name="conv1")(zero(_gelu(x)))
-    h = DilatedConv(self.features, self.dilation, dtype=self.dtype, impl=self.impl, name="conv2")(zero(_gelu(h)))
+    h = DilatedConv(self.features, self.dilation, dtype=self.dtype, name="conv1")(zero(_gelu(x)))
+    h = DilatedConv(self.features, self.dilation, dtype=self.dtype, name="conv2")(zero(_gelu(h)))
     return h + residual
 
 
@@ -106,7 +102,6 @@ class TSEncoder(nn.Module):
   depth: int = 10
   dropout: float = 0.1
   dtype: Any = jnp.float32
-  conv_impl: str = "matmul"
 
   @nn.compact
   def __call__(self, x, train=False, *, per_timestep=False, keep=None, valid=None):
@@ -131,7 +126,7 @@ class TSEncoder(nn.Module):
     for i in range(self.depth + 1):
       final = i == self.depth
       h = ConvBlock(self.repr_dims if final else self.hidden_dims, 2 ** i, final, self.dtype,
-                    self.conv_impl, name=f"block{i}")(h, zero)
+                    name=f"block{i}")(h, zero)
     h = nn.Dropout(self.dropout, deterministic=not train)(h)
     if per_timestep:
       return h
