@@ -12,8 +12,9 @@ scored on the test split:
   generic_probe      linear  a head on a generic pretrained model's features (config.generic_model)
   generic_finetune   full    that generic model fine-tuned
 Hyperparameters: for each method and budget, k-fold CV on draw 0's labels picks a point of the
-method's grid (`finetune.grid`), and every draw of the budget uses it; budgets with fewer than
-`finetune.kfold` labels per class use the config's values. Test labels only score.
+method's grid (`finetune.grid.<mode>`), and every draw of the budget uses it; a one-point grid
+(unless `finetune.cv_single_point`) or a budget with fewer than `finetune.kfold` labels per class
+uses the grid's first point without CV (finetune/protocol.py). Test labels only score.
 Writes DIR/results.json (a row per method and budget) and DIR/label_efficiency.png; prints the table.
 """
 import json
