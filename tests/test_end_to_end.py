@@ -63,7 +63,8 @@ def test_main_job_writes_results_and_plot(pretrained):
   _, workdir, _ = pretrained
   results = json.load(open(os.path.join(workdir, "results.json")))
   rows = results["label_efficiency"]
-  assert {(r["labels_per_class"], r["method"]) for r in rows} == {(b, m) for b in (1, 10) for m in SIX}
+  cells = {(r["labels_per_class"], r["method"]) for r in rows}
+  assert cells == {(b, m) for b in (1, 10) for m in SIX}
   assert set(label_efficiency.METHODS) < set(SIX)
   for r in rows:
     assert r["n_draws"] == 2 and 0.0 <= r["accuracy_mean"] <= 1.0 and len(r["accuracies"]) == 2
@@ -86,11 +87,13 @@ def test_finetune_starts_from_the_pretrained_encoder(pretrained):
   config, _, run = pretrained
   train_x, _ = run.train_source.arrays()
   model = model_lib.Model(models.build_encoder(config.model, image_size=28), num_classes=10,
-                          mesh=run.components.mesh, inputs=inputs.for_arrays(train_x), example=train_x)
+                          mesh=run.components.mesh, inputs=inputs.for_arrays(train_x),
+                          example=train_x)
   encoder = run.components.encoder_variables(run.state)
   tuned, scratch = model.init(0, encoder), model.init(0)
   for collection in ("params", "batch_stats"):
-    same = jax.tree.map(np.array_equal, tuned[collection]["encoder"], jax.device_get(encoder[collection]))
+    same = jax.tree.map(np.array_equal, tuned[collection]["encoder"],
+                        jax.device_get(encoder[collection]))
     assert all(jax.tree.leaves(same))
   differs = jax.tree.map(lambda a, b: not np.array_equal(a, b), scratch["params"]["encoder"],
                          jax.device_get(encoder["params"]))
@@ -104,12 +107,12 @@ def test_standalone_finetune_of_the_checkpoint(pretrained, tmp_path):
   _, labels = run.train_source.arrays()
   subset = subsets.write(str(tmp_path / "subset.txt"), subsets.per_class(labels, 4, seed=0))
   out = str(tmp_path / "lora")
-  results = standalone.main(["--config=configs/default.py", f"--workdir={out}", "--config.mesh.data=1",
+  results = standalone.main(["--config=configs/default.py", f"--workdir={out}",
+                             "--config.mesh.data=1",
                              f"--config.finetune.init_from={workdir}/checkpoints",
                              f"--config.data.train_subset={subset}", "--config.finetune.mode=lora",
                              "--config.finetune.steps=12", "--config.finetune.eval_every=6",
-                             "--config.finetune.kfold=2", "--config.finetune.cv_single_point=True",
-                             "--config.log_every_steps=6"])
+                             "--config.finetune.kfold=2", "--config.log_every_steps=6"])
   saved = json.load(open(os.path.join(out, "results.json")))
   assert saved["labelled_examples"] == 40 and saved["cv_folds"] == 2
   assert saved["test_accuracy"] == results["test_accuracy"] and 0 <= saved["test_accuracy"] <= 1

@@ -87,7 +87,8 @@ class Model:
         p = wrong[0]
         raise ValueError(f"the pre-trained encoder does not fit config.model: {collection}/{p} has "
                          f"shape {shape(given, p)}, the model expects {shape(expected, p)}")
-      variables[collection]["encoder"] = layers.unflatten({p: np.asarray(x) for p, x in given.items()})
+      given = {p: np.asarray(x) for p, x in given.items()}
+      variables[collection]["encoder"] = layers.unflatten(given)
     return variables
 
   def _correct_fn(self, variables, x, y, mask):

@@ -115,11 +115,13 @@ class LinearMethod:
     return head, head + self.encoder_params
 
 
-def select(method, x, y, *, finetune_config, seed, log=print):
-  """(hyperparameters, best CV result or None, all CV results) for `method` on labels (x, y)."""
+def select(method, x, y, *, finetune_config, seed, log=print, always=False):
+  """(hyperparameters, best CV result or None, all CV results) for `method` on labels (x, y);
+  `always` cross-validates a one-point grid too (as `finetune.cv_single_point` does)."""
   ft = finetune_config
   points = kfold.grid(defaults(ft), grid_choices(ft, method.mode), GRID_KEYS[method.mode])
-  if not kfold.can_split(y, ft.kfold) or (len(points) == 1 and not ft.cv_single_point):
+  single = len(points) == 1 and not (always or ft.cv_single_point)
+  if not kfold.can_split(y, ft.kfold) or single:
     return points[0], None, []
   started = time.time()
 

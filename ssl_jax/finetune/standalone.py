@@ -7,7 +7,8 @@
 The encoder: the checkpoint in `finetune.init_from` (a pre-training run's WORKDIR/checkpoints or
 WORKDIR; the config must build the same model and task), else `generic_model` when set, else
 random weights. The labelled examples: the train split, restricted to `data.train_subset` (a file
-from ssl_jax.data.subsets). k-fold CV on them picks the hyperparameters (finetune/protocol.py).
+from ssl_jax.data.subsets). k-fold CV on them picks the hyperparameters (finetune/protocol.py);
+here it runs for a one-point grid too, for its estimate and early-stopping step.
 Writes DIR/config.json, DIR/metrics.jsonl (the final fit's curve), DIR/results.json (test accuracy,
 CV mean +- std, chosen hyperparameters, trainable and total parameters) and DIR/checkpoints, an
 orbax checkpoint of the fine-tuned classifier: `params` (LoRA merged), `model_state`, and LoRA's
@@ -91,7 +92,8 @@ def run(config, workdir):
     method = protocol.EncoderMethod(model, ft.mode, ft, init=init)
     train_in, test_in = x, test_x
   started = time.time()
-  hp, best, cv_results = protocol.select(method, train_in, y, finetune_config=ft, seed=config.seed)
+  hp, best, cv_results = protocol.select(method, train_in, y, finetune_config=ft, seed=config.seed,
+                                         always=True)
   cv_seconds = time.time() - started
   fitted = method.fit(hp, train_in, y, seed=config.seed, log_every=config.log_every_steps)
   accuracy = method.score(fitted, test_in, test_y)
