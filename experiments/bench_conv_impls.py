@@ -1,17 +1,21 @@
 """Training-step speed of ResNet-18 (CIFAR stem) on 32x32x3 images with each conv implementation.
 
-  PYTHONPATH=. /work/venv/bin/python experiments/bench_conv_impls.py  # default: ~2 min
-  PYTHONPATH=. /work/venv/bin/python experiments/bench_conv_impls.py --batch 256 --impls xla,wgrad --steps 1
+  python experiments/bench_conv_impls.py  # default: ~2 min
+  python experiments/bench_conv_impls.py --batch 256 --impls xla,wgrad --steps 1
 
 Prints the fp32 matmul peak, then one line per impl. Results: experiments/conv_speed.md.
 """
 import argparse
+import os
+import sys
 import time
 
-import jax
-import jax.numpy as jnp
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ssl_jax.models import resnet
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+from ssl_jax.models import resnet  # noqa: E402
 
 
 def matmul_peak(n=2048, repeats=5):

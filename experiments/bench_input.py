@@ -10,14 +10,17 @@ rate, `images_per_s=<number>`; a per-core rate divides by the cores the pipeline
 """
 import argparse
 import os
+import sys
 import tempfile
 import time
 
-import numpy as np
-from PIL import Image
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ssl_jax.data import pipeline
-from ssl_jax.data import sources
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from ssl_jax.data import pipeline  # noqa: E402
+from ssl_jax.data import sources  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CIFAR = os.path.join(REPO, "..", "shared", "data", "cifar10", "cifar10_jpeg_bytes.npz")
@@ -69,6 +72,7 @@ def measure(source, *, batch_size, batches, num_workers, warmup=2):
   for _ in range(batches):
     batch = next(it)
   elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+  it.close()  # worker processes release the shared memory of batches read ahead
   assert batch["view1"].shape[0] == batch_size
   # images per CPU-second of this process: a per-core rate that other jobs' load barely changes
   # (meaningful for workers=0 only; worker processes' CPU time is not counted)

@@ -1,17 +1,27 @@
 """Orbax checkpoints of the train state and the data iterator's position.
 
 Orbax writes each step into a temporary directory and renames it when complete, so a crash
-mid-save leaves the previous checkpoint as the latest one.
+mid-save leaves the previous checkpoint as the latest one. Directories may be local or remote
+(gs://...: etils epath and tensorstore). Restores are sharding-aware: arrays are read straight
+into the shardings of the abstract state they are given, so a checkpoint written on one mesh
+(say data=8) resumes on another (data=2 x fsdp=4, or fewer devices).
 """
 import os
 
 import orbax.checkpoint as ocp
+from etils import epath
+
+
+def _absolute(directory):
+  """Local paths made absolute (orbax needs it); URIs such as gs://bucket/dir kept as they are."""
+  directory = os.fspath(directory)
+  return directory if "://" in directory else os.path.abspath(directory)
 
 
 class Checkpointer:
 
   def __init__(self, directory, *, keep):
-    self.directory = os.path.abspath(directory)
+    self.directory = _absolute(directory)
     self.manager = ocp.CheckpointManager(
         self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
 
@@ -37,9 +47,9 @@ class Checkpointer:
 
 def _latest(directory):
   """A manager over another run's checkpoint directory and its latest step."""
-  if not os.path.isdir(directory):
+  if not epath.Path(directory).is_dir():
     raise FileNotFoundError(f"checkpoint directory {directory!r} does not exist")
-  manager = ocp.CheckpointManager(os.path.abspath(directory))
+  manager = ocp.CheckpointManager(_absolute(directory))
   step = manager.latest_step()
   if step is None:
     manager.close()

@@ -10,7 +10,7 @@ import os
 import ml_collections
 
 # Free-form sub-dicts: their keys are checked by the component that reads them.
-FREE_FORM = ("evals", "task_kwargs")
+FREE_FORM = ("evals", "task_kwargs", "ablation.overrides", "ablation.sweeps")
 
 
 def base_config():
@@ -20,6 +20,16 @@ def base_config():
   # the task's own settings (temperature, head widths, momentum, ...), checked against its signature
   c.task_kwargs = ml_collections.ConfigDict(dict(temperature=0.5))
   c.global_batch_size = 256
+  # > 0: exact chunked backward (GradCache; ssl_jax/chunked.py) over chunks of this many examples
+  # (all their views): memory scales with the chunk. Divides global_batch_size; chunkable tasks only
+  # (simclr, barlow_twins, vicreg). BatchNorm statistics become per chunk ("ghost" BN); models
+  # without BatchNorm (model.norm=group, task_kwargs.head_norm=none) get the exact gradient. 0: off
+  c.micro_batch_size = 0
+  c.micro_batch_loop = "auto"  # unroll | scan | auto (unroll on CPU, scan on GPU/TPU)
+  # False (unroll only): keep each chunk's activations instead of recomputing them: no memory
+  # saving, one forward pass less; for speed where small chunks run faster (XLA:CPU: 1.8x with
+  # chunks of 32 at batch 256, under load; experiments/chunked.md)
+  c.micro_batch_recompute = True
   c.total_epochs = 100.0
   c.total_steps = -1  # > 0 overrides total_epochs
   c.log_every_steps = 50
@@ -28,6 +38,9 @@ def base_config():
   c.resume = ""  # a checkpoint directory to resume from when the workdir has none
   c.init_from = ""  # a checkpoint directory whose params initialise a fresh run
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1))
+  # persistent XLA compilation cache: 'auto' (~/.cache/ssl_jax/xla on GPU/TPU, off on CPU), '' off, DIR
+  c.compilation_cache_dir = "auto"
+  c.profile_steps = ()  # (first, last): a jax.profiler trace of those steps in WORKDIR/profile
 
   c.data = ml_collections.ConfigDict()
   # mnist | npz:PATH (arrays, the CIFAR-10 JPEG bundle, or x_train/y_train/x_test/y_test series)
@@ -47,10 +60,24 @@ def base_config():
   c.data.train_subset = ""  # file of indices or file names restricting the train split (label subsets)
   c.data.eval_batch_size = 512
 
+  # text runs (data.source bbc_news | jsonl:DIR; ssl_jax/text_eval.py)
+  c.text = ml_collections.ConfigDict()
+  c.text.max_len = 128  # tokens per text ([CLS] ... [SEP]), truncated; padded to a multiple of 8
+  c.text.vocab_size = 8000  # WordPiece vocabulary trained on the unlabelled texts (no checkpoint)
+  c.text.lowercase = True
+  c.text.min_frequency = 2  # WordPiece: pieces seen fewer times are not in the vocabulary
+  c.text.label_pool_per_class = 0  # > 0: the study draws labels from this many per class (cost)
+  c.text.test_per_class = 0  # > 0: score on a seeded sample of this many test texts per class
+  # TAPT (Gururangan et al. 2020): continued MLM of config.generic_model on the task's texts, for
+  # the study's tapt_* methods
+  c.text.tapt = ml_collections.ConfigDict(dict(steps=100, batch_size=16, learning_rate=1e-4,
+                                               warmup_steps=10))
+
   c.augment = ml_collections.ConfigDict(dict(
       crop_scale=(0.08, 1.0), crop_ratio=(3 / 4, 4 / 3), flip_prob=0.5, jitter_prob=0.8,
       jitter_strength=0.5, grayscale_prob=0.2, blur_prob=0.0, blur_sigma=(0.1, 2.0),
-      solarize_prob=0.0, solarize_threshold=0.5))  # image_ops.augment_view's keywords
+      solarize_prob=0.0, solarize_threshold=0.5,
+      affine_prob=0.0, rotate_degrees=0.0, shear_degrees=0.0, translate=0.0))  # image_ops.augment_view's keywords
 
   c.model = ml_collections.ConfigDict()
   c.model.name = "resnet"  # an encoder of ssl_jax/models/ (the registry)
@@ -68,6 +95,12 @@ def base_config():
   c.model.pool = "gap"  # vit: cls (class token) | gap (global average pooling)
   c.model.hidden_dims = 64  # ts_dilated_conv: channels of the residual blocks
   c.model.repr_dims = 320  # ts_dilated_conv: representation channels per timestep
+  # bert (models/bert.py): size tiny | mini | small | medium | base (the BERT miniatures) or a local
+  # transformers checkpoint directory (continued pre-training); > 0 overrides a dimension;
+  # vocab_size 0: the run's tokenizer's (text runs set it); features by model.pool: cls | mean
+  c.model.bert = ml_collections.ConfigDict(dict(
+      size="mini", num_layers=0, hidden_size=0, num_heads=0, intermediate_size=0, vocab_size=0,
+      max_positions=512, dropout=0.1))
 
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.name = "lars"  # lars | sgd | adamw
@@ -92,6 +125,18 @@ def base_config():
   # also: ssl_finetune_last, ssl_lora, generic_probe, generic_finetune (ssl_jax/label_efficiency.py)
   c.label_efficiency.methods = ("ssl_linear_probe", "supervised_scratch", "ssl_finetune",
                                 "pixels_logreg")
+
+  # the pretext ablation (python -m ssl_jax.ablate; configs/ablate.py): every task, one protocol
+  c.ablation = ml_collections.ConfigDict()
+  c.ablation.tasks = ()  # () = every registered image task
+  c.ablation.recipe = "configs/{task}_cifar10.py:tiny"  # task_kwargs and optimiser of each task
+  c.ablation.overrides = ml_collections.ConfigDict()  # task -> ("KEY=VALUE", ...) for that task
+  c.ablation.sweeps = ml_collections.ConfigDict()  # name -> dict(settings=({KEY: VALUE},), tasks=())
+  c.ablation.labels_per_class = (1, 10, 100)  # linear-probe budgets
+  c.ablation.num_draws = 3  # label draws per budget
+  c.ablation.finetune_labels_per_class = 10  # full fine-tuning budget
+  c.ablation.knn_k = 20
+  c.ablation.knn_temperature = 0.1
 
   # a transformers Flax model (hub name or local directory: ViT, ResNet, DINOv2, BERT family);
   # when set, the study adds generic_probe and generic_finetune (ssl_jax/generic_models.py)
@@ -163,7 +208,7 @@ def check_known_keys(config, reference=None, prefix=""):
     if key not in reference:
       known = ", ".join(sorted(reference.keys()))
       raise KeyError(f"unknown config key {name!r}; known keys here: {known}")
-    if key in FREE_FORM and not prefix:
+    if name in FREE_FORM:
       continue
     if isinstance(value, ml_collections.ConfigDict):
       check_known_keys(value, reference[key], prefix=f"{name}.")
@@ -200,8 +245,9 @@ def override(config, assignments):
 
 
 def _free_form(parent):
-  parts = parent.split(".") if parent else []
-  return bool(parts) and parts[0] in FREE_FORM and len(parts) <= 2
+  """New keys may go into a free-form dict and one level below it (an evaluator's settings)."""
+  return any(parent == f or (parent.startswith(f + ".") and parent.count(".") == f.count(".") + 1)
+             for f in FREE_FORM)
 
 
 def _parse_literal(raw):
@@ -219,13 +265,20 @@ def finalize(config, workdir=None):
   check_known_keys(config)
   if config.global_batch_size < 2:
     raise ValueError(f"global_batch_size={config.global_batch_size}: contrastive training needs >= 2")
+  if config.micro_batch_size < 0 or (
+      config.micro_batch_size and config.global_batch_size % config.micro_batch_size):
+    raise ValueError(f"config.micro_batch_size={config.micro_batch_size} must divide "
+                     f"global_batch_size={config.global_batch_size}, or be 0 (no chunking)")
+  if config.micro_batch_loop not in ("auto", "unroll", "scan"):
+    raise ValueError(f"config.micro_batch_loop={config.micro_batch_loop!r}; accepted: "
+                     "'auto', 'unroll', 'scan'")
   config.lock()
   if workdir is not None:
     import jax  # pylint: disable=g-import-not-at-top
-    if jax.process_index() == 0:
-      os.makedirs(workdir, exist_ok=True)
-      with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(config.to_json(indent=2))
+    from etils import epath  # pylint: disable=g-import-not-at-top
+    if jax.process_index() == 0:  # local or remote (gs://...) through epath
+      epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+      (epath.Path(workdir) / "config.json").write_text(config.to_json(indent=2))
   return config
 
 

@@ -17,8 +17,12 @@ def validate(config):
 
 def run(config, workdir):
   validate(config)
-  if getattr(train.build_task(config), "modality", "image") == "timeseries":
+  modality = getattr(train.build_task(config), "modality", "image")
+  if modality == "timeseries":
     return timeseries_eval.run(config, workdir)[0]  # the UCR SVM protocol and a few-label study
+  if modality == "text":
+    from ssl_jax import text_eval  # pylint: disable=g-import-not-at-top
+    return text_eval.run(config, workdir)[0]  # tokenizer, MLM pre-training(s), the text study
   result = train.train(config, workdir)
   extra = {"pretraining": result.history[-1] if result.history else {}}
   if config.label_efficiency.enabled:
@@ -26,6 +30,6 @@ def run(config, workdir):
                                 result.components.batch_sharding,
                                 pretrained_encoder=result.components.encoder_variables(result.state))
     if jax.process_index() == 0:
-      label_efficiency.write(workdir, rows, extra)
+      label_efficiency.write(workdir, rows, extra, title=label_efficiency.title_of(config))
       print(f"wrote {os.path.join(workdir, 'results.json')} and label_efficiency.png", flush=True)
   return result

@@ -107,11 +107,17 @@ def build_methods(config, features_of, train_images, test_images, mesh, pretrain
 def run(config, features_of, train_source, test_source, batch_sharding, pretrained_encoder=None):
   """`pretrained_encoder`: {collection: the encoder's subtree} of the pre-trained model."""
   check_methods(config)
-  study = config.label_efficiency
   train_images, train_labels = train_source.arrays()
   test_images, test_labels = test_source.arrays()
   built = build_methods(config, features_of, train_images, test_images, batch_sharding.mesh,
                         pretrained_encoder)
+  return run_methods(config, built, train_labels, test_labels)
+
+
+def run_methods(config, built, train_labels, test_labels):
+  """The rows of `built` = {name: (method, train inputs, test inputs)} (any inputs that index by
+  row: arrays, sparse matrices) over the budgets and draws of `config.label_efficiency`."""
+  study = config.label_efficiency
   rows = []
   for per_class in study.labels_per_class:
     scores = {m: [] for m in built}
@@ -155,11 +161,19 @@ def _row(name, method, per_class, scores, seconds, hp, best, cv_seconds):
   return row
 
 
-def write(workdir, rows, extra):
+def write(workdir, rows, extra, title=None):
+  """DIR/results.json and DIR/label_efficiency.png (titled `title`); prints the table."""
   with open(os.path.join(workdir, "results.json"), "w") as f:
     json.dump({"label_efficiency": rows, **extra}, f, indent=2)
   print(format_table(rows), flush=True)
-  plot(rows, os.path.join(workdir, "label_efficiency.png"))
+  plot(rows, os.path.join(workdir, "label_efficiency.png"), title=title)
+
+
+def title_of(config):
+  """'<data> (<n> classes): <task> pre-training, <encoder>' for the plot."""
+  encoder = config.model.name + (f"-{config.model.depth}" if config.model.name == "resnet" else
+                                 f"-{config.model.variant}" if config.model.name == "vit" else "")
+  return f"{config.data.source}: {config.task} pre-training ({encoder})"
 
 
 def format_table(rows):
@@ -171,12 +185,13 @@ def format_table(rows):
     parts = [f"{100 * cell[b, m]['accuracy_mean']:6.2f} +- {100 * cell[b, m]['accuracy_std']:5.2f} %"
              for m in methods]
     lines.append(f"{b:12d} | " + " | ".join(f"{p:>22s}" for p in parts))
-  lines.append("   trainable | " + " | ".join(
-      f"{cell[budgets[-1], m].get('trainable_params', 0):>22,d}" for m in methods))
+  if all("trainable_params" in cell[budgets[-1], m] for m in methods):
+    lines.append("   trainable | " + " | ".join(
+        f"{cell[budgets[-1], m]['trainable_params']:>22,d}" for m in methods))
   return "\n".join(lines)
 
 
-def plot(rows, path):
+def plot(rows, path, title=None):
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -185,8 +200,13 @@ def plot(rows, path):
     mine = sorted((r for r in rows if r["method"] == method), key=lambda r: r["labels_per_class"])
     ax.errorbar([r["labels_per_class"] for r in mine], [100 * r["accuracy_mean"] for r in mine],
                 yerr=[100 * r["accuracy_std"] for r in mine], marker="o", capsize=3, label=method)
+  budgets = sorted({r["labels_per_class"] for r in rows})
   ax.set_xscale("log")
+  ax.set_xticks(budgets, [str(b) for b in budgets])  # the budgets, not powers of ten
+  ax.minorticks_off()
   ax.set_xlabel("labels per class")
+  if title:
+    ax.set_title(title, fontsize=9)
   ax.set_ylabel("test accuracy (%)")
   ax.grid(alpha=0.3)
   ax.legend()

@@ -20,19 +20,51 @@ def parse(argv):
   return config_lib.finalize(config, args.workdir), args.workdir
 
 
-def initialize_distributed():
-  """Multi-process runs: launchers set these variables (TPU pods and SLURM are auto-detected)."""
+EXPLICIT = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
+
+
+def initialize_distributed(environ=os.environ):
+  """Starts `jax.distributed` when this is one process of several; returns the topology line.
+
+  JAX's cluster detection comes first: TPU pod slices (all workers of a `gcloud ... tpu-vm ssh
+  --worker=all`), SLURM (`srun`), Open MPI (`mpirun`) and Kubernetes. JAX_COORDINATOR_ADDRESS
+  (host:port of process 0), JAX_NUM_PROCESSES and JAX_PROCESS_ID override what it detects
+  (launch/local.py sets all three). A single SLURM or MPI task stays one process that sees every
+  local device; with nothing detected the run is a single process.
+  """
   import jax  # pylint: disable=g-import-not-at-top
-  if "JAX_COORDINATOR_ADDRESS" in os.environ:
-    jax.distributed.initialize(os.environ["JAX_COORDINATOR_ADDRESS"],
-                               int(os.environ["JAX_NUM_PROCESSES"]), int(os.environ["JAX_PROCESS_ID"]))
+  address, count, index = (environ.get(k) or None for k in EXPLICIT)
+  single_task = any(environ.get(k) == "1" for k in ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE"))
+  if not jax.distributed.is_initialized() and (address or count or index or not single_task):
+    try:
+      jax.distributed.initialize(address, int(count) if count else None,
+                                 int(index) if index else None)
+    except (ValueError, RuntimeError) as e:
+      # without our variables: no cluster detected, or JAX already running in this process
+      # (a library call, a test): a single process
+      quiet = "coordinator_address" in str(e) or "must be called before" in str(e)
+      if address or count or index or not quiet:
+        given = ", ".join(f"{k}={environ.get(k)!r}" for k in EXPLICIT)
+        raise ValueError(f"jax.distributed.initialize failed with {given}: {e}. Set all three "
+                         "variables, or none where the cluster is detected") from None
+  line = (f"processes: {jax.process_count()}, this is {jax.process_index()}; devices: "
+          f"{jax.local_device_count()} local, {jax.device_count()} global ({jax.default_backend()})")
+  if jax.process_index() == 0:
+    print(line, flush=True)
+  return line
 
 
 def main(argv=None):
   initialize_distributed()
   config, workdir = parse(sys.argv[1:] if argv is None else argv)
   from ssl_jax import experiment  # pylint: disable=g-import-not-at-top
-  experiment.run(config, workdir)
+  from ssl_jax import preemption  # pylint: disable=g-import-not-at-top
+  try:
+    experiment.run(config, workdir)
+  except preemption.Preempted as e:  # a clean stop: the scheduler restarts the same command
+    import jax  # pylint: disable=g-import-not-at-top
+    if jax.process_index() == 0:
+      print(e, flush=True)
 
 
 if __name__ == "__main__":

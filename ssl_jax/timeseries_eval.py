@@ -209,7 +209,7 @@ def run(config, workdir):
     start = time.perf_counter()
     rows = study(config, train_x, train_y, test_x, test_y, train_features, test_features)
     extra["study_seconds"] = time.perf_counter() - start
-    label_efficiency.write(workdir, rows, extra)
+    label_efficiency.write(workdir, rows, extra, title=f"UCR {data.name}: ts2vec pre-training")
     print(f"wrote {os.path.join(workdir, 'results.json')} and label_efficiency.png", flush=True)
   else:
     with open(os.path.join(workdir, "results.json"), "w") as f:

@@ -19,10 +19,12 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from ssl_jax import checkpoint as checkpoint_lib
+from ssl_jax import chunked
 from ssl_jax import evaluators as evaluators_lib
 from ssl_jax import metrics as metrics_lib
 from ssl_jax import models
 from ssl_jax import optim
+from ssl_jax import preemption
 from ssl_jax import tasks
 from ssl_jax.data import pipeline
 from ssl_jax.data import sources
@@ -118,6 +120,9 @@ def build(config, *, input_shape, steps_per_epoch, total_steps, num_examples=Non
   encoder = models.build_encoder(config.model, image_size=config.data.image_size)
   task = build_task(config, total_steps, steps_per_epoch,
                     num_examples or steps_per_epoch * config.global_batch_size)
+  chunked.check(task, task_name=config.task, micro_batch_size=config.micro_batch_size,
+                global_batch_size=config.global_batch_size, num_devices=mesh.size,
+                loop=config.micro_batch_loop, recompute=config.micro_batch_recompute)
   model = task.model(encoder)
   probe = nn.Dense(config.data.num_classes, name="online_probe") if config.online_probe else None
   dummy = task.example_input(input_shape)
@@ -135,6 +140,7 @@ def build(config, *, input_shape, steps_per_epoch, total_steps, num_examples=Non
   tx, schedule = optim.build(config, abstract_vars["params"], global_batch_size=config.global_batch_size,
                              total_steps=total_steps, steps_per_epoch=steps_per_epoch)
   batch_sharding = NamedSharding(mesh, P(BATCH_AXES))
+  chunk_sharding = NamedSharding(mesh, P(None, BATCH_AXES))  # a chunk's (views, examples, ...)
   replicated = NamedSharding(mesh, P())
 
   def init(rng):
@@ -153,23 +159,37 @@ def build(config, *, input_shape, steps_per_epoch, total_steps, num_examples=Non
   def step_fn(state, batch):
     rng = jax.random.fold_in(state.rng, state.step)
 
+    def add_probe(probe_params, loss, metrics, outputs):
+      features = jax.lax.stop_gradient(outputs["features"])
+      labels = jnp.tile(batch["label"], features.shape[0] // batch["label"].shape[0])
+      logits = probe.apply({"params": probe_params}, features)
+      probe_loss, probe_accuracy = _online_probe_loss(logits, labels)
+      metrics = {**metrics, "ssl_loss": loss, "online_probe/loss": probe_loss,
+                 "online_probe/accuracy": probe_accuracy}
+      return loss + probe_loss, metrics
+
     def loss_fn(params):
       model_params = {k: v for k, v in params.items() if k != "online_probe"}
       loss, (metrics, new_model_state, outputs) = task.loss(
           model, {"params": model_params, **state.model_state}, state.task_state, batch, rng,
           state.step)
       if probe is not None:
-        features = jax.lax.stop_gradient(outputs["features"])
-        labels = jnp.tile(batch["label"], features.shape[0] // batch["label"].shape[0])
-        logits = probe.apply({"params": params["online_probe"]}, features)
-        probe_loss, probe_accuracy = _online_probe_loss(logits, labels)
-        metrics = {**metrics, "ssl_loss": loss, "online_probe/loss": probe_loss,
-                   "online_probe/accuracy": probe_accuracy}
-        loss = loss + probe_loss
+        loss, metrics = add_probe(params["online_probe"], loss, metrics, outputs)
       return loss, (metrics, new_model_state, outputs)
 
-    (loss, (metrics, new_model_state, outputs)), grads = jax.value_and_grad(
-        loss_fn, has_aux=True)(state.params)
+    if config.micro_batch_size:  # the same loss and gradients, chunk by chunk (chunked.py)
+      model_params = {k: v for k, v in state.params.items() if k != "online_probe"}
+      (loss, (metrics, new_model_state, outputs)), grads = chunked.value_and_grad(
+          task, model, {"params": model_params, **state.model_state}, batch, rng,
+          micro_batch_size=config.micro_batch_size, loop=config.micro_batch_loop,
+          recompute=config.micro_batch_recompute,
+          constrain=lambda x: jax.lax.with_sharding_constraint(x, chunk_sharding))
+      if probe is not None:  # the probe sees stop-gradient features: its gradient is separate
+        (loss, metrics), grads["online_probe"] = jax.value_and_grad(add_probe, has_aux=True)(
+            state.params["online_probe"], loss, metrics, outputs)
+    else:
+      (loss, (metrics, new_model_state, outputs)), grads = jax.value_and_grad(
+          loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = jax.tree.map(jnp.add, state.params, updates)
     model_state = {**state.model_state, **new_model_state}
@@ -239,12 +259,17 @@ def schedule_lengths(config, num_examples):
 
 
 def _write_artifacts(workdir, pictures):
+  import io  # pylint: disable=g-import-not-at-top
+  from etils import epath  # pylint: disable=g-import-not-at-top
   from PIL import Image  # pylint: disable=g-import-not-at-top
   for name, picture in pictures.items():
     picture = np.clip(np.asarray(picture) * 255 + 0.5, 0, 255).astype(np.uint8)
-    path = os.path.join(workdir, name)
-    Image.fromarray(picture[..., 0] if picture.shape[-1] == 1 else picture).save(path + ".tmp.png")
-    os.replace(path + ".tmp.png", path)  # a reader never sees half a file
+    png = io.BytesIO()
+    Image.fromarray(picture[..., 0] if picture.shape[-1] == 1 else picture).save(png, format="PNG")
+    path = epath.Path(workdir) / name  # local or remote (gs://...)
+    temporary = path.parent / (path.name + ".tmp.png")
+    temporary.write_bytes(png.getvalue())
+    temporary.replace(path)  # a reader never sees half a file
 
 
 def _check_finite(step, metrics):
@@ -269,9 +294,14 @@ def _restore_or_init(config, comps, checkpointer):
     print(f"resuming from config.resume={config.resume}", flush=True)
     return checkpoint_lib.restore_from(config.resume, abstract)
   state = comps.init_state(jax.random.PRNGKey(config.seed))
-  if config.init_from:
-    print(f"initialising params from config.init_from={config.init_from}", flush=True)
-    loaded = checkpoint_lib.restore_params(config.init_from)
+  shipped = None if config.init_from else models.pretrained_params(config.model)
+  if config.init_from or shipped is not None:
+    if config.init_from:
+      print(f"initialising params from config.init_from={config.init_from}", flush=True)
+      loaded = checkpoint_lib.restore_params(config.init_from)
+    else:  # the encoder's own weights (a checkpoint directory); the task's heads stay fresh
+      print("initialising the encoder from its pretrained weights", flush=True)
+      loaded = {"params": {**state.params, "encoder": shipped}, "model_state": state.model_state}
     params = jax.device_put(loaded["params"], comps.state_sharding.params)
     model_state = jax.device_put(loaded["model_state"], comps.state_sharding.model_state)
     # task state (EMA targets, ...) starts from the loaded weights, as it would from fresh ones
@@ -295,10 +325,37 @@ class Run:
     return self.components.features_of(self.state, images)
 
 
-def train(config, workdir):
-  """Pre-trains per the config, resuming from the workdir when it holds a checkpoint."""
+def _set_compilation_cache(directory):
+  """config.compilation_cache_dir: 'auto' caches in ~/.cache/ssl_jax/xla on GPU/TPU, not on CPU."""
+  if directory == "auto":
+    directory = "" if jax.default_backend() == "cpu" else os.path.expanduser("~/.cache/ssl_jax/xla")
+  if directory:
+    jax.config.update("jax_compilation_cache_dir", directory)
+
+
+def _profile_range(config):
+  """config.profile_steps=(first, last): steps first..last (1-based, as in the metrics) are traced."""
+  if not config.profile_steps:
+    return None
+  if len(config.profile_steps) != 2 or not 1 <= config.profile_steps[0] <= config.profile_steps[1]:
+    raise ValueError(f"config.profile_steps={config.profile_steps!r}: expected (first, last) with "
+                     "1 <= first <= last, or () for no trace")
+  return tuple(config.profile_steps)
+
+
+def train(config, workdir, data=None):
+  """Pre-trains per the config, resuming from the workdir when it holds a checkpoint.
+
+  `data`: (train source, test source or None) built by the caller (text runs tokenize first);
+  None reads `config.data`.
+
+  On SIGTERM (preemption) it finishes the current step, checkpoints it with the data position
+  and raises `preemption.Preempted`; running again resumes where it stopped.
+  """
+  _set_compilation_cache(config.compilation_cache_dir)
+  profile = _profile_range(config)
   need_eval = bool(config.evals) or config.label_efficiency.enabled
-  train_source, test_source = load_data(config, need_eval=need_eval)
+  train_source, test_source = data or load_data(config, need_eval=need_eval)
   if jax.process_index() == 0:
     sources.write_skipped(os.path.join(workdir, "skipped_files.txt"), train_source, test_source)
   if config.online_probe and not np.any(np.asarray(train_source.labels) >= 0):
@@ -306,6 +363,9 @@ def train(config, workdir):
   steps_per_epoch, total_steps = schedule_lengths(config, len(train_source))
   comps = build(config, input_shape=train_source[0]["image"].shape, steps_per_epoch=steps_per_epoch,
                 total_steps=total_steps, num_examples=len(train_source))
+  if jax.process_index() == 0:
+    print(f"mesh: data={comps.mesh.shape['data']} x fsdp={comps.mesh.shape['fsdp']} over "
+          f"{comps.mesh.size} of {jax.device_count()} {jax.default_backend()} devices", flush=True)
   checkpointer = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
                                              keep=config.keep_checkpoints)
   state, data_state = _restore_or_init(config, comps, checkpointer)
@@ -318,7 +378,9 @@ def train(config, workdir):
 
   evaluators = {}
   if config.evals:
-    eval_data = evaluators_lib.EvalData(*train_source.arrays(), *test_source.arrays(),
+    # a large decoded split streams: its images are decoded batch by batch at every evaluation
+    eval_data = evaluators_lib.EvalData(*sources.eval_arrays(train_source),
+                                        *sources.eval_arrays(test_source),
                                         num_classes=config.data.num_classes,
                                         augment=dict(config.augment))
     evaluators = evaluators_lib.build_all(config.evals, eval_data)
@@ -329,9 +391,13 @@ def train(config, workdir):
   history = []
   step = int(state.step)
   writer.progress(step, float("nan"))
-  previous = None
+  previous, saved = None, None
+  watch, tracing = preemption.Watch().start(), False
   try:
     while step < total_steps:
+      if profile and step + 1 == profile[0]:
+        jax.profiler.start_trace(os.path.join(workdir, "profile"))
+        tracing = True
       local = next(data_iter)
       local["index"] = local["index"].astype(np.int32)  # position in the training set
       batch = pipeline.to_global(local, comps.batch_sharding)
@@ -340,6 +406,10 @@ def train(config, workdir):
         _check_finite(*previous)
       step += 1
       previous = (step, metrics)
+      if tracing and step == profile[1]:
+        jax.block_until_ready(metrics)
+        jax.profiler.stop_trace()
+        tracing = False
       if step % config.log_every_steps == 0 or step == total_steps:
         scalars = {k: float(v) for k, v in metrics.items()}
         _check_finite(step, metrics)
@@ -363,7 +433,18 @@ def train(config, workdir):
       if step % config.checkpoint_every_steps == 0 or step == total_steps:
         _check_finite(step, metrics)  # never save a state whose loss went non-finite
         checkpointer.save(step, state, data_iter.get_state())
+        saved = step
+      if watch.reached(step):  # every process calls this at every step
+        _check_finite(step, metrics)
+        if saved != step:
+          checkpointer.save(step, state, data_iter.get_state())
+        checkpointer.wait()
+        raise preemption.Preempted(step, checkpointer.directory)
   finally:
+    watch.stop()
+    data_iter.close()  # grain workers release the shared memory of batches read ahead
+    if tracing:
+      jax.profiler.stop_trace()
     checkpointer.wait()
     checkpointer.close()
     writer.close()

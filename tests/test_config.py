@@ -24,12 +24,14 @@ def test_every_config_file_validates():
     if name.endswith(".py"):
       path = os.path.join(ROOT, "configs", name)
       text = open(path).read()
-      variants = [path] + ([f"{path}:tiny"] if "tiny" in text else [])
+      # variants a config accepts: config_lib.cifar10's tiny, or its own parse_arg keywords
+      variants = [path] + [f"{path}:{v}" for v in ("tiny", "quick")
+                           if f"{v}=" in text or (v == "tiny" and "config_lib.cifar10(" in text)]
       variants += [f"{path}:tiny,vit", f"{path}:vit"] if "vit=False" in text else []
       for variant in variants:
         config = config_lib.finalize(config_lib.load(variant))
         experiment.validate(config)
-        if ":tiny" in variant:
+        if ":tiny" in variant and "config_lib.cifar10(" in text:
           assert any(e["type"] == "collapse" for e in config.evals.values()), variant
 
 

