@@ -1,11 +1,11 @@
 """BERT masked-language-model pre-training on IMDB reviews, then few-label sentiment classification.
 
-  python -m ssl_jax.main --config=configs/bert_mlm_imdb.py --workdir=/tmp/bert_imdb
-  python -m ssl_jax.main --config=configs/bert_mlm_imdb.py:tiny --workdir=/tmp/bert_imdb_tiny
+  python -m ssl_jax.main --config=configs/bert_mlm_imdb.py:path=DIR --workdir=/tmp/bert_imdb
+  python -m ssl_jax.main --config=configs/bert_mlm_imdb.py:tiny,path=DIR --workdir=/tmp/bert_imdb_tiny
   python -m ssl_jax.main --config=configs/bert_mlm_imdb.py:path=DIR,size=small --workdir=DIR
 
-Data: IMDB (Maas et al. 2011; aclImdb v1.0) as jsonl:DIR, by default the shared copy
-../shared/data/imdb (imdb_train.jsonl.gz: 25,000 labelled reviews, imdb_test.jsonl.gz: 25,000,
+Data: IMDB (Maas et al. 2011; aclImdb v1.0) as jsonl:DIR, DIR given as `:path=DIR` (or
+`--config.data.source=jsonl:DIR`); the developers' copy is ../shared/data/imdb (imdb_train.jsonl.gz: 25,000 labelled reviews, imdb_test.jsonl.gz: 25,000,
 imdb_unsup.jsonl.gz: 50,000 unlabelled). MLM pre-training reads the 75,000 train and unlabelled
 reviews; a WordPiece vocabulary of 30,522 pieces (BERT's size) is trained on them. The model is a
 BERT miniature (`size`, default mini = L4/H256, Turc et al. 2019) at 256 tokens per review, batch
@@ -24,16 +24,12 @@ Published reference figures (whole training set, 25,000 labels):
 These are BERT-base/RoBERTa-base figures with full labels; a miniature pre-trained here sits below
 them. Our measurements: experiments/text.md.
 """
-import os
 
 from ssl_jax import config as config_lib
 
-SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared",
-                      "data", "imdb")
-
 
 def get_config(arg=None):
-  args = config_lib.parse_arg(arg, tiny=False, path=os.path.normpath(SHARED), size="mini")
+  args = config_lib.parse_arg(arg, tiny=False, path="", size="mini")
   c = config_lib.base_config()
   c.task = "mlm"
   c.task_kwargs = dict(mask_prob=0.15, mask_token_prob=0.8, random_token_prob=0.1,

@@ -138,6 +138,9 @@ def find_split(directory, split):
 
 def jsonl_dir(directory, *, num_classes=0):
   if not os.path.isdir(directory):
+    if not directory:
+      raise ValueError("config.data.source='jsonl:' names no directory; give jsonl:DIR, DIR holding "
+                       "train.jsonl and test.jsonl (configs/bert_mlm_imdb.py: ':path=DIR')")
     raise FileNotFoundError(f"config.data.source='jsonl:{directory}': no such directory")
   paths = {split: find_split(directory, split) for split in SPLIT_NAMES}
   for split in ("train", "test"):
