@@ -22,12 +22,7 @@ def get_config(arg=None):
   c.optimizer.base_learning_rate = 0.3
   c.optimizer.weight_decay = 1e-6
   if args["vit"]:
-    c.model.name = "vit"
-    c.model.variant = "mu" if args["tiny"] else "s"
-    c.model.patch_size = 4
-    c.optimizer.name = "adamw"
-    c.optimizer.base_learning_rate = 1.5e-4 if not args["tiny"] else 1e-3
-    c.optimizer.weight_decay = 0.1
+    config_lib.use_vit(c, tiny=args["tiny"])
   if args["tiny"]:
     c.task_kwargs.projection_dims = (256, 64)
     c.task_kwargs.prediction_dims = (256, 64)

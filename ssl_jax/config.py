@@ -282,6 +282,17 @@ def finalize(config, workdir=None):
   return config
 
 
+def use_vit(c, *, tiny):
+  """The ViT variant of a CIFAR-10 recipe (`:vit`): ViT-S, or ViT-mu for `:tiny`, on 4 px patches,
+  AdamW at 1.5e-4 (1e-3 for `:tiny`) with weight decay 0.1."""
+  c.model.name = "vit"
+  c.model.variant = "mu" if tiny else "s"
+  c.model.patch_size = 4
+  c.optimizer.name = "adamw"
+  c.optimizer.base_learning_rate = 1e-3 if tiny else 1.5e-4
+  c.optimizer.weight_decay = 0.1
+
+
 def parse_arg(arg, **defaults):
   """`get_config` variants: 'tiny,epochs=100,bs=512' -> {'tiny': True, 'epochs': 100, 'bs': 512}.
 
