@@ -8,8 +8,8 @@ compares, at 1/5/10/50 labels per class over 5 label draws each: a linear probe 
 SSL features, the SSL encoder fine-tuned on those labels, the same encoder trained from scratch,
 and logistic regression on pixels. Results: DIR/results.json, DIR/label_efficiency.png.
 
-Measured (experiments/README.md, 2-core CPU, 6 min 47 s in a fresh venv): at 10 labels per class the linear probe
-reaches 83.1 %, fine-tuning 89.5 %, from scratch 82.2 %, pixels 74.5 %. Add
+Measured (experiments/README.md, 2-core CPU, 6 min 47 s in a fresh venv): at 10 labels per
+class the linear probe reaches 83.1 %, fine-tuning 89.5 %, from scratch 82.2 %, pixels 74.5 %. Add
 `--config.label_efficiency.methods="('ssl_linear_probe','ssl_finetune','ssl_finetune_last',
 'ssl_lora','supervised_scratch','pixels_logreg')"` for the last-block and LoRA fine-tuning modes
 (86 % each at 10 labels per class; about 7 min). The literature has no SimCLR figure for this
