@@ -32,6 +32,12 @@ def get_config(arg=None):
   args = config_lib.parse_arg(arg, quick=False)
   c = config_lib.load(os.path.join(os.path.dirname(__file__), "default.py"))
   c.label_efficiency.enabled = False  # the ablation runs its own protocol
+  # fine-tuning: the main job's steps, batch and augmentation at base_config's learning rate,
+  # without the main job's CV over learning rate and weight decay (8 more fits per run)
+  c.label_efficiency.num_draws = 5
+  c.finetune.kfold = 3
+  c.finetune.grid.full.learning_rate = ()
+  c.finetune.grid.full.weight_decay = ()
   c.total_steps = 120  # 30,720 images (7.7 epochs of the 4,000 digits) per task
   c.optimizer.warmup_epochs = 1.0
   c.checkpoint_every_steps = 40

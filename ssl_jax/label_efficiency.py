@@ -24,6 +24,7 @@ import time
 import numpy as np
 
 from ssl_jax import models
+from ssl_jax.data import sources
 from ssl_jax.finetune import inputs as inputs_lib
 from ssl_jax.finetune import layers
 from ssl_jax.finetune import model as model_lib
@@ -34,6 +35,7 @@ MODES = {"ssl_linear_probe": "linear", "ssl_finetune": "full", "ssl_finetune_las
          "ssl_lora": "lora", "supervised_scratch": "full", "pixels_logreg": "linear",
          "generic_probe": "linear", "generic_finetune": "full"}
 NEEDS_PRETRAINED = ("ssl_linear_probe", "ssl_finetune", "ssl_finetune_last", "ssl_lora")
+IN_MEMORY_BYTES = 2**30  # decoded splits above this stream from their source
 
 
 def draw_subset(labels, per_class, seed):
@@ -88,7 +90,7 @@ def build_methods(config, features_of, train_images, test_images, mesh, pretrain
     if name == "ssl_linear_probe":
       built[name] = (linear(encoder_size), features_of(train_images), features_of(test_images))
     elif name == "pixels_logreg":
-      flat = lambda x: x.reshape(len(x), -1).astype(np.float32) / 255.0
+      flat = lambda x: np.asarray(x).reshape(len(x), -1).astype(np.float32) / 255.0
       built[name] = (linear(0), flat(train_images), flat(test_images))
     elif name == "generic_probe":
       built[name] = (linear(layers.count(generic.variables["params"])),
@@ -105,10 +107,14 @@ def build_methods(config, features_of, train_images, test_images, mesh, pretrain
 
 
 def run(config, features_of, train_source, test_source, batch_sharding, pretrained_encoder=None):
-  """`pretrained_encoder`: {collection: the encoder's subtree} of the pre-trained model."""
+  """`pretrained_encoder`: {collection: the encoder's subtree} of the pre-trained model.
+
+  Splits larger than IN_MEMORY_BYTES decoded stay on disk (sources.LazyImages): features, test
+  scores and the labelled subsets are read batch by batch, so memory does not grow with the split
+  (pixels_logreg alone needs the pixels in memory)."""
   check_methods(config)
-  train_images, train_labels = train_source.arrays()
-  test_images, test_labels = test_source.arrays()
+  train_images, train_labels = sources.eval_arrays(train_source, IN_MEMORY_BYTES)
+  test_images, test_labels = sources.eval_arrays(test_source, IN_MEMORY_BYTES)
   built = build_methods(config, features_of, train_images, test_images, batch_sharding.mesh,
                         pretrained_encoder)
   return run_methods(config, built, train_labels, test_labels)
@@ -128,14 +134,17 @@ def run_methods(config, built, train_labels, test_labels):
       subset = draw_subset(train_labels, per_class, seed)
       labels = train_labels[subset]
       for name, (method, train_x, test_x) in built.items():
+        drawn = train_x[subset]
+        if isinstance(drawn, sources.LazyImages):
+          drawn = np.asarray(drawn)  # the few labelled images, decoded
         if draw == 0:  # hyperparameters for this budget, from draw 0's labels only
           started = time.time()
           log = lambda line, n=name: print(f"{n}: {line}", flush=True)
-          hp, best, _ = protocol.select(method, train_x[subset], labels,
-                                        finetune_config=config.finetune, seed=seed, log=log)
+          hp, best, _ = protocol.select(method, drawn, labels, finetune_config=config.finetune,
+                                        seed=seed, log=log)
           chosen[name] = (hp, best, time.time() - started)
         started = time.time()
-        fitted = method.fit(chosen[name][0], train_x[subset], labels, seed=seed)
+        fitted = method.fit(chosen[name][0], drawn, labels, seed=seed)
         scores[name].append(method.score(fitted, test_x, test_labels))
         seconds[name].append(time.time() - started)
     for name, (method, _, _) in built.items():

@@ -34,7 +34,9 @@ def pretrained(tmp_path_factory):
                               "--config.label_efficiency.num_draws=2",
                               f"--config.label_efficiency.methods={SIX}",
                               "--config.finetune.steps=20", "--config.finetune.eval_every=10",
-                              "--config.finetune.kfold=2", "--config.finetune.cv_single_point=True"])
+                              "--config.finetune.kfold=2", "--config.finetune.cv_single_point=True",
+                              "--config.finetune.grid.full.learning_rate=(0.003,)",
+                              "--config.finetune.grid.full.weight_decay=(0.0,)"])
   return config, workdir, experiment.run(config, workdir)
 
 

@@ -302,3 +302,38 @@ def test_large_decoded_splits_stream_to_the_evaluators(tmp_path):
                                    pipeline.padded_batches(x, np.zeros(len(x)), 4)]).astype(np.float32)
   np.testing.assert_allclose(data.features(flat)[0], want_images.reshape(10, -1))
   assert isinstance(sources.eval_arrays(source)[0], np.ndarray)  # small: decoded once, cached
+
+
+def test_the_study_streams_large_decoded_splits(tmp_path, monkeypatch):
+  """With both splits over the in-memory limit, the study reads them lazily (features, labelled
+  subsets, test scores batch by batch) and gives the rows it gives in memory."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from jax.sharding import NamedSharding, PartitionSpec  # pylint: disable=g-import-not-at-top
+  from ssl_jax import label_efficiency  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  for i in range(16):
+    os.makedirs(tmp_path / "imgs" / f"c{i % 2}", exist_ok=True)
+    base = np.full((8, 8, 3), 60 + 120 * (i % 2))
+    image = np.clip(base + rng.normal(0, 30, (8, 8, 3)), 0, 255).astype(np.uint8)
+    Image.fromarray(image).save(tmp_path / "imgs" / f"c{i % 2}" / f"{i}.png")
+  c = config_lib.base_config()
+  c.data.num_classes, c.data.image_size, c.data.eval_batch_size = 2, 8, 4
+  c.model.width_multiplier = 0.125
+  c.model.depth = 10
+  c.label_efficiency.labels_per_class = (2,)
+  c.label_efficiency.num_draws = 2
+  c.label_efficiency.methods = ("pixels_logreg", "supervised_scratch")
+  c.finetune.steps, c.finetune.batch_size, c.finetune.kfold = 4, 4, 0
+  split = lambda name: sources.build(f"folder:{tmp_path / 'imgs'}", name, holdout_per_class=3,
+                                     image_size=8)
+  c.mesh.data = 2
+  sharding = NamedSharding(train.make_mesh(c), PartitionSpec(train.BATCH_AXES))
+  rows = {}
+  for limit in (2**30, 0):
+    monkeypatch.setattr(label_efficiency, "IN_MEMORY_BYTES", limit)
+    train_source, test_source = split("train"), split("test")
+    rows[limit] = label_efficiency.run(c, None, train_source, test_source, sharding)
+    decoded = train_source._arrays is not None or test_source._arrays is not None
+    assert decoded == (limit > 0)  # streamed: neither split was decoded whole
+  for want, got in zip(rows[2**30], rows[0]):
+    assert (got["method"], got["accuracies"]) == (want["method"], want["accuracies"])

@@ -15,6 +15,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from ssl_jax import train
+from ssl_jax.data import sources
 from ssl_jax.finetune import layers
 
 
@@ -30,6 +31,11 @@ class Classifier(nn.Module):
 def to_global(tree, sharding):
   """Host numpy arrays, identical on every process, -> global jax.Arrays placed by `sharding`."""
   return jax.tree.map(lambda a: jax.make_array_from_callback(a.shape, sharding, lambda i: a[i]), tree)
+
+
+def _rows(x):
+  """`x` as something to slice batches from: a lazily decoded split stays lazy."""
+  return x if isinstance(x, sources.LazyImages) else np.asarray(x)
 
 
 def padded(arrays, batch_size):
@@ -101,7 +107,7 @@ class Model:
   def accuracy(self, variables, x, y):
     """Test accuracy of the classifier `variables` on (x, y): padded batches, masked rows."""
     correct = 0
-    for (bx, by), mask in padded((np.asarray(x), np.asarray(y)), self.eval_batch_size):
+    for (bx, by), mask in padded((_rows(x), np.asarray(y)), self.eval_batch_size):
       args = to_global((bx, by, mask), self.batch_sharding)
       correct += int(self._correct(variables, *args))
     return correct / len(x)
@@ -110,7 +116,7 @@ class Model:
     """Features (N, D) of raw inputs x under `encoder_variables` ({collection: tree}), as numpy."""
     encoder_variables = self.place(encoder_variables)
     out = []
-    for (bx,), mask in padded((np.asarray(x),), self.eval_batch_size):
+    for (bx,), mask in padded((_rows(x),), self.eval_batch_size):
       features = self._features(encoder_variables, to_global(bx, self.batch_sharding))
       out.append(np.asarray(features)[mask])
     return np.concatenate(out)
