@@ -5,8 +5,8 @@
   python -m ssl_jax.main --config=configs/bert_mlm_imdb.py:path=DIR,size=small --workdir=DIR
 
 Data: IMDB (Maas et al. 2011; aclImdb v1.0) as jsonl:DIR, DIR given as `:path=DIR` (or
-`--config.data.source=jsonl:DIR`); the developers' copy is ../shared/data/imdb (imdb_train.jsonl.gz: 25,000 labelled reviews, imdb_test.jsonl.gz: 25,000,
-imdb_unsup.jsonl.gz: 50,000 unlabelled). MLM pre-training reads the 75,000 train and unlabelled
+`--config.data.source=jsonl:DIR`), DIR holding imdb_train.jsonl.gz (25,000 labelled reviews),
+imdb_test.jsonl.gz (25,000) and imdb_unsup.jsonl.gz (50,000 unlabelled). MLM pre-training reads the 75,000 train and unlabelled
 reviews; a WordPiece vocabulary of 30,522 pieces (BERT's size) is trained on them. The model is a
 BERT miniature (`size`, default mini = L4/H256, Turc et al. 2019) at 256 tokens per review, batch
 128, AdamW at 5e-4 with 1,000 warm-up steps and weight decay 0.01, 100,000 steps (an accelerator

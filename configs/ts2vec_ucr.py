@@ -2,7 +2,7 @@
 
   python -m ssl_jax.main --config=configs/ts2vec_ucr.py --workdir=/tmp/ts2vec_gunpoint
   python -m ssl_jax.main --config=configs/ts2vec_ucr.py:ItalyPowerDemand --workdir=DIR
-  python -m ssl_jax.main --config=configs/ts2vec_ucr.py:../shared/data/ucr/FaceAll.npz --workdir=DIR
+  python -m ssl_jax.main --config=configs/ts2vec_ucr.py:/path/to/FaceAll.npz --workdir=DIR
 
 ARG names the data: a set aeon ships in its wheel (GunPoint, the default, ArrowHead,
 ItalyPowerDemand, OSULeaf, ACSF1, BasicMotions, JapaneseVowels: offline; other UCR/UEA names are

@@ -3,8 +3,8 @@
 A source has the loop's contract (`len`, `source[i] -> {"image": float32 (T, F), "label": int}`,
 `labels`, `arrays()`); the series travel under the loop's input key "image" whatever the modality,
 so the pipeline and the jitted step need no second code path. Selected by `config.data.source`:
-  npz:PATH   arrays x_train (N, T[, F]), y_train, x_test, y_test (the format of
-             ../shared/data/ucr/*.npz); labels are any integers (or strings), remapped to 0..K-1
+  npz:PATH   arrays x_train (N, T[, F]), y_train, x_test, y_test (one file per UCR
+             set); labels are any integers (or strings), remapped to 0..K-1
   ucr:NAME   a UCR/UEA set through aeon's loader: ArrowHead, GunPoint, ItalyPowerDemand, OSULeaf,
              ACSF1, BasicMotions and JapaneseVowels ship inside the aeon wheel (offline); other
              names are downloaded by aeon where there is internet
