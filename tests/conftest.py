@@ -24,3 +24,18 @@ def compilation_cache(tmp_path_factory):
   jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("jit_cache")))
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+@pytest.fixture(scope="module")
+def data_path(tmp_path_factory):
+  """A tiny image .npz (64 train, 32 test, 16x16 RGB): four colour classes with noise, learnable in
+  a few steps but not trivially. The loop's tests (train, tasks, scale-out, preemption) share it."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  labels = np.arange(64) % 4
+  base = np.array([[200, 40, 40], [40, 200, 40], [40, 40, 200], [200, 200, 40]])[labels]
+  images = np.clip(base[:, None, None, :] + rng.normal(0, 40, (64, 16, 16, 3)), 0, 255).astype(np.uint8)
+  path = tmp_path_factory.mktemp("data") / "tiny.npz"
+  np.savez(path, train_images=images, train_labels=labels, test_images=images[:32],
+           test_labels=labels[:32])
+  return path

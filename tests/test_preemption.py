@@ -20,18 +20,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOTAL_STEPS = 30
 
 
-@pytest.fixture(scope="module")
-def data_path(tmp_path_factory):
-  rng = np.random.default_rng(0)
-  labels = np.arange(64) % 4
-  base = np.array([[200, 40, 40], [40, 200, 40], [40, 40, 200], [200, 200, 40]])[labels]
-  images = np.clip(base[:, None, None, :] + rng.normal(0, 40, (64, 16, 16, 3)), 0, 255).astype(np.uint8)
-  path = tmp_path_factory.mktemp("data") / "tiny.npz"
-  np.savez(path, train_images=images, train_labels=labels, test_images=images[:32],
-           test_labels=labels[:32])
-  return path
-
-
 def command(data_path, workdir, *extra):
   """`python -m ssl_jax.main` arguments: the default config shrunk to a run of seconds (a 2-block ViT)."""
   return ["--config=configs/default.py", f"--workdir={workdir}", f"--config.data.source=npz:{data_path}",

@@ -46,18 +46,6 @@ def tiny_config(data_path, **overrides):
   return c
 
 
-@pytest.fixture(scope="module")
-def data_path(tmp_path_factory):
-  rng = np.random.default_rng(0)
-  labels = np.arange(64) % 4
-  base = np.array([[200, 40, 40], [40, 200, 40], [40, 40, 200], [200, 200, 40]])[labels]
-  images = np.clip(base[:, None, None, :] + rng.normal(0, 40, (64, 16, 16, 3)), 0, 255).astype(np.uint8)
-  path = tmp_path_factory.mktemp("data") / "tiny.npz"
-  np.savez(path, train_images=images, train_labels=labels, test_images=images[:32],
-           test_labels=labels[:32])
-  return path
-
-
 def _losses(workdir):
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     return {r["step"]: r["loss"] for r in map(json.loads, f) if "loss" in r}
