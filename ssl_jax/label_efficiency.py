@@ -133,10 +133,13 @@ def run_methods(config, built, train_labels, test_labels):
       seed = config.seed * 1_000_003 + per_class * 1009 + draw
       subset = draw_subset(train_labels, per_class, seed)
       labels = train_labels[subset]
+      decoded = {}  # methods that share lazily read images decode the drawn ones once per draw
       for name, (method, train_x, test_x) in built.items():
         drawn = train_x[subset]
         if isinstance(drawn, sources.LazyImages):
-          drawn = np.asarray(drawn)  # the few labelled images, decoded
+          if id(train_x) not in decoded:
+            decoded[id(train_x)] = np.asarray(drawn)
+          drawn = decoded[id(train_x)]
         if draw == 0:  # hyperparameters for this budget, from draw 0's labels only
           started = time.time()
           log = lambda line, n=name: print(f"{n}: {line}", flush=True)
