@@ -1,7 +1,7 @@
 """Text runs: tokenizer, MLM pre-training (and TAPT), transformers export, the few-label study.
 
 `run(config, workdir)`, what `python -m ssl_jax.main` does for a text task (`mlm`, `mlm_nsp`):
- 1. reads the corpus (`config.data.source`: bbc_news | jsonl:DIR, data/text.py);
+ 1. reads the corpus (`config.data.source`: bbc_news | jsonl:DIR | tfds:NAME, data/text.py);
  2. pre-trains `config.model` with the task on every pre-training text (the unlabelled texts and
     the train split's), with its tokenizer: a WordPiece one trained on those texts, or a
     checkpoint's own (data/tokenizer.py); the loop is train.py's, so checkpoints, exact resume
@@ -63,7 +63,8 @@ def derive(config, changes):
 
 def load_corpus(config):
   corpus = text.load(config.data.source, num_classes=config.data.num_classes,
-                     holdout_per_class=config.data.holdout_per_class, seed=config.seed)
+                     holdout_per_class=config.data.holdout_per_class, seed=config.seed,
+                     data_dir=config.data.data_dir or None)
   for path, count in corpus.skipped_empty.items():
     print(f"skipped {count} empty text(s) in {path}", flush=True)
   per_class = config.text.test_per_class

@@ -3,6 +3,7 @@
 The image feature is read as encoded bytes (`SkipDecoding`) and decoded here, so grayscale, CMYK
 or RGBA files become the configured channels and size in whichever process reads them.
 """
+import glob
 import os
 
 import numpy as np
@@ -19,9 +20,10 @@ def _check_prepared(name, data_dir):
   base = name.split(":")[0]
   directory = os.path.join(data_dir, base)
   versions = []
-  if os.path.isdir(directory):
+  if os.path.isdir(directory):  # name/VERSION, or name/CONFIG/VERSION (tfds picks the default config)
     versions = [v for v in os.listdir(directory)
-                if os.path.isfile(os.path.join(directory, v, "dataset_info.json"))]
+                if os.path.isfile(os.path.join(directory, v, "dataset_info.json"))
+                or glob.glob(os.path.join(glob.escape(directory), v, "*", "dataset_info.json"))]
   if not versions:
     present = os.listdir(data_dir) if os.path.isdir(data_dir) else []
     present = sorted(d for d in present if not d.startswith("."))
