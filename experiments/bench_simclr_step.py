@@ -2,7 +2,8 @@
 
   python experiments/bench_simclr_step.py [--batch=256] [--micro_batch=0] [--norm=batch]
       [--head_norm=batch] [--loop=auto] [--no_recompute] [--steps=3] [--rounds=1] [--no_augment]
-      [--depth=18] [--width=1.0] [--image_size=32] [--dtype=float32] [--conv_impl=auto] [--memory_only]
+      [--depth=18] [--width=1.0] [--image_size=32] [--dtype=float32] [--conv_impl=auto]
+      [--cpu_conv_library=eigen] [--memory_only]
 
 Measures steady-state images/s of the whole jitted step (augmentation on the device, forward and
 backward of both views, NT-Xent, LARS update), the step's FLOPs from XLA's cost analysis, the
@@ -10,12 +11,13 @@ step's peak memory from XLA's buffer assignment (arguments + outputs - donated +
 same on a loaded or a quiet machine), this machine's fp32 matmul peak (one large jnp.dot), and the
 fraction of that peak the step reaches.
 
-Defaults: no chunking (`--micro_batch=0`), BatchNorm over the global batch in the encoder and the
+Defaults: XLA:CPU's convolutions on Eigen (`--cpu_conv_library=eigen`, config.model.cpu_conv_library;
+`ynnpack` is XLA's own default, 3-4x slower here: experiments/conv_speed.md), no chunking (`--micro_batch=0`), BatchNorm over the global batch in the encoder and the
 projector. `--micro_batch=N` turns on the exact chunked backward (ssl_jax/chunked.py) over chunks
 of N examples; BatchNorm statistics are then per chunk ("ghost" BN), which the output states.
 `--norm=group --head_norm=none` removes BatchNorm (chunked gradients are then exact).
 
-`--batch` and `--micro_batch` take comma-separated lists: every combination is compiled first, then
+`--batch`, `--micro_batch` and `--cpu_conv_library` take comma-separated lists: every combination is compiled first, then
 timed in `--rounds` interleaved rounds, keeping each one's best round, so that the ratios between
 them hold on a shared machine. The last line is `images_per_s=<number>` of the first combination.
 """
@@ -49,8 +51,9 @@ def matmul_peak_gflops(n=2048, repeats=5):
   return 2 * n**3 / best / 1e9
 
 
-def make_config(args, batch, micro_batch):
+def make_config(args, batch, micro_batch, library):
   c = config_lib.base_config()
+  c.model.cpu_conv_library = library
   c.data.image_size, c.data.channels, c.global_batch_size = args.image_size, 3, batch
   c.model.depth, c.model.dtype, c.model.conv_impl, c.model.stem = args.depth, args.dtype, args.conv_impl, args.stem
   c.model.norm, c.model.width_multiplier = args.norm, args.width
@@ -83,8 +86,8 @@ def peak_bytes(compiled):
           + m.temp_size_in_bytes)
 
 
-def prepare(args, batch, micro_batch):
-  c = make_config(args, batch, micro_batch)
+def prepare(args, batch, micro_batch, library):
+  c = make_config(args, batch, micro_batch, library)
   comps = train.build(c, input_shape=(args.image_size, args.image_size, 3), steps_per_epoch=100,
                       total_steps=1000)
   state = comps.init_state(jax.random.PRNGKey(0))
@@ -96,7 +99,7 @@ def prepare(args, batch, micro_batch):
   compile_s = time.perf_counter() - start
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, list) else cost
-  return dict(batch=batch, micro_batch=micro_batch, compiled=compiled, state=state, data=data,
+  return dict(batch=batch, micro_batch=micro_batch, library=library, compiled=compiled, state=state, data=data,
               compile_s=compile_s, flops=float(cost.get("flops", float("nan"))),
               peak_gb=peak_bytes(compiled) / 2**30)
 
@@ -129,19 +132,22 @@ def main():
   parser.add_argument("--dtype", default="float32")
   parser.add_argument("--conv_impl", default="auto")
   parser.add_argument("--stem", default="small")
+  parser.add_argument("--cpu_conv_library", default="eigen",
+                      help="XLA:CPU's convolutions: eigen | ynnpack (XLA's default); comma-separated")
   parser.add_argument("--no_augment", action="store_true", help="views are the images themselves")
   parser.add_argument("--memory_only", action="store_true", help="compile and report memory; no run")
   args = parser.parse_args()
 
-  combos = list(itertools.product(map(int, args.batch.split(",")), map(int, args.micro_batch.split(","))))
+  combos = list(itertools.product(map(int, args.batch.split(",")), map(int, args.micro_batch.split(",")),
+                                  args.cpu_conv_library.split(",")))
   print(f"device={jax.devices()[0].device_kind} backend={jax.default_backend()} depth={args.depth} "
         f"image={args.image_size} dtype={args.dtype} augment={not args.no_augment} "
         f"conv_impl={args.conv_impl} loop={chunked.resolve_loop(args.loop)} "
         f"recompute={not args.no_recompute}", flush=True)
   runs = []
-  for batch, micro in combos:
-    run = prepare(args, batch, micro)
-    print(f"compiled batch={batch} micro_batch_size={micro}: compile_s={run['compile_s']:.1f} "
+  for batch, micro, library in combos:
+    run = prepare(args, batch, micro, library)
+    print(f"compiled batch={batch} micro_batch_size={micro} cpu_conv_library={library}: compile_s={run['compile_s']:.1f} "
           f"step_gflop={run['flops'] / 1e9:.1f} peak_memory_gb={run['peak_gb']:.3f}", flush=True)
     if args.memory_only:
       del run["compiled"], run["state"], run["data"]
@@ -158,6 +164,7 @@ def main():
   print(f"process_max_rss_gb={rss_gb:.2f} (all combinations, compilation included)")
   for i, run in enumerate(runs):
     line = (f"batch={run['batch']} micro_batch_size={run['micro_batch']} "
+            f"cpu_conv_library={run['library']} "
             f"[{normalisation(args, run['micro_batch'])}] peak_memory_gb={run['peak_gb']:.3f}")
     if not args.memory_only:
       achieved = run["flops"] / best[i] / 1e9

@@ -1,7 +1,8 @@
 """Where the SimCLR step's time goes on XLA:CPU: thunk time by kind of operation.
 
   XLA_FLAGS=--xla_cpu_enable_xprof_traceme python experiments/profile_simclr_step.py \
-      [--batch=256] [--micro_batch=0] [--conv_impl=auto] [--top=12] [bench_simclr_step.py's options]
+      [--batch=256] [--micro_batch=0] [--conv_impl=auto] [--cpu_conv_library=eigen] [--top=12]
+      [bench_simclr_step.py's options]
 
 Builds the step exactly as experiments/bench_simclr_step.py does, runs one step under
 `jax.profiler.trace`, and sums the durations of the executed thunks (the trace's events named
@@ -84,7 +85,7 @@ def main():
   parser.add_argument("--top", type=int, default=12)
   for flag, default in (("--batch", "256"), ("--micro_batch", "0"), ("--norm", "batch"),
                         ("--head_norm", "batch"), ("--loop", "auto"), ("--dtype", "float32"),
-                        ("--conv_impl", "auto"), ("--stem", "small")):
+                        ("--conv_impl", "auto"), ("--stem", "small"), ("--cpu_conv_library", "eigen")):
     parser.add_argument(flag, default=default)
   parser.add_argument("--depth", type=int, default=18)
   parser.add_argument("--width", type=float, default=1.0)
@@ -95,7 +96,7 @@ def main():
   if "xla_cpu_enable_xprof_traceme" not in os.environ.get("XLA_FLAGS", ""):
     sys.exit("set XLA_FLAGS=--xla_cpu_enable_xprof_traceme (thunk events are off without it)")
   batch, micro = int(args.batch), int(args.micro_batch)
-  run = bench.prepare(args, batch, micro)
+  run = bench.prepare(args, batch, micro, args.cpu_conv_library)
   bench.time_steps(run, 1)  # warm-up
   instructions, computations = hlo_index(run["compiled"].as_text())
   rows = 2 * (micro or batch)  # both views of a chunk (or of the batch) go through the model
@@ -115,7 +116,8 @@ def main():
   for name, seconds in per_name.items():
     groups[categorise(name, instructions, computations, rows)] += seconds
   total = sum(groups.values())
-  print(f"batch={batch} micro_batch_size={micro} conv_impl={args.conv_impl} step_s={step_s:.2f} "
+  print(f"batch={batch} micro_batch_size={micro} conv_impl={args.conv_impl} "
+        f"cpu_conv_library={args.cpu_conv_library} step_s={step_s:.2f} "
         f"thunk_s={total:.2f} (summed over threads)")
   for group, seconds in groups.most_common():
     print(f"  {group:15s} {seconds:7.2f} s  {seconds / total:6.1%}")

@@ -29,6 +29,7 @@ from ssl_jax.finetune import inputs as inputs_lib
 from ssl_jax.finetune import layers
 from ssl_jax.finetune import model as model_lib
 from ssl_jax.finetune import protocol
+from ssl_jax.models import conv as conv_lib
 
 METHODS = ("ssl_linear_probe", "supervised_scratch", "ssl_finetune", "pixels_logreg")  # the default
 MODES = {"ssl_linear_probe": "linear", "ssl_finetune": "full", "ssl_finetune_last": "last_n",
@@ -73,10 +74,12 @@ def build_methods(config, features_of, train_images, test_images, mesh, pretrain
   linear = lambda encoder_params: protocol.LinearMethod(num_classes, mesh, ft, pad_to=pad_to,
                                                         encoder_params=encoder_params)
   inputs = inputs_lib.for_arrays(train_images, image_size=config.data.image_size,
-                                 crop_scale=ft.crop_scale, flip_prob=config.augment.flip_prob)
+                                 crop_scale=ft.crop_scale, flip_prob=config.augment.flip_prob,
+                                 elastic=inputs_lib.elastic_of(config))
   classifier = lambda encoder: model_lib.Model(
       encoder, num_classes=num_classes, mesh=mesh, inputs=inputs, example=train_images,
-      eval_batch_size=config.data.eval_batch_size, layer_regex=ft.layer_regex)
+      eval_batch_size=config.data.eval_batch_size, layer_regex=ft.layer_regex,
+      compiler_options=conv_lib.compiler_options(config.model.cpu_conv_library))
   ssl_model = generic = generic_model = None
   if any(MODES[m] != "linear" and not m.startswith("generic_") for m in names):
     ssl_model = classifier(models.build_encoder(config.model, image_size=config.data.image_size))

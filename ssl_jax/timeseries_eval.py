@@ -35,6 +35,7 @@ from sklearn.svm import SVC
 from ssl_jax import label_efficiency
 from ssl_jax import models
 from ssl_jax import train
+from ssl_jax.models import conv as conv_lib
 
 METHODS = ("ssl_svm", "supervised_scratch", "nn1_euclidean", "raw_logreg")
 SVM_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 1e1, 1e2, 1e3, 1e4, np.inf)
@@ -97,8 +98,10 @@ class ScratchTrainer:
     self.tx = optax.adamw(optax.cosine_decay_schedule(recipe.learning_rate, recipe.steps),
                           weight_decay=recipe.weight_decay)
     self.eval_batch = config.data.eval_batch_size
-    self._step = jax.jit(self._step_fn, donate_argnums=0)
-    self._predict = jax.jit(lambda params, x: jnp.argmax(self.model.apply({"params": params}, x), -1))
+    options = conv_lib.compiler_options(config.model.cpu_conv_library)
+    self._step = jax.jit(self._step_fn, donate_argnums=0, compiler_options=options)
+    self._predict = jax.jit(lambda params, x: jnp.argmax(self.model.apply({"params": params}, x), -1),
+                            compiler_options=options)
 
   def _step_fn(self, state, x, y, rng):
     def loss_fn(params):

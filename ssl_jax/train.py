@@ -5,6 +5,7 @@ step; checkpoints; runs evaluators; writes metrics. The same code runs on one CP
 CPU devices, and on GPU/TPU meshes.
 """
 import dataclasses
+import functools
 import math
 import os
 from typing import Any, Callable
@@ -23,6 +24,7 @@ from ssl_jax import chunked
 from ssl_jax import evaluators as evaluators_lib
 from ssl_jax import metrics as metrics_lib
 from ssl_jax import models
+from ssl_jax.models import conv as conv_lib
 from ssl_jax import optim
 from ssl_jax import preemption
 from ssl_jax import tasks
@@ -154,7 +156,8 @@ def build(config, *, input_shape, steps_per_epoch, total_steps, num_examples=Non
 
   abstract_state = jax.eval_shape(init, jax.random.PRNGKey(0))
   state_sharding = jax.tree.map(lambda x: param_sharding(mesh, x), abstract_state)
-  init_state = jax.jit(init, out_shardings=state_sharding)
+  compile_options = conv_lib.compiler_options(config.model.cpu_conv_library)
+  init_state = jax.jit(init, out_shardings=state_sharding, compiler_options=compile_options)
 
   def step_fn(state, batch):
     rng = jax.random.fold_in(state.rng, state.step)
@@ -202,9 +205,10 @@ def build(config, *, input_shape, steps_per_epoch, total_steps, num_examples=Non
     return new_state, metrics
 
   train_step = jax.jit(step_fn, in_shardings=(state_sharding, batch_sharding),
-                       out_shardings=(state_sharding, replicated), donate_argnums=0)
+                       out_shardings=(state_sharding, replicated), donate_argnums=0,
+                       compiler_options=compile_options)
 
-  @jax.jit
+  @functools.partial(jax.jit, compiler_options=compile_options)
   def _features(state, images):
     variables = task.encoder_variables(state.params, state.model_state, state.task_state)
     return encoder.apply(variables, task.preprocess(images), train=False)
@@ -218,7 +222,7 @@ def build(config, *, input_shape, steps_per_epoch, total_steps, num_examples=Non
       out.append(np.asarray(_features(state, x))[batch["mask"]])
     return np.concatenate(out)
 
-  @jax.jit
+  @functools.partial(jax.jit, compiler_options=compile_options)
   def _artifacts(state, images, rng):
     variables = {"params": {k: v for k, v in state.params.items() if k != "online_probe"},
                  **state.model_state}

@@ -15,14 +15,16 @@ CASES = [  # (kernel, strides, padding, in_features, out_features)
 
 
 @pytest.mark.parametrize("impl", [name for name in conv.IMPLS if name != "xla"])
-@pytest.mark.parametrize("kernel,strides,padding,cin,cout", CASES)
-def test_matches_nn_conv(impl, kernel, strides, padding, cin, cout):
+@pytest.mark.parametrize("kernel,strides,padding,cin,cout,size", [c + ((12, 10),) for c in CASES] + [
+    (3, 1, "SAME", 4, 6, (2, 2)), (3, 2, "SAME", 4, 6, (4, 3)), (1, 2, "SAME", 4, 6, (3, 4))])
+def test_matches_nn_conv(impl, kernel, strides, padding, cin, cout, size):
+  """Last cases: output maps of 4 positions or fewer, which 'auto' computes by im2col on the CPU."""
   if impl == "im2col" and kernel == 7:
     pytest.skip("im2col is a measured baseline only; its 49-tap compile takes seconds")
   kwargs = dict(features=cout, kernel_size=(kernel, kernel), strides=strides, padding=padding,
                 use_bias=True, bias_init=nn.initializers.normal(1.0))
   ref, fast = nn.Conv(**kwargs), conv.conv_class(impl)(**kwargs)
-  x = jax.random.normal(jax.random.key(0), (2, 12, 10, cin))
+  x = jax.random.normal(jax.random.key(0), (2, *size, cin))
   # jit everything: one compile per function instead of one per eager op (49 slices for 7x7)
   params = jax.jit(ref.init)(jax.random.key(1), x)
   fast_params = jax.jit(fast.init)(jax.random.key(1), x)
@@ -58,7 +60,63 @@ def test_checkpoint_interchangeable_in_a_model():
 
 
 def test_auto_and_unknown():
-  assert conv.conv_class("auto") is nn.Conv
-  assert conv.conv_class("wgrad").__name__ == "Conv" and issubclass(conv.conv_class("wgrad"), nn.Module)
+  assert conv.conv_class("xla") is nn.Conv
+  for impl in ("auto", "wgrad"):
+    assert conv.conv_class(impl).__name__ == "Conv" and issubclass(conv.conv_class(impl), nn.Module)
   with pytest.raises(ValueError, match="conv_impl 'nope'"):
     conv.conv_class("nope")
+
+
+def ynnpack_convolutions(compiled_hlo):
+  """How many of a compiled program's YNNPACK fusions compute a convolution (XLA:CPU)."""
+  bodies, name, count = {}, None, 0
+  for line in compiled_hlo.splitlines():
+    if line.startswith("%") and line.rstrip().endswith("{"):
+      name = line.split()[0][1:]
+      bodies[name] = []
+    elif name and line.startswith("}"):
+      name = None
+    elif name:
+      bodies[name].append(line)
+  for line in compiled_hlo.splitlines():
+    if "%ynn_fusion" in line.split("=")[0] and "calls=%" in line:
+      called = line.split("calls=%")[1].split(",")[0].split()[0]
+      count += any(" convolution(" in entry for entry in bodies.get(called, []))
+  return count
+
+
+def test_cpu_conv_library_sends_convolutions_to_eigen_with_the_same_gradients():
+  if jax.default_backend() != "cpu":
+    pytest.skip("the convolution library is an XLA:CPU choice")
+  x = jax.random.normal(jax.random.key(0), (8, 16, 16, 32))
+  kernel = 0.1 * jax.random.normal(jax.random.key(1), (3, 3, 32, 32))
+  dense = 0.1 * jax.random.normal(jax.random.key(2), (32, 10))
+
+  def loss(x, kernel, dense):  # a convolution's forward, input and kernel gradients, then a dot
+    y = jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return jnp.sum(jnp.sin(jnp.mean(jax.nn.relu(y), axis=(1, 2)) @ dense))
+
+  grad = jax.grad(loss, argnums=(0, 1, 2))
+  compiled = {library: jax.jit(grad, compiler_options=conv.compiler_options(library))
+              .lower(x, kernel, dense).compile() for library in conv.CPU_CONV_LIBRARIES}
+  assert ynnpack_convolutions(compiled["ynnpack"].as_text()) > 0, "XLA's default changed: re-measure"
+  assert ynnpack_convolutions(compiled["eigen"].as_text()) == 0
+  assert "%ynn_fusion" in compiled["eigen"].as_text()  # dots stay on YNNPACK
+  for got, want in zip(compiled["eigen"](x, kernel, dense), compiled["ynnpack"](x, kernel, dense)):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+  assert conv.compiler_options("eigen", backend="gpu") is None
+  with pytest.raises(ValueError, match="cpu_conv_library='mkl'.*'eigen', 'ynnpack'"):
+    conv.compiler_options("mkl")
+
+
+def test_auto_takes_im2col_for_tiny_maps_on_the_cpu():
+  if jax.default_backend() != "cpu":
+    pytest.skip("'auto' is XLA's convolution off the CPU")
+  module = conv.conv_class("auto")(8, (3, 3), use_bias=False)
+
+  def convolutions(x):
+    params = jax.jit(module.init)(jax.random.key(0), x)
+    return " convolution(" in jax.jit(module.apply).lower(params, x).as_text(dialect="hlo")
+
+  assert not convolutions(jnp.ones((2, 2, 2, 4)))  # 4 output positions: an im2col dot
+  assert convolutions(jnp.ones((2, 3, 2, 4)))  # 6 positions: XLA's convolution

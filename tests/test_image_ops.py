@@ -280,3 +280,45 @@ def test_affine_views_stay_in_range_and_leave_other_views_unchanged(images):
   # the same crops underneath: the warp draws from its own key, so switching it on changes nothing else
   unwarped = jax.jit(functools.partial(image_ops.augment_views, **ALL_OFF, affine_prob=1.0))
   np.testing.assert_allclose(np.asarray(unwarped(key, digits)), a, atol=1e-5)
+
+
+def _numpy_elastic(image, noise, alpha, sigma):
+  """Independent reference: scipy's Gaussian filter (zero outside, 4 sigma) for the field, then
+  bilinear interpolation with zero outside, one pixel at a time."""
+  from scipy import ndimage  # pylint: disable=g-import-not-at-top
+  field = alpha * np.stack([ndimage.gaussian_filter(n, sigma, mode="constant", truncate=4.0)
+                            for n in noise.astype(np.float64)])
+  h, w, _ = image.shape
+  out = np.zeros_like(image)
+  for i in range(h):
+    for j in range(w):
+      y, x = i + field[0, i, j], j + field[1, i, j]
+      y0, x0 = int(np.floor(y)), int(np.floor(x))
+      for dy, dx in ((0, 0), (0, 1), (1, 0), (1, 1)):
+        yy, xx = y0 + dy, x0 + dx
+        if 0 <= yy < h and 0 <= xx < w:
+          out[i, j] += (1 - abs(y - yy)) * (1 - abs(x - xx)) * image[yy, xx]
+  return out
+
+
+def test_elastic_against_numpy():
+  image = random_images(7, (1, 12, 10, 2))[0]
+  noise = np.random.default_rng(8).uniform(-1, 1, (2, 12, 10)).astype(np.float32)
+  warp = jax.jit(image_ops.elastic, static_argnums=(2, 3))
+  np.testing.assert_allclose(warp(image, noise, 0.0, 2.0), image, atol=1e-6)
+  for alpha, sigma in ((6.0, 1.5), (20.0, 3.0)):
+    np.testing.assert_allclose(warp(image, noise, alpha, sigma),
+                               _numpy_elastic(image, noise, alpha, sigma), atol=1e-5)
+
+
+def test_elastic_views_stay_in_range_and_leave_other_views_unchanged():
+  digits = random_images(9, (4, 12, 12, 1))
+  plain = jax.jit(functools.partial(image_ops.augment_views, **ALL_OFF))
+  distorted = jax.jit(functools.partial(image_ops.augment_views, **ALL_OFF, elastic_prob=1.0,
+                                        elastic_alpha=8.0, elastic_sigma=2.0))
+  key = jax.random.key(3)
+  a, b = np.asarray(plain(key, digits)), np.asarray(distorted(key, digits))
+  assert a.shape == b.shape and b.min() >= 0.0 and b.max() <= 1.0 + 1e-6
+  assert not np.allclose(a, b)
+  undistorted = jax.jit(functools.partial(image_ops.augment_views, **ALL_OFF, elastic_prob=1.0))
+  np.testing.assert_allclose(np.asarray(undistorted(key, digits)), a, atol=1e-5)

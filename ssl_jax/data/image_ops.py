@@ -4,8 +4,11 @@ View v of example i draws from `fold_in(fold_in(key, v), i)`, with i its index i
 so a view depends only on the key and the example, never on how the batch is split over devices.
 Order per view, as in SimCLR and BYOL: random resized crop, flip, colour jitter (random op order),
 grayscale, blur, solarise. An optional random affine warp (rotation, shear, translation: views for
-digits and other orientation-bound images) follows the crop; off by default, and drawn from its own
-key, so views without it are exactly what they were before it existed. Pixels are float32 in [0, 1], channels last, 1 or 3 channels.
+digits and other orientation-bound images) follows the crop, then an optional elastic distortion
+(Simard et al. 2003: a smoothed random displacement field, the classical model of handwriting
+variation); both are off by default and drawn from keys of their own, so views without them are
+exactly what they were before they existed. Pixels are float32 in [0, 1], channels last, 1 or 3
+channels.
 """
 import math
 
@@ -69,11 +72,14 @@ def augment_views(key, images, *, num_views=2, **augment_kwargs):
 def augment_view(key, image, *, crop_size=None, crop_scale=(0.08, 1.0), crop_ratio=(3 / 4, 4 / 3),
                  flip_prob=0.5, jitter_prob=0.8, jitter_strength=0.5, grayscale_prob=0.2,
                  blur_prob=0.0, blur_sigma=(0.1, 2.0), solarize_prob=0.0, solarize_threshold=0.5,
-                 affine_prob=0.0, rotate_degrees=0.0, shear_degrees=0.0, translate=0.0):
+                 affine_prob=0.0, rotate_degrees=0.0, shear_degrees=0.0, translate=0.0,
+                 elastic_prob=0.0, elastic_alpha=0.0, elastic_sigma=4.0):
   """One view of one float (H, W, C) image in [0, 1]; returns float32 (S, S, C), S = crop_size or H.
 
   affine_prob: the chance of `affine` with an angle uniform in +-rotate_degrees, a shear uniform in
   +-shear_degrees and a shift uniform in +-translate of the size along each axis.
+  elastic_prob: the chance of `elastic` with a field of strength elastic_alpha pixels smoothed over
+  elastic_sigma pixels (Simard et al. use 34 and 4 on 28 px digits; a Python number, static).
   """
   if np.ndim(image) != 3:
     raise ValueError(f"augment_view takes one (H, W, C) image, got shape {np.shape(image)}; "
@@ -96,6 +102,11 @@ def augment_view(key, image, *, crop_size=None, crop_scale=(0.08, 1.0), crop_rat
                             shear_degrees * (2 * u_affine[2] - 1),
                             translate * size * (2 * u_affine[3:] - 1))
     image = _maybe(u_affine[0], affine_prob, warp, image)
+  if elastic_prob > 0:
+    u_elastic, noise = jnp.split(jax.random.uniform(jax.random.fold_in(key, 2), (1 + 2 * size * size,),
+                                                    minval=-1.0, maxval=1.0), [1])
+    distort = lambda x: elastic(x, noise.reshape(2, size, size), elastic_alpha, elastic_sigma)
+    image = _maybe((u_elastic[0] + 1) / 2, elastic_prob, distort, image)
   jitter = lambda x: color_jitter(x, u_jitter_ops, strength=jitter_strength)
   image = _maybe(u_jitter, jitter_prob, jitter, image)
   image = _maybe(u_gray, grayscale_prob, to_grayscale, image)
@@ -171,6 +182,35 @@ def affine(image, degrees, shear_degrees, shift):
   x_in, y_in = jnp.cos(theta) * x - jnp.sin(theta) * y, jnp.sin(theta) * x + jnp.cos(theta) * y
   x_in = x_in + jnp.tan(shear) * y_in
   coords = [y_in + cy, x_in + cx]
+  channels = [jax.scipy.ndimage.map_coordinates(image[..., k], coords, order=1, mode="constant",
+                                                cval=0.0) for k in range(image.shape[-1])]
+  return jnp.stack(channels, axis=-1)
+
+
+def gaussian_filter_matrix(size, sigma):
+  """(size, size) matrix M with M @ v = v filtered by a Gaussian of `sigma` (a Python number)
+  truncated at 4 sigma, the values beyond the edges taken as zero."""
+  radius = max(1, int(4 * sigma + 0.5))
+  offsets = np.arange(-radius, radius + 1)
+  kernel = np.exp(-offsets ** 2 / (2 * sigma ** 2))
+  kernel /= kernel.sum()
+  distance = np.arange(size)[None, :] - np.arange(size)[:, None]
+  inside = np.abs(distance) <= radius
+  return jnp.asarray(np.where(inside, kernel[np.clip(distance + radius, 0, 2 * radius)], 0.0),
+                     jnp.float32)
+
+
+def elastic(image, noise, alpha, sigma):
+  """`image` (H, W, C) distorted by a smooth random displacement field (Simard et al. 2003):
+  `noise` (2, H, W) in [-1, 1] (the y and x components) filtered by a Gaussian of `sigma` pixels
+  (`gaussian_filter_matrix`) and scaled by `alpha`; output pixel p samples the input at
+  p + field(p), bilinear, zero fill."""
+  height, width = image.shape[:2]
+  rows, cols = gaussian_filter_matrix(height, sigma), gaussian_filter_matrix(width, sigma)
+  field = alpha * jnp.einsum("hi,cij,wj->chw", rows, noise, cols)
+  y, x = jnp.meshgrid(jnp.arange(height, dtype=jnp.float32), jnp.arange(width, dtype=jnp.float32),
+                      indexing="ij")
+  coords = [y + field[0], x + field[1]]
   channels = [jax.scipy.ndimage.map_coordinates(image[..., k], coords, order=1, mode="constant",
                                                 cval=0.0) for k in range(image.shape[-1])]
   return jnp.stack(channels, axis=-1)

@@ -1,7 +1,8 @@
 """Per-modality model inputs for fine-tuning: preprocessing, and a light augmentation of the labels.
 
   images   uint8 (N, H, W, C)  -> float [0, 1] at `image_size`; augmented by a random-resized crop
-                                  (scale `crop_scale`) and a horizontal flip (`flip_prob`)
+                                  (scale `crop_scale`), a horizontal flip (`flip_prob`) and an
+                                  elastic distortion (`elastic`: image_ops's elastic_* keywords)
   tokens   int (N, L)          -> unchanged; augmented by dropping a fraction of tokens (set to pad)
   series   float (N, T[, C])   -> unchanged; augmented by random scaling and Gaussian jitter
 Both functions are pure JAX and run inside the jitted step. `for_arrays` picks one by the data.
@@ -15,8 +16,9 @@ from ssl_jax.data import image_ops
 
 class Images:
 
-  def __init__(self, *, image_size=None, crop_scale=(0.5, 1.0), flip_prob=0.0):
+  def __init__(self, *, image_size=None, crop_scale=(0.5, 1.0), flip_prob=0.0, elastic=None):
     self.image_size, self.crop_scale, self.flip_prob = image_size, tuple(crop_scale), flip_prob
+    self.elastic = dict(elastic or {})
 
   def preprocess(self, x):
     x = x.astype(jnp.float32) / 255.0
@@ -28,7 +30,7 @@ class Images:
     return image_ops.augment_views(
         rng, x.astype(jnp.float32) / 255.0, num_views=1, crop_size=self.image_size,
         crop_scale=self.crop_scale, flip_prob=self.flip_prob, jitter_prob=0.0, grayscale_prob=0.0,
-        blur_prob=0.0, solarize_prob=0.0)[0]
+        blur_prob=0.0, solarize_prob=0.0, **self.elastic)[0]
 
 
 class Tokens:
@@ -60,11 +62,18 @@ class Series:
     return x * factor + self.jitter * std * jax.random.normal(k_noise, x.shape)
 
 
-def for_arrays(x, *, image_size=None, crop_scale=(0.5, 1.0), flip_prob=0.0, pad_id=0):
+def elastic_of(config):
+  """The elastic_* keywords of the fine-tuning augmentation: `finetune.elastic_prob` with the
+  pre-training views' strength (`augment.elastic_alpha`, `augment.elastic_sigma`)."""
+  return dict(elastic_prob=config.finetune.elastic_prob, elastic_alpha=config.augment.elastic_alpha,
+              elastic_sigma=config.augment.elastic_sigma)
+
+
+def for_arrays(x, *, image_size=None, crop_scale=(0.5, 1.0), flip_prob=0.0, elastic=None, pad_id=0):
   """The input kind of the data `x` (one of the three above), by dtype and rank."""
   x = np.asarray(x[:1])
   if x.dtype == np.uint8 and x.ndim == 4:
-    return Images(image_size=image_size, crop_scale=crop_scale, flip_prob=flip_prob)
+    return Images(image_size=image_size, crop_scale=crop_scale, flip_prob=flip_prob, elastic=elastic)
   if np.issubdtype(x.dtype, np.integer) and x.ndim == 2:
     return Tokens(pad_id=pad_id)
   if np.issubdtype(x.dtype, np.floating) and x.ndim in (2, 3):

@@ -52,8 +52,10 @@ class Model:
   """`encoder` + head on `mesh`; `inputs` (finetune.inputs) preprocesses raw arrays like `example`."""
 
   def __init__(self, encoder, *, num_classes, mesh, inputs, example, eval_batch_size=512,
-               layer_regex=""):
+               layer_regex="", compiler_options=None):
     self.encoder, self.num_classes, self.mesh, self.inputs = encoder, num_classes, mesh, inputs
+    # every jit of this model and its finetuners (models/conv.py: XLA:CPU's convolution library)
+    self.compiler_options = compiler_options
     self.module = Classifier(encoder, num_classes)
     self.batch_sharding = NamedSharding(mesh, P(train.BATCH_AXES))
     self.replicated = NamedSharding(mesh, P())
@@ -65,10 +67,10 @@ class Model:
     self.units = [(f"encoder/{name}", [f"encoder/{p}" for p in paths])
                   for name, paths in layers.units(encoder_paths, order, layer_regex)]
     self.eval_batch_size = math.ceil(eval_batch_size / mesh.size) * mesh.size
-    self._init = jax.jit(self.module.init)
-    self._correct = jax.jit(self._correct_fn)
+    self._init = jax.jit(self.module.init, compiler_options=compiler_options)
+    self._correct = jax.jit(self._correct_fn, compiler_options=compiler_options)
     self.finetuners = {}  # (mode, static settings) -> step.Finetuner, shared by every method
-    self._features = jax.jit(self._features_fn)
+    self._features = jax.jit(self._features_fn, compiler_options=compiler_options)
 
   def sharding(self, tree):
     """The mesh placement of a state or variables tree: FSDP rules of pre-training."""

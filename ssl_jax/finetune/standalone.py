@@ -32,6 +32,7 @@ from ssl_jax.finetune import inputs as inputs_lib
 from ssl_jax.finetune import layers
 from ssl_jax.finetune import model as model_lib
 from ssl_jax.finetune import protocol
+from ssl_jax.models import conv as conv_lib
 
 
 def restore_encoder(config, directory):
@@ -81,8 +82,10 @@ def run(config, workdir):
   model = model_lib.Model(
       encoder, num_classes=config.data.num_classes, mesh=train_lib.make_mesh(config),
       inputs=inputs_lib.for_arrays(x, image_size=config.data.image_size, crop_scale=ft.crop_scale,
-                                   flip_prob=config.augment.flip_prob),
-      example=x, eval_batch_size=config.data.eval_batch_size, layer_regex=ft.layer_regex)
+                                   flip_prob=config.augment.flip_prob,
+                                   elastic=inputs_lib.elastic_of(config)),
+      example=x, eval_batch_size=config.data.eval_batch_size, layer_regex=ft.layer_regex,
+      compiler_options=conv_lib.compiler_options(config.model.cpu_conv_library))
   if ft.mode == "linear":
     init = init or {c: v["encoder"] for c, v in model.init(config.seed).items()}
     method = protocol.LinearMethod(config.data.num_classes, model.mesh, ft, pad_to=len(y),

@@ -87,11 +87,14 @@ class Finetuner:
     self.encoder_train = mode in ("full", "last_n")
     abstract = jax.eval_shape(self._initial_state, model.abstract, jax.random.PRNGKey(0))
     self.state_sharding = model.sharding(abstract)
-    self._initial = jax.jit(self._initial_state, out_shardings=self.state_sharding)
+    options = model.compiler_options
+    self._initial = jax.jit(self._initial_state, out_shardings=self.state_sharding,
+                            compiler_options=options)
     self._step = jax.jit(self._step_fn,
                          in_shardings=(self.state_sharding, model.batch_sharding, model.replicated),
-                         out_shardings=(self.state_sharding, model.replicated), donate_argnums=0)
-    self._export = jax.jit(self._export_fn)
+                         out_shardings=(self.state_sharding, model.replicated), donate_argnums=0,
+                         compiler_options=options)
+    self._export = jax.jit(self._export_fn, compiler_options=options)
 
   def _initial_state(self, variables, rng):
     flat = layers.flatten(variables["params"])

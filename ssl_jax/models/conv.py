@@ -1,11 +1,18 @@
-"""2-D NHWC convolutions that train faster than `nn.Conv` on XLA:CPU, with `nn.Conv`'s parameters.
+"""2-D NHWC convolutions on XLA:CPU: which library runs them, and implementations with `nn.Conv`'s parameters.
 
-XLA:CPU (YNNPACK) runs the forward and input-gradient convolutions of ResNet-18 well, but lowers the
-kernel (weight) gradient to a convolution whose window is the whole feature map, which runs at a
-fraction of the matmul rate. 'wgrad' keeps XLA's forward and input gradient and computes the kernel
-gradient as one im2col dot, patches^T @ dy, contracting over batch * out_h * out_w. On this 2-core
-CPU that is 13% faster than 'xla' at 64 images per step but 7-17% slower at 256 (the patch tensor
-no longer fits in cache), so 'auto' stays 'xla'. Numbers and commands: experiments/conv_speed.md.
+Library (`compiler_options`, `config.model.cpu_conv_library`): XLA:CPU in jaxlib 0.10 hands
+convolutions to YNNPACK by default, which runs ResNet-18's kernel (weight) gradients at 5-70
+GFLOP/s; its older Eigen convolutions run the same layers 3-18x faster (forward and input gradient
+too). Every jitted function that runs a convolutional model passes `compiler_options(...)`, which on
+the CPU backend keeps YNNPACK for dots and reductions and sends convolutions to Eigen ('eigen', the
+default), or leaves XLA's default ('ynnpack'). Figures and commands: experiments/conv_speed.md.
+
+Implementations (`conv_class`, `config.model.conv_impl`): 'xla' (`nn.Conv`) keeps XLA's forward,
+input gradient and kernel gradient; 'wgrad' computes the kernel gradient as one im2col dot,
+patches^T @ dy, contracting over batch * out_h * out_w (faster than YNNPACK's kernel gradient at 64
+images per step, slower at 256); 'im2col' is the plain baseline. 'auto' is 'xla', except on
+XLA:CPU for output maps of at most 2x2 positions, which XLA rewrites into convolutions that Eigen
+runs badly and which take 'im2col' (the main job's ResNet-10 reaches them at 28 px).
 """
 import functools
 from typing import Any, Callable, Sequence
@@ -16,6 +23,26 @@ import jax.numpy as jnp
 from jax import lax
 
 Padding = tuple[tuple[int, int], tuple[int, int]]
+
+# XLA:CPU's YNNPACK fusion types by default in jaxlib 0.10 are individual dots, individual
+# convolutions and reductions; 'eigen' keeps the other two.
+_YNN_WITHOUT_CONVOLUTIONS = "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"
+CPU_CONV_LIBRARIES = ("eigen", "ynnpack")
+
+
+def compiler_options(cpu_conv_library: str = "eigen", backend: str | None = None):
+  """`jax.jit(..., compiler_options=...)` for a function that runs convolutions.
+
+  On the CPU backend 'eigen' sends convolutions to XLA's Eigen runtime instead of YNNPACK (3-18x
+  faster per layer on our 2-core CPUs, experiments/conv_speed.md); 'ynnpack' is XLA's default.
+  Other backends: None (nothing to choose).
+  """
+  if cpu_conv_library not in CPU_CONV_LIBRARIES:
+    raise ValueError(f"config.model.cpu_conv_library={cpu_conv_library!r}; accepted: "
+                     f"{', '.join(map(repr, CPU_CONV_LIBRARIES))}")
+  if (backend or jax.default_backend()) != "cpu" or cpu_conv_library == "ynnpack":
+    return None
+  return {"xla_cpu_experimental_ynn_fusion_type": _YNN_WITHOUT_CONVOLUTIONS}
 _DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
 
 
@@ -71,8 +98,22 @@ def _wgrad_bwd(strides, padding, residuals, dy):
 
 _wgrad.defvjp(_wgrad_fwd, _wgrad_bwd)
 
+TINY_MAP = 4  # output positions (a 2x2 map) up to which 'auto' uses im2col on XLA:CPU
+
+
+def _auto(x, kernel, strides, padding):
+  """XLA's convolution, except on XLA:CPU for outputs of at most TINY_MAP positions: XLA rewrites
+  those (a 3x3 kernel over a padded 2x2 map) into forms that Eigen runs at ~6 GFLOP/s, and their
+  im2col dot takes milliseconds (the main job's ResNet-10 step: 549 -> 933 images/s)."""
+  padded = (x.shape[1] + sum(padding[0]), x.shape[2] + sum(padding[1]))
+  out_h, out_w = _out_hw(padded, kernel.shape[:2], strides)
+  if jax.default_backend() == "cpu" and out_h * out_w <= TINY_MAP:
+    return _im2col(x, kernel, strides, padding)
+  return _xla(x, kernel, strides, padding)
+
+
 IMPLS: dict[str, Callable[..., jax.Array]] = {
-    "xla": _xla, "im2col": _im2col, "wgrad": _wgrad}
+    "xla": _xla, "im2col": _im2col, "wgrad": _wgrad, "auto": _auto}
 
 
 def _pairs(padding, in_hw, kernel_hw, strides) -> Padding:
@@ -124,13 +165,13 @@ def _conv_with_impl(impl):
 def conv_class(impl: str = "auto"):
   """A module class used like `nn.Conv(features, kernel_size, strides=..., padding=..., ...)`.
 
-  impl: 'xla' (`nn.Conv`), one of IMPLS, or 'auto': 'xla' on every backend, because no CPU impl
-  measured here beats it at a SimCLR batch (experiments/conv_speed.md); change it here if one does.
+  impl: 'xla' (`nn.Conv`), one of IMPLS, or 'auto': XLA's convolution (with Eigen's on the CPU,
+  `compiler_options`; no other impl measured here beats it at a SimCLR batch), except im2col for
+  maps of at most TINY_MAP output positions on the CPU (`_auto`; experiments/conv_speed.md).
   """
-  if impl == "auto":
-    impl = "xla"
   if impl == "xla":
     return nn.Conv
   if impl not in IMPLS:
     raise ValueError(f"unknown conv_impl {impl!r}; accepted: 'auto', {', '.join(map(repr, IMPLS))}")
   return _conv_with_impl(impl)
+
