@@ -9,9 +9,11 @@ same seed, batch and number of steps for every task, and each task's own loss se
 optimiser from its `configs/<task>_cifar10.py:tiny` recipe (ssl_jax/ablate.py). Evaluation: kNN
 (k=20), the collapse diagnostics, a linear probe at 1/10/100 labels per class over 3 label draws
 and full fine-tuning at 10 labels per class. Sweeps, one knob at a time around each recipe:
-MAE's mask ratio 0.5/0.75/0.9 (excessive masking), weak and strong crops and jitter, and affine
-digit views (rotation, shear, shift), for SimCLR and BYOL (weak or wrong views), and the number of prototypes/clusters for SwAV, DINO and DeepCluster-v2
-(cluster collapse).
+MAE's mask ratio 0.5/0.75/0.9 (excessive masking); weak and strong crops and jitter, affine
+digit views (rotation, shear, shift) and the main job's views without their elastic distortion,
+for SimCLR and BYOL (weak or wrong views); the number of prototypes/clusters for SwAV, DINO and
+DeepCluster-v2 (cluster collapse). Every run starts from the main job's views (elastic
+distortions, no flips).
 
 `:quick` runs every task once (no sweeps) on a quarter of the steps and one label draw.
 There are no published figures for this 4,000-digit setting; what we measured is in
@@ -26,6 +28,7 @@ STRONG = {"augment.crop_scale": (0.08, 1.0), "augment.jitter_strength": 1.0}
 # digit-appropriate views: small rotations, shears and shifts on top of the crop
 AFFINE = {"augment.affine_prob": 0.8, "augment.rotate_degrees": 15.0, "augment.shear_degrees": 10.0,
           "augment.translate": 0.1}
+NO_ELASTIC = {"augment.elastic_prob": 0.0}  # the main job's views without the elastic distortion
 
 
 def get_config(arg=None):
@@ -45,7 +48,7 @@ def get_config(arg=None):
   # fine-tuning: the main job's protocol (150 steps of 32 labelled examples)
   c.ablation.sweeps.mask_ratio = dict(settings=tuple(
       {"task_kwargs.mask_ratio": r} for r in (0.5, 0.75, 0.9)), tasks=("mae",))
-  c.ablation.sweeps.augmentation = dict(settings=(WEAK, STRONG, AFFINE), tasks=("simclr", "byol"))
+  c.ablation.sweeps.augmentation = dict(settings=(WEAK, STRONG, AFFINE, NO_ELASTIC), tasks=("simclr", "byol"))
   c.ablation.sweeps.prototypes = dict(settings=tuple(
       {"task_kwargs.num_prototypes": k} for k in (10, 1000)), tasks=("swav", "dino"))
   c.ablation.sweeps.clusters = dict(settings=tuple(

@@ -29,7 +29,7 @@ def get_config(arg=None):
   c.data.image_size = 28
   c.data.channels = 1
   c.global_batch_size = 256
-  c.total_epochs = 15.0
+  c.total_epochs = 30.0
   c.log_every_steps = 25
   c.checkpoint_every_steps = 200
   c.model.depth = 10
@@ -38,6 +38,11 @@ def get_config(arg=None):
   c.task_kwargs.projection_dims = (128, 64)
   c.augment.crop_scale = (0.3, 1.0)
   c.augment.flip_prob = 0.0  # mirrored digits are other shapes
+  # digit views: elastic distortions (Simard et al. 2003's alpha 34, sigma 4 on 28 px digits) took
+  # the 10-label probe from 80 to 84 % and kNN from 88 to 92 % here (experiments/README.md)
+  c.augment.elastic_prob = 0.8
+  c.augment.elastic_alpha = 34.0
+  c.augment.elastic_sigma = 4.0
   c.task_kwargs.temperature = 0.2
   c.optimizer.name = "lars"
   c.optimizer.base_learning_rate = 1.0
@@ -49,6 +54,7 @@ def get_config(arg=None):
   # by 2-fold CV on the drawn labels only (a 1-label budget cannot be split: it takes the grid's
   # first point). 2 folds x 4 points keeps the whole job under 10 minutes on 2 cores.
   c.finetune.kfold = 2
+  c.finetune.elastic_prob = 0.8  # the labelled views too, for every trained method alike
   c.finetune.grid.full.learning_rate = (3e-3, 1e-2)
   c.finetune.grid.full.weight_decay = (0.0, 0.05)
   return c

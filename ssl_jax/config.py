@@ -60,7 +60,7 @@ def base_config():
   c.data.train_subset = ""  # file of indices or file names restricting the train split (label subsets)
   c.data.eval_batch_size = 512
 
-  # text runs (data.source bbc_news | jsonl:DIR; ssl_jax/text_eval.py)
+  # text runs (data.source bbc_news | jsonl:DIR | tfds:NAME; ssl_jax/text_eval.py)
   c.text = ml_collections.ConfigDict()
   c.text.max_len = 128  # tokens per text ([CLS] ... [SEP]), truncated; padded to a multiple of 8
   c.text.vocab_size = 8000  # WordPiece vocabulary trained on the unlabelled texts (no checkpoint)

@@ -46,6 +46,10 @@ def test_plan_covers_every_image_task_with_one_budget_and_the_sweeps():
   assert tuple(strong.augment.crop_scale) == (0.08, 1.0) and strong.augment.jitter_strength == 1.0
   affine = [c for t, s, c in runs if t == "byol" and "augment.affine_prob" in s]
   assert len(affine) == 1 and affine[0].augment.rotate_degrees == 15.0
+  # the main job's elastic views everywhere, and once without them for SimCLR and BYOL
+  assert by_name["mae"].augment.elastic_prob == 0.8 and by_name["simclr"].augment.elastic_alpha == 34
+  plain = [t for t, s, c in runs if s == {"augment.elastic_prob": 0.0} and c.augment.elastic_prob == 0]
+  assert plain == ["simclr", "byol"] or sorted(plain) == ["byol", "simclr"]
   assert all(not c.evals and c.label_efficiency.enabled for _, _, c in runs)
 
 
