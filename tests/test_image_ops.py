@@ -232,6 +232,21 @@ def test_bad_crop_parameters_are_rejected(images):
     image_ops.augment_view(jax.random.key(0), images[0], crop_scale=(1.0, 0.5))
 
 
+def _numpy_sample(image, source):
+  """Output pixel (i, j) = the image bilinearly sampled at source(i, j) = (y, x), zero outside."""
+  h, w, _ = image.shape
+  out = np.zeros_like(image)
+  for i in range(h):
+    for j in range(w):
+      y, x = source(i, j)
+      y0, x0 = int(np.floor(y)), int(np.floor(x))
+      for dy, dx in ((0, 0), (0, 1), (1, 0), (1, 1)):
+        yy, xx = y0 + dy, x0 + dx
+        if 0 <= yy < h and 0 <= xx < w:
+          out[i, j] += (1 - abs(y - yy)) * (1 - abs(x - xx)) * image[yy, xx]
+  return out
+
+
 def _numpy_affine(image, degrees, shear_degrees, shift):
   """Independent reference: every output pixel's source point by explicit 2x2 algebra, then bilinear
   interpolation with zero outside, one pixel at a time."""
@@ -242,17 +257,10 @@ def _numpy_affine(image, degrees, shear_degrees, shift):
   rotation = np.array([[np.cos(t), np.sin(t)], [-np.sin(t), np.cos(t)]])
   forward = rotation @ np.array([[1, -np.tan(s)], [0, 1]])
   inverse = np.linalg.inv(forward)  # (x, y) offsets of the output -> those of the input
-  out = np.zeros_like(image)
-  for i in range(h):
-    for j in range(w):
-      xi, yi = inverse @ np.array([j - cx - shift[1], i - cy - shift[0]])
-      y, x = yi + cy, xi + cx
-      y0, x0 = int(np.floor(y)), int(np.floor(x))
-      for dy, dx in ((0, 0), (0, 1), (1, 0), (1, 1)):
-        yy, xx = y0 + dy, x0 + dx
-        if 0 <= yy < h and 0 <= xx < w:
-          out[i, j] += (1 - abs(y - yy)) * (1 - abs(x - xx)) * image[yy, xx]
-  return out
+  def source(i, j):
+    xi, yi = inverse @ np.array([j - cx - shift[1], i - cy - shift[0]])
+    return yi + cy, xi + cx
+  return _numpy_sample(image, source)
 
 
 def test_affine_against_numpy_and_exact_cases():
@@ -288,17 +296,7 @@ def _numpy_elastic(image, noise, alpha, sigma):
   from scipy import ndimage  # pylint: disable=g-import-not-at-top
   field = alpha * np.stack([ndimage.gaussian_filter(n, sigma, mode="constant", truncate=4.0)
                             for n in noise.astype(np.float64)])
-  h, w, _ = image.shape
-  out = np.zeros_like(image)
-  for i in range(h):
-    for j in range(w):
-      y, x = i + field[0, i, j], j + field[1, i, j]
-      y0, x0 = int(np.floor(y)), int(np.floor(x))
-      for dy, dx in ((0, 0), (0, 1), (1, 0), (1, 1)):
-        yy, xx = y0 + dy, x0 + dx
-        if 0 <= yy < h and 0 <= xx < w:
-          out[i, j] += (1 - abs(y - yy)) * (1 - abs(x - xx)) * image[yy, xx]
-  return out
+  return _numpy_sample(image, lambda i, j: (i + field[0, i, j], j + field[1, i, j]))
 
 
 def test_elastic_against_numpy():
