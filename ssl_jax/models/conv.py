@@ -43,6 +43,8 @@ def compiler_options(cpu_conv_library: str = "eigen", backend: str | None = None
   if (backend or jax.default_backend()) != "cpu" or cpu_conv_library == "ynnpack":
     return None
   return {"xla_cpu_experimental_ynn_fusion_type": _YNN_WITHOUT_CONVOLUTIONS}
+
+
 _DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
 
 
@@ -174,4 +176,3 @@ def conv_class(impl: str = "auto"):
   if impl not in IMPLS:
     raise ValueError(f"unknown conv_impl {impl!r}; accepted: 'auto', {', '.join(map(repr, IMPLS))}")
   return _conv_with_impl(impl)
-
