@@ -169,6 +169,11 @@ def base_config():
   # 3x3 convolutions of ResNet blocks; attention query and value of our ViT and transformers' models
   c.finetune.lora_regex = (r"(BasicBlock_\d+/Conv_\d+|Bottleneck_\d+/Conv_1|attention/(self|attention)"
                            r"/(query|value)|MultiHeadDotProductAttention_\d+/(query|value))/kernel$")
+  # ssl_distill / scratch_distill (SimCLRv2's distillation, finetune/protocol.py:DistillMethod):
+  # the student's steps and batch on every training image, and the softmax temperature
+  c.finetune.distill_steps = 300
+  c.finetune.distill_batch_size = 128
+  c.finetune.distill_temperature = 1.0
   c.finetune.probe_steps = 300  # linear: full-batch Adam steps of the head on frozen features
   c.finetune.probe_learning_rate = 0.05
   c.finetune.probe_weight_decay = 1e-4  # linear: L2 penalty on the head's kernel

@@ -11,10 +11,17 @@ scored on the test split:
   pixels_logreg      linear  a head on raw pixels
   generic_probe      linear  a head on a generic pretrained model's features (config.generic_model)
   generic_finetune   full    that generic model fine-tuned
+  ssl_distill        distill SimCLRv2's third step: ssl_finetune's fit of the draw is the teacher
+                             of a student (from the pre-trained encoder) trained on every training
+                             image against the teacher's probabilities (finetune/protocol.py)
+  scratch_distill    distill the same from supervised_scratch's fit, the student from random
+                             weights: self-training without pre-training, the control that says
+                             how much of ssl_distill's gain needs the pre-training
 Hyperparameters: for each method and budget, k-fold CV on draw 0's labels picks a point of the
 method's grid (`finetune.grid.<mode>`), and every draw of the budget uses it; a one-point grid
 (unless `finetune.cv_single_point`) or a budget with fewer than `finetune.kfold` labels per class
-uses the grid's first point without CV (finetune/protocol.py). Test labels only score.
+uses the grid's first point without CV (finetune/protocol.py); a distilling method takes its
+teacher's. Test labels only score.
 Writes DIR/results.json (a row per method and budget) and DIR/label_efficiency.png; prints the table.
 """
 import json
@@ -34,8 +41,11 @@ from ssl_jax.models import conv as conv_lib
 METHODS = ("ssl_linear_probe", "supervised_scratch", "ssl_finetune", "pixels_logreg")  # the default
 MODES = {"ssl_linear_probe": "linear", "ssl_finetune": "full", "ssl_finetune_last": "last_n",
          "ssl_lora": "lora", "supervised_scratch": "full", "pixels_logreg": "linear",
-         "generic_probe": "linear", "generic_finetune": "full"}
-NEEDS_PRETRAINED = ("ssl_linear_probe", "ssl_finetune", "ssl_finetune_last", "ssl_lora")
+         "generic_probe": "linear", "generic_finetune": "full", "ssl_distill": "distill",
+         "scratch_distill": "distill"}
+TEACHERS = {"ssl_distill": "ssl_finetune", "scratch_distill": "supervised_scratch"}
+NEEDS_PRETRAINED = ("ssl_linear_probe", "ssl_finetune", "ssl_finetune_last", "ssl_lora",
+                    "ssl_distill")
 IN_MEMORY_BYTES = 2**30  # decoded splits above this stream from their source
 
 
@@ -56,6 +66,10 @@ def check_methods(config):
   unknown = sorted(set(study.methods) - set(MODES))
   if unknown:
     raise ValueError(f"label_efficiency.methods has {unknown}; accepted: {list(MODES)}")
+  for name, teacher in TEACHERS.items():
+    if name in study.methods and teacher not in study.methods:
+      raise ValueError(f"label_efficiency.methods has {name}, which distils {teacher}'s fit of "
+                       f"each draw; add {teacher!r} to the methods")
   generic = [m for m in study.methods if m.startswith("generic_")]
   if generic and not config.generic_model:
     raise ValueError(f"label_efficiency.methods has {generic}, which need config.generic_model "
@@ -102,6 +116,11 @@ def build_methods(config, features_of, train_images, test_images, mesh, pretrain
     elif name == "generic_finetune":
       built[name] = (protocol.EncoderMethod(generic_model, "full", ft, init=generic.variables),
                      train_images, test_images)
+    elif name in TEACHERS:
+      init = None if name == "scratch_distill" else pretrained_encoder
+      student = protocol.EncoderMethod(ssl_model, "full", ft, init=init)
+      built[name] = (protocol.DistillMethod(student, TEACHERS[name], train_images), train_images,
+                     test_images)
     else:
       init = None if name == "supervised_scratch" else pretrained_encoder
       built[name] = (protocol.EncoderMethod(ssl_model, MODES[name], ft, init=init), train_images,
@@ -127,6 +146,8 @@ def run_methods(config, built, train_labels, test_labels):
   """The rows of `built` = {name: (method, train inputs, test inputs)} (any inputs that index by
   row: arrays, sparse matrices) over the budgets and draws of `config.label_efficiency`."""
   study = config.label_efficiency
+  # teachers before the methods that distil them; rows stay in `built`'s order
+  order = sorted(built, key=lambda name: hasattr(built[name][0], "teacher"))
   rows = []
   for per_class in study.labels_per_class:
     scores = {m: [] for m in built}
@@ -137,21 +158,27 @@ def run_methods(config, built, train_labels, test_labels):
       subset = draw_subset(train_labels, per_class, seed)
       labels = train_labels[subset]
       decoded = {}  # methods that share lazily read images decode the drawn ones once per draw
-      for name, (method, train_x, test_x) in built.items():
+      fits = {}  # this draw's fits, for the methods that distil them
+      for name in order:
+        method, train_x, test_x = built[name]
         drawn = train_x[subset]
         if isinstance(drawn, sources.LazyImages):
           if id(train_x) not in decoded:
             decoded[id(train_x)] = np.asarray(drawn)
           drawn = decoded[id(train_x)]
-        if draw == 0:  # hyperparameters for this budget, from draw 0's labels only
+        teacher = getattr(method, "teacher", None)
+        if draw == 0 and teacher:  # the teacher's hyperparameters, no CV of its own
+          chosen[name] = (method.hyperparameters(chosen[teacher][0]), None, 0.0)
+        elif draw == 0:  # hyperparameters for this budget, from draw 0's labels only
           started = time.time()
           log = lambda line, n=name: print(f"{n}: {line}", flush=True)
           hp, best, _ = protocol.select(method, drawn, labels, finetune_config=config.finetune,
                                         seed=seed, log=log)
           chosen[name] = (hp, best, time.time() - started)
         started = time.time()
-        fitted = method.fit(chosen[name][0], drawn, labels, seed=seed)
-        scores[name].append(method.score(fitted, test_x, test_labels))
+        extra = dict(teacher_fit=fits[teacher], subset=subset) if teacher else {}
+        fits[name] = method.fit(chosen[name][0], drawn, labels, seed=seed, **extra)
+        scores[name].append(method.score(fits[name], test_x, test_labels))
         seconds[name].append(time.time() - started)
     for name, (method, _, _) in built.items():
       rows.append(_row(name, method, per_class, scores[name], seconds[name], *chosen[name]))

@@ -19,8 +19,8 @@ from ssl_jax.finetune import inputs
 from ssl_jax.finetune import model as model_lib
 from ssl_jax.finetune import standalone
 
-SIX = ("ssl_linear_probe", "ssl_finetune", "ssl_finetune_last", "ssl_lora", "supervised_scratch",
-       "pixels_logreg")
+STUDIED = ("ssl_linear_probe", "ssl_finetune", "ssl_finetune_last", "ssl_lora", "supervised_scratch",
+           "pixels_logreg", "ssl_distill")
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +32,10 @@ def pretrained(tmp_path_factory):
                               "--config.log_every_steps=20", "--config.checkpoint_every_steps=1000",
                               "--config.label_efficiency.labels_per_class=(1,10)",
                               "--config.label_efficiency.num_draws=2",
-                              f"--config.label_efficiency.methods={SIX}",
+                              f"--config.label_efficiency.methods={STUDIED}",
                               "--config.finetune.steps=20", "--config.finetune.eval_every=10",
+                              "--config.finetune.distill_steps=10",
+                              "--config.finetune.distill_batch_size=32",
                               "--config.finetune.kfold=2", "--config.finetune.cv_single_point=True",
                               "--config.finetune.grid.full.learning_rate=(0.003,)",
                               "--config.finetune.grid.full.weight_decay=(0.0,)"])
@@ -66,12 +68,13 @@ def test_main_job_writes_results_and_plot(pretrained):
   results = json.load(open(os.path.join(workdir, "results.json")))
   rows = results["label_efficiency"]
   cells = {(r["labels_per_class"], r["method"]) for r in rows}
-  assert cells == {(b, m) for b in (1, 10) for m in SIX}
-  assert set(label_efficiency.METHODS) < set(SIX)
+  assert cells == {(b, m) for b in (1, 10) for m in STUDIED}
+  assert set(label_efficiency.METHODS) < set(STUDIED)
   for r in rows:
     assert r["n_draws"] == 2 and 0.0 <= r["accuracy_mean"] <= 1.0 and len(r["accuracies"]) == 2
     assert 0 < r["trainable_params"] <= r["total_params"] and r["hyperparameters"]
-    assert ("cv_accuracy_mean" in r) == (r["labels_per_class"] == 10)  # 2 folds need 2 per class
+    if r["mode"] != "distill":  # 2 folds need 2 per class
+      assert ("cv_accuracy_mean" in r) == (r["labels_per_class"] == 10)
   cell = {(r["labels_per_class"], r["method"]): r for r in rows}
   full, last, lora = (cell[10, m]["trainable_params"] for m in ("ssl_finetune", "ssl_finetune_last",
                                                                   "ssl_lora"))
@@ -79,6 +82,9 @@ def test_main_job_writes_results_and_plot(pretrained):
   assert cell[10, "ssl_finetune"]["total_params"] == full
   assert cell[10, "ssl_lora"]["hyperparameters"]["learning_rate"] == 1e-2  # the per-mode grid
   assert 1 <= cell[10, "ssl_finetune"]["hyperparameters"]["stop_at"] <= 20  # from early stopping
+  distilled = cell[10, "ssl_distill"]  # the teacher's learning rate, its own steps, no CV
+  assert distilled["hyperparameters"]["learning_rate"] == 3e-3 and "cv_accuracy_mean" not in distilled
+  assert distilled["hyperparameters"]["distill_steps"] == 10 and distilled["mode"] == "distill"
   assert os.path.getsize(os.path.join(workdir, "label_efficiency.png")) > 1000
   lines = [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
   assert [l["step"] for l in lines if "loss" in l] == [20, 40, 60]

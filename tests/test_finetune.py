@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from ssl_jax import config as config_lib
+from ssl_jax import label_efficiency
 from ssl_jax import models
 from ssl_jax import train
 from ssl_jax.finetune import inputs
@@ -17,7 +18,7 @@ from ssl_jax.finetune import protocol
 from ssl_jax.finetune import step as step_lib
 
 HP = dict(learning_rate=3e-3, weight_decay=1e-2, label_smoothing=0.1, steps=4,
-          backbone_lr_multiplier=0.1, layer_decay=0.5)
+          backbone_lr_multiplier=0.1, layer_decay=0.5, distill_temperature=1.0)
 
 
 def _config(mesh_data=1):
@@ -76,6 +77,68 @@ def test_label_smoothing_matches_numpy():
     want = -(targets * log_p).sum(-1).mean()
     got = step_lib.smoothed_cross_entropy(jnp.asarray(logits), jnp.asarray(labels), smoothing)
     np.testing.assert_allclose(float(got), want, rtol=1e-5)
+
+
+def test_distillation_loss_matches_numpy():
+  rng = np.random.default_rng(1)
+  logits = rng.normal(size=(6, 5)).astype(np.float32)
+  teacher = rng.dirichlet(np.ones(5), 6).astype(np.float32)
+  for temperature in (1.0, 2.0):
+    z = logits / temperature
+    log_p = z - np.log(np.exp(z).sum(-1, keepdims=True))
+    want = -(teacher * log_p).sum(-1).mean()
+    got = step_lib.distillation_loss(jnp.asarray(logits), jnp.asarray(teacher), temperature)
+    np.testing.assert_allclose(float(got), want, rtol=1e-5)
+
+
+def test_one_hot_soft_targets_train_exactly_like_their_labels():
+  """The distillation path of the step (float (N, C) targets) at temperature 1 and one-hot
+  targets is the label path without smoothing: same loss, same weights after two steps."""
+  finetuner = _finetuner("full")
+  model = finetuner.model
+  x, y = _images(16, seed=3)
+  variables = _pretrained_like(model.init(3))
+  hp = {**HP, "label_smoothing": 0.0}
+  hard = finetuner.fit(variables, x, y, hp=hp, seed=3, log_every=1)
+  soft = finetuner.fit(variables, x, np.eye(4, dtype=np.float32)[y], hp=hp, seed=3, log_every=1)
+  assert [h["loss"] for h in soft.history] == pytest.approx([h["loss"] for h in hard.history],
+                                                            rel=1e-6)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
+               jax.device_get(soft.variables), jax.device_get(hard.variables))
+
+
+def test_distillation_targets_are_the_teachers_probabilities_and_the_labels():
+  model = _model()
+  ft = ml_collections.ConfigDict(config_lib.base_config().finetune.to_dict())
+  ft.update(augment=False, distill_steps=3, distill_batch_size=16, distill_temperature=2.0)
+  pool, _ = _images(24, seed=4)
+  teacher = step_lib.Fit(_pretrained_like(model.init(4)), {}, 0, 0, float("nan"), [])
+  method = protocol.DistillMethod(protocol.EncoderMethod(model, "full", ft), "ssl_finetune", pool)
+  subset, labels = np.array([2, 7]), np.array([3, 0])
+  hp = method.hyperparameters({**protocol.defaults(ft), "stop_at": 2, "learning_rate": 1e-3})
+  assert (hp["steps"], hp["batch_size"], hp["stop_at"], hp["learning_rate"]) == (3, 16, None, 1e-3)
+  targets = method.targets(teacher, subset, labels, 2.0)
+  logits = np.asarray(model.module.apply(teacher.variables, model.inputs.preprocess(pool)),
+                      np.float64) / 2.0
+  want = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+  want[subset] = np.eye(4)[labels]
+  np.testing.assert_allclose(targets, want, rtol=1e-4, atol=1e-6)
+  fitted = method.fit(hp, pool[subset], labels, seed=0, teacher_fit=teacher, subset=subset)
+  assert fitted.steps_run == 3
+  assert method.counts(hp)[0] == model.num_params()
+  assert protocol.reported("distill", hp) == {
+      "learning_rate": 1e-3, "weight_decay": ft.weight_decay, "distill_steps": 3,
+      "distill_batch_size": 16, "distill_temperature": 2.0}
+
+
+def test_a_distilling_method_needs_its_teacher_in_the_study():
+  c = config_lib.base_config()
+  c.label_efficiency.methods = ("supervised_scratch", "ssl_distill")
+  with pytest.raises(ValueError, match="ssl_distill, which distils ssl_finetune's fit .* add "
+                                       "'ssl_finetune'"):
+    label_efficiency.check_methods(c)
+  c.label_efficiency.methods = ("supervised_scratch", "scratch_distill")
+  label_efficiency.check_methods(c)
 
 
 def test_kfold_is_stratified_disjoint_and_deterministic():

@@ -143,7 +143,7 @@ def test_lora_trains_a_transformers_vit_with_its_base_frozen(saved):
   assert kinds == ["query", "query", "value", "value"]
   variables = model.init(0, generic.variables)
   hp = dict(learning_rate=1e-2, weight_decay=0.0, label_smoothing=0.0, steps=3,
-            backbone_lr_multiplier=1.0, layer_decay=1.0)
+            backbone_lr_multiplier=1.0, layer_decay=1.0, distill_temperature=1.0)
   fitted = finetuner.fit(variables, x, y, hp=hp, seed=0)
   before = layers.flatten(variables["params"])
   after = layers.flatten(jax.device_get(fitted.variables["params"]))

@@ -71,6 +71,7 @@ class Model:
     self._correct = jax.jit(self._correct_fn, compiler_options=compiler_options)
     self.finetuners = {}  # (mode, static settings) -> step.Finetuner, shared by every method
     self._features = jax.jit(self._features_fn, compiler_options=compiler_options)
+    self._logits = jax.jit(self._logits_fn, compiler_options=compiler_options)
 
   def sharding(self, tree):
     """The mesh placement of a state or variables tree: FSDP rules of pre-training."""
@@ -100,8 +101,11 @@ class Model:
     return variables
 
   def _correct_fn(self, variables, x, y, mask):
-    logits = self.module.apply(variables, self.inputs.preprocess(x), train=False)
+    logits = self._logits_fn(variables, x)
     return jnp.sum((jnp.argmax(logits, -1) == y) & mask)
+
+  def _logits_fn(self, variables, x):
+    return self.module.apply(variables, self.inputs.preprocess(x), train=False)
 
   def _features_fn(self, encoder_variables, x):
     return self.encoder.apply(encoder_variables, self.inputs.preprocess(x), train=False)
@@ -121,6 +125,14 @@ class Model:
     for (bx,), mask in padded((_rows(x),), self.eval_batch_size):
       features = self._features(encoder_variables, to_global(bx, self.batch_sharding))
       out.append(np.asarray(features)[mask])
+    return np.concatenate(out)
+
+  def logits(self, variables, x):
+    """The classifier's logits (N, num_classes) on raw inputs x, in inference mode, as numpy."""
+    variables = self.place(variables)
+    out = []
+    for (bx,), mask in padded((_rows(x),), self.eval_batch_size):
+      out.append(np.asarray(self._logits(variables, to_global(bx, self.batch_sharding)))[mask])
     return np.concatenate(out)
 
   def num_params(self, prefix=""):

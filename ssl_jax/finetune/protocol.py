@@ -27,11 +27,14 @@ GRID_KEYS = {"linear": ("probe_learning_rate", "probe_weight_decay", "label_smoo
 REPORTED = {"linear": ("probe_learning_rate", "probe_weight_decay", "probe_steps", "label_smoothing"),
             "last_n": ("learning_rate", "weight_decay", "last_n", "backbone_lr_multiplier"),
             "full": ("learning_rate", "weight_decay", "layer_decay"),
-            "lora": ("learning_rate", "weight_decay", "lora_rank", "lora_alpha")}
+            "lora": ("learning_rate", "weight_decay", "lora_rank", "lora_alpha"),
+            "distill": ("learning_rate", "weight_decay", "distill_steps", "distill_batch_size",
+                        "distill_temperature")}
 TRAINING = ("label_smoothing", "steps", "stop_at", "batch_size")
 HYPERPARAMETERS = ("learning_rate", "weight_decay", "label_smoothing", "steps", "batch_size",
                    "backbone_lr_multiplier", "layer_decay", "last_n", "lora_rank", "lora_alpha",
-                   "probe_learning_rate", "probe_weight_decay", "probe_steps")
+                   "probe_learning_rate", "probe_weight_decay", "probe_steps", "distill_steps",
+                   "distill_batch_size", "distill_temperature")
 
 
 def check_mode(mode, key="finetune.mode"):
@@ -49,7 +52,7 @@ def grid_choices(finetune_config, mode):
 
 
 def reported(mode, hp):
-  keys = REPORTED[mode] + (() if mode == "linear" else TRAINING)
+  keys = REPORTED[mode] + (() if mode in ("linear", "distill") else TRAINING)
   return {k: hp[k] for k in keys if k in hp}
 
 
@@ -84,6 +87,51 @@ class EncoderMethod:
   def counts(self, hp):
     finetuner = self.finetuner(hp)
     return finetuner.trainable_params(), self.model.num_params() + finetuner.num_adapter_params()
+
+
+class DistillMethod:
+  """SimCLRv2's third step (Chen et al. 2020b, "Big self-supervised models are strong
+  semi-supervised learners", Sec. 2.3): a student trained on the unlabelled images against the
+  predictions of a teacher, another method's classifier fitted on the labels.
+
+  The pool is every training image (`pool`, labels unused); its targets are the teacher's
+  probabilities at `distill_temperature`, except the labelled examples', which are their labels.
+  The student (`student`: an EncoderMethod in `full` mode, from its own `init`) trains for
+  `distill_steps` steps of `distill_batch_size` with the teacher's learning rate and weight decay
+  and the same augmentation. `teacher` names the method whose fit it distils; that method has no
+  CV of its own here, it takes the teacher's hyperparameters.
+  """
+  mode = "distill"
+
+  def __init__(self, student, teacher, pool):
+    self.student, self.teacher, self.pool = student, teacher, pool
+
+  def hyperparameters(self, teacher_hp):
+    ft = self.student.config
+    return {**teacher_hp, "steps": int(ft.distill_steps), "batch_size": int(ft.distill_batch_size),
+            "distill_steps": int(ft.distill_steps), "distill_batch_size": int(ft.distill_batch_size),
+            "distill_temperature": float(ft.distill_temperature), "stop_at": None}
+
+  def targets(self, teacher_fit, subset, y, temperature):
+    """(N, classes) targets over the pool: softmax(teacher logits / T), labels at `subset`."""
+    logits = self.student.model.logits(teacher_fit.variables, self.pool).astype(np.float64)
+    z = logits / temperature
+    probs = np.exp(z - z.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    probs[subset] = np.eye(probs.shape[1])[y]
+    return probs.astype(np.float32)
+
+  def fit(self, hp, x, y, *, seed, teacher_fit, subset, val=None, log_every=0):
+    """`teacher_fit`: the teacher's Fit on these labels (x, y), drawn at pool rows `subset`."""
+    del x  # the labelled images are the pool's rows `subset`
+    targets = self.targets(teacher_fit, subset, y, hp["distill_temperature"])
+    return self.student.fit(hp, self.pool, targets, seed=seed, val=val, log_every=log_every)
+
+  def score(self, fitted, x, y):
+    return self.student.score(fitted, x, y)
+
+  def counts(self, hp):
+    return self.student.counts(hp)
 
 
 class LinearMethod:

@@ -9,6 +9,8 @@ Modes that train encoder weights (`linear` fits a head on cached features: `line
 Frozen parameters are outside the gradient and the optimiser, so they stay bit-identical.
 `full` and `last_n` run the encoder in training mode (batch statistics, dropout).
 
+Targets: integer labels (label-smoothed cross-entropy), or a teacher's (N, classes) probabilities
+for distillation (`distillation_loss`, protocol.DistillMethod).
 Optimiser: AdamW (decoupled weight decay, none on biases, norms and embeddings) with a cosine
 learning rate over `steps`; the learning rate, weight decay, label smoothing, layer decay and
 backbone multiplier are traced inputs, so one compiled step serves a whole hyperparameter grid;
@@ -30,7 +32,7 @@ from ssl_jax.finetune import lora
 from ssl_jax.finetune import model as model_lib
 
 TRACED = ("learning_rate", "weight_decay", "label_smoothing", "steps", "backbone_lr_multiplier",
-          "layer_decay")
+          "layer_decay", "distill_temperature")
 ENCODER_MODES = ("last_n", "full", "lora")
 ADAPTER_SUFFIXES = ("/lora_a", "/lora_b")
 
@@ -39,6 +41,13 @@ def smoothed_cross_entropy(logits, labels, smoothing):
   """Mean cross-entropy against (1 - smoothing) * one_hot(labels) + smoothing / num_classes."""
   targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), smoothing)
   return jnp.mean(optax.softmax_cross_entropy(logits, targets))
+
+
+def distillation_loss(logits, teacher_probs, temperature):
+  """SimCLRv2's distillation loss (Chen et al. 2020b, Eq. 2): the mean over examples of
+  -sum_y teacher_probs[y] * log softmax(logits / temperature)[y]; the teacher's probabilities are
+  taken at the same temperature by the caller."""
+  return jnp.mean(optax.softmax_cross_entropy(logits / temperature, teacher_probs))
 
 
 @dataclasses.dataclass
@@ -141,7 +150,10 @@ class Finetuner:
       else:
         logits = self.model.module.apply(variables, x, train=False)
         model_state = state["model_state"]
-      loss = smoothed_cross_entropy(logits, batch["y"], hp["label_smoothing"])
+      if batch["y"].ndim == 2:  # (N, classes) probabilities: a teacher's, to distil
+        loss = distillation_loss(logits, batch["y"], hp["distill_temperature"])
+      else:
+        loss = smoothed_cross_entropy(logits, batch["y"], hp["label_smoothing"])
       return loss, (dict(model_state), logits)
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
@@ -153,7 +165,8 @@ class Finetuner:
     for p, w in state["trainable"].items():
       decay = hp["weight_decay"] * float(self.decay.get(p, True))  # adapters decay
       trainable[p] = w - lr * self._multiplier(p, hp) * (adam[p] + decay * w)
-    metrics = {"loss": loss, "train_accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["y"]),
+    hard = batch["y"] if batch["y"].ndim == 1 else jnp.argmax(batch["y"], -1)
+    metrics = {"loss": loss, "train_accuracy": jnp.mean(jnp.argmax(logits, -1) == hard),
                "learning_rate": lr}
     return {**state, "step": state["step"] + 1, "trainable": trainable, "opt_state": opt_state,
             "model_state": model_state}, metrics
@@ -176,7 +189,8 @@ class Finetuner:
 
   def fit(self, variables, x, y, *, hp, seed, stop_at=None, val=None, eval_every=25, patience=0,
           log_every=0):
-    """Trains from classifier `variables` on (x, y); returns a `Fit`.
+    """Trains from classifier `variables` on (x, y); returns a `Fit`. y: integer labels (N,), or
+    a teacher's probabilities (N, classes) to distil (`distillation_loss`).
 
     hp: the TRACED values; `steps` sets the cosine schedule's length, `stop_at` (<= steps) ends
     training early on that schedule. With `val` = (x, y) the validation accuracy is measured every
