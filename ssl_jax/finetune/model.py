@@ -118,22 +118,21 @@ class Model:
       correct += int(self._correct(variables, *args))
     return correct / len(x)
 
-  def features(self, encoder_variables, x):
-    """Features (N, D) of raw inputs x under `encoder_variables` ({collection: tree}), as numpy."""
-    encoder_variables = self.place(encoder_variables)
-    out = []
-    for (bx,), mask in padded((_rows(x),), self.eval_batch_size):
-      features = self._features(encoder_variables, to_global(bx, self.batch_sharding))
-      out.append(np.asarray(features)[mask])
-    return np.concatenate(out)
-
-  def logits(self, variables, x):
-    """The classifier's logits (N, num_classes) on raw inputs x, in inference mode, as numpy."""
+  def _per_batch(self, fn, variables, x):
+    """fn(variables, batch) over padded batches of raw inputs x, real rows only, as numpy."""
     variables = self.place(variables)
     out = []
     for (bx,), mask in padded((_rows(x),), self.eval_batch_size):
-      out.append(np.asarray(self._logits(variables, to_global(bx, self.batch_sharding)))[mask])
+      out.append(np.asarray(fn(variables, to_global(bx, self.batch_sharding)))[mask])
     return np.concatenate(out)
+
+  def features(self, encoder_variables, x):
+    """Features (N, D) of raw inputs x under `encoder_variables` ({collection: tree}), as numpy."""
+    return self._per_batch(self._features, encoder_variables, x)
+
+  def logits(self, variables, x):
+    """The classifier's logits (N, num_classes) on raw inputs x, in inference mode, as numpy."""
+    return self._per_batch(self._logits, variables, x)
 
   def num_params(self, prefix=""):
     return int(sum(math.prod(s) for p, s in self.param_shapes.items() if p.startswith(prefix)))
