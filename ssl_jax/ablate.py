@@ -269,19 +269,21 @@ def plot(rows, path):
               ("pre-training seconds", lambda r: r["pretrain_seconds"])])
   labels = [run_name(r["task"], r["setting"]) for r in rows]
   cols = 3
-  fig, axes = plt.subplots(math.ceil(len(metrics) / cols), cols,
-                           figsize=(5 * cols, 0.25 * len(rows) * math.ceil(len(metrics) / cols) + 2),
+  # one shared y axis: the run names are written once, left of each row of panels
+  fig, axes = plt.subplots(math.ceil(len(metrics) / cols), cols, sharey=True,
+                           figsize=(4 * cols + 3, 0.22 * len(rows) * math.ceil(len(metrics) / cols) + 2),
                            squeeze=False)
+  axes[0, 0].set_yticks(range(len(rows)), labels)
+  axes[0, 0].invert_yaxis()
   for ax, (title, value) in zip(axes.flat, metrics):
     ax.barh(range(len(rows)), [value(r) for r in rows], color="tab:blue")
-    ax.set_yticks(range(len(rows)), labels, fontsize=7)
-    ax.invert_yaxis()
+    ax.tick_params(axis="y", labelsize=7)
     ax.set_title(title, fontsize=9)
     ax.grid(axis="x", alpha=0.3)
   for ax in list(axes.flat)[len(metrics):]:
     ax.axis("off")
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  fig.savefig(path, dpi=110, bbox_inches="tight")  # the long run names in full
   plt.close(fig)
 
 
