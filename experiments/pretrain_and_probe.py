@@ -19,18 +19,11 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 import diagnose_features  # noqa: E402
 from ssl_jax import config as config_lib  # noqa: E402
 from ssl_jax import train  # noqa: E402
-
-
-def features(components, variables, images, batch=500):
-  apply = jax.jit(lambda v, x: components.encoder.apply(v, components.task.preprocess(x), train=False))
-  return np.concatenate([np.asarray(apply(variables, images[i:i + batch]))
-                         for i in range(0, len(images), batch)])
 
 
 def main():
@@ -48,12 +41,10 @@ def main():
   c = config_lib.finalize(c, args.workdir)
   start = time.time()
   train_source, test_source = train.load_data(c)
-  run = train.train(c, args.workdir)
+  run = train.train(c, args.workdir, data=(train_source, test_source))
   pretrain_s = time.time() - start
-  comps = run.components
-  variables = comps.task.encoder_variables(run.state.params, run.state.model_state, run.state.task_state)
   (train_x, train_y), (test_x, test_y) = train_source.arrays(), test_source.arrays()
-  a, b = features(comps, variables, train_x), features(comps, variables, test_x)
+  a, b = run.features_of(train_x), run.features_of(test_x)  # the study's features
   probe = lambda n: float(np.mean([diagnose_features.probe_accuracy(a, train_y, b, test_y, n, seed=s)
                                    for s in range(3)]))
   print(json.dumps(dict(overrides=overrides, knn=float(diagnose_features.knn_accuracy(a, train_y, b, test_y)),
