@@ -53,6 +53,8 @@ def base_config():
   c.data.channels = 1
   c.data.num_classes = 10
   c.data.holdout_per_class = 100  # embedded MNIST has no test split: hold these out per class
+  # the held-out test split's own seed, so that config.seed changes the training, not the test set
+  c.data.holdout_seed = 0
   c.data.num_workers = 0  # grain worker processes for host-side decode (0: in the main process)
   c.data.read_threads = 2  # grain threads reading batches (per process or worker)
   c.data.prefetch = 2  # batches read ahead (per worker)

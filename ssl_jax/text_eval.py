@@ -63,13 +63,13 @@ def derive(config, changes):
 
 def load_corpus(config):
   corpus = text.load(config.data.source, num_classes=config.data.num_classes,
-                     holdout_per_class=config.data.holdout_per_class, seed=config.seed,
+                     holdout_per_class=config.data.holdout_per_class, seed=config.data.holdout_seed,
                      data_dir=config.data.data_dir or None)
   for path, count in corpus.skipped_empty.items():
     print(f"skipped {count} empty text(s) in {path}", flush=True)
   per_class = config.text.test_per_class
   if per_class > 0 and per_class < np.bincount(corpus.test_labels).min():
-    keep = label_efficiency.draw_subset(corpus.test_labels, per_class, seed=config.seed + 104_729)
+    keep = label_efficiency.draw_subset(corpus.test_labels, per_class, seed=config.data.holdout_seed + 104_729)
     corpus = dataclasses.replace(corpus, test_texts=[corpus.test_texts[i] for i in keep],
                                  test_labels=corpus.test_labels[keep])
   return corpus

@@ -245,7 +245,7 @@ def _global_norm(tree):
 def load_data(config, *, need_eval=True):
   """The train source and (when evaluation needs it) the eval source, per config.data."""
   d = config.data
-  common = dict(holdout_per_class=d.holdout_per_class, seed=config.seed, data_dir=d.data_dir or None,
+  common = dict(holdout_per_class=d.holdout_per_class, seed=d.holdout_seed, data_dir=d.data_dir or None,
                 image_size=d.image_size, channels=d.channels, num_classes=d.num_classes,
                 skip_corrupt=d.skip_corrupt)
   train_source = sources.build(d.source, d.train_split, subset=d.train_subset or None, **common)

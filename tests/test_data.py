@@ -17,6 +17,18 @@ def test_mnist_holdout_is_disjoint_and_balanced():
   assert not any(im.tobytes() in train_set for im in test.arrays()[0])
 
 
+def test_holdout_split_follows_holdout_seed_not_the_run_seed():
+  from ssl_jax import config as config_lib
+  from ssl_jax import train
+  c0, c1 = config_lib.base_config(), config_lib.base_config()
+  c1.seed = 1  # another training seed: the same test digits
+  tests = [train.load_data(c)[1].arrays()[0] for c in (c0, c1)]
+  np.testing.assert_array_equal(tests[0], tests[1])
+  c1.data.holdout_seed = 1  # another held-out split on purpose
+  other = train.load_data(c1)[1].arrays()[0]
+  assert len(other) == len(tests[0]) and not np.array_equal(other, tests[0])
+
+
 def test_npz_arrays_and_bad_files(tmp_path):
   path = tmp_path / "d.npz"
   np.savez(path, images=np.zeros((5, 4, 4, 3), np.uint8), labels=np.arange(5))
