@@ -120,3 +120,11 @@ def test_jit_with_sharded_inputs_matches_single_device():
   np.testing.assert_allclose(got, want, rtol=1e-5)
   for g, w in zip(got_grads, want_grads):
     np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-7)
+
+
+def test_temperature_may_be_a_concrete_array_closed_over_by_jit():
+  # an array temperature is traced under jit: the > 0 check is for numbers only
+  z = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)
+  temperature = jnp.asarray(0.5)
+  loss = jax.jit(lambda a, b: ntxent(a, b, temperature=temperature)[0])(z, z)
+  np.testing.assert_allclose(loss, ntxent(z, z, temperature=0.5)[0], rtol=1e-6)

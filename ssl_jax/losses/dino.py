@@ -5,6 +5,8 @@ each teacher view of another crop. Centring the teacher's logits (an EMA of thei
 one dimension from dominating, sharpening them (a low teacher temperature) keeps the output from
 going uniform: together they are what stops the collapse.
 """
+import numbers
+
 import jax
 import jax.numpy as jnp
 
@@ -23,7 +25,7 @@ def dino(student_logits, teacher_logits, center, *, student_temperature=0.1,
   """
   for name, value in (("student_temperature", student_temperature),
                       ("teacher_temperature", teacher_temperature)):
-    if not isinstance(value, jax.core.Tracer) and not value > 0:
+    if isinstance(value, numbers.Real) and not value > 0:  # numbers; arrays may be traced
       raise ValueError(f"{name} must be > 0, got {value}")
   _check_teacher(teacher_logits)
   if (student_logits.ndim != 3 or student_logits.shape[0] < 2

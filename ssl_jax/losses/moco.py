@@ -5,6 +5,8 @@ K keys of earlier batches held in a queue. MoCo v3 (Chen, Xie & He 2021) drops t
 i's negatives are every other key of the global batch, and the loss is symmetrised over two views.
 Keys come from the momentum encoder and never carry gradients.
 """
+import numbers
+
 import jax
 import jax.numpy as jnp
 
@@ -99,5 +101,5 @@ def _in_batch_contrast(q, k, temperature, axis_name):
 
 
 def _check_temperature(temperature):
-  if not isinstance(temperature, jax.core.Tracer) and not temperature > 0:
+  if isinstance(temperature, numbers.Real) and not temperature > 0:  # numbers; arrays may be traced
     raise ValueError(f"temperature must be > 0, got {temperature}")

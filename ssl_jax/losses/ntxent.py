@@ -3,6 +3,8 @@
 For 2N embeddings (two views of N examples), anchor i's positive is the other view of example i
 and its 2N - 2 negatives are every other embedding; the loss averages over all 2N anchors.
 """
+import numbers
+
 import jax
 import jax.numpy as jnp
 
@@ -14,7 +16,7 @@ def ntxent(z1, z2, *, temperature, axis_name=None):
   mapped axis: negatives are then gathered from every device, this device's positives sit at
   offset `axis_index * n` in the gathered batch, and the returned loss is the global mean.
   """
-  if not isinstance(temperature, jax.core.Tracer) and not temperature > 0:
+  if isinstance(temperature, numbers.Real) and not temperature > 0:  # numbers; arrays may be traced
     raise ValueError(f"temperature must be > 0, got {temperature}")
   if z1.ndim != 2 or z1.shape != z2.shape:
     raise ValueError(f"z1 and z2 must both be (n, d); got {z1.shape} and {z2.shape}")
