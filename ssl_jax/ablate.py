@@ -240,7 +240,7 @@ def format_markdown(rows):
   budgets = sorted({int(b) for r in rows for b in r["linear_probe"]})
   ordered = sorted(rows, key=lambda r: -r["linear_probe"].get(budget, -1))
   head = (["task", "setting", "kNN"] + [f"probe @{b}" for b in budgets] +
-          ["fine-tune", "effective rank", "std fraction", "pre-train s", "images/s"])
+          ["fine-tune", "effective rank", "centred rank", "std fraction", "pre-train s", "images/s"])
   lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   for r in ordered:
     setting = ", ".join(f"{k}={v}" for k, v in sorted(r["setting"].items())) or "recipe"
@@ -250,6 +250,7 @@ def format_markdown(rows):
              [f"{100 * r['linear_probe'][str(b)]:.2f}" for b in budgets] +
              [f"{100 * r['finetune_accuracy']:.2f}",
               f"{col.get('effective_rank', float('nan')):.1f} / {col.get('max_rank', 0):.0f}",
+              f"{col.get('effective_rank_centered', float('nan')):.1f}",
               f"{col.get('std_fraction', float('nan')):.2f}", f"{r['pretrain_seconds']:.0f}", rate])
     lines.append("| " + " | ".join(cells) + " |")
   return ("Accuracies in % on the test split; sorted by the linear probe at "
@@ -265,7 +266,8 @@ def plot(rows, path):
              [(f"linear probe @{b}/class (%)", lambda r, b=b: 100 * r["linear_probe"][str(b)])
               for b in budgets] +
              [("fine-tune (%)", lambda r: 100 * r["finetune_accuracy"]),
-              ("effective rank", lambda r: r["collapse"].get("effective_rank", float("nan"))),
+              ("effective rank, centred", lambda r: r["collapse"].get("effective_rank_centered",
+                                                                       float("nan"))),
               ("pre-training seconds", lambda r: r["pretrain_seconds"])])
   labels = [run_name(r["task"], r["setting"]) for r in rows]
   cols = 3

@@ -17,6 +17,12 @@ def test_metrics_on_known_cases():
   # singular values (3, 1): p = (0.75, 0.25), exp(entropy)
   want = np.exp(-(0.75 * np.log(0.75) + 0.25 * np.log(0.25)))
   assert collapse.effective_rank(np.diag([3.0, 1.0])) == pytest.approx(want, rel=1e-5)
+  # a large common offset: one raw singular value carries it (RankMe ~1), centred the spread is full
+  offset = rng.normal(size=(500, 16)) + 100.0
+  assert collapse.effective_rank(offset) < 1.5
+  assert collapse.effective_rank(offset, centered=True) > 14
+  assert collapse.relative_spread(offset) == pytest.approx(0.01, rel=0.1)  # sqrt(16) / (100 sqrt(16))
+  assert collapse.relative_spread(np.ones((50, 16))) == 0.0
   a = rng.normal(size=(20, 4))
   assert collapse.alignment(a, 2 * a) == pytest.approx(0.0, abs=1e-12)  # same directions
   assert collapse.alignment(a, -a) == pytest.approx(4.0)  # opposite unit vectors: |2u|^2
@@ -40,6 +46,12 @@ def test_warning_names_the_cause_and_remedies(capsys):
   healthy = lambda images: images.reshape(len(images), -1).astype(np.float32) - 127.5
   evaluator.run(healthy)
   assert "WARNING" not in capsys.readouterr().out
+  anisotropic = lambda images: images.reshape(len(images), -1).astype(np.float32) + 2000.0
+  results = evaluator.run(anisotropic)
+  out = capsys.readouterr().out
+  assert results["std_fraction"] < collapse.STD_FRACTION_WARNING  # directions nearly coincide
+  assert results["effective_rank_centered"] / results["max_rank"] > 0.5  # yet they vary, spread
+  assert "WARNING" not in out and "NOTE: anisotropic features, not collapse" in out
 
 
 def test_evaluator_settings_are_checked():
