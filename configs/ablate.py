@@ -42,6 +42,10 @@ def get_config(arg=None):
   c.finetune.grid.full.learning_rate = ()
   c.finetune.grid.full.weight_decay = ()
   c.total_steps = 120  # 30,720 images (7.7 epochs of the 4,000 digits) per task
+  # torchvision's ResNet initialisation, as the methods' reference recipes (solo-learn, lightly):
+  # with each block's last BatchNorm scale at 0 the untrained encoder's features nearly coincide
+  # and MoCo v2 and DINO collapse in ours and in the PyTorch peers alike (experiments/parity.md)
+  c.model.zero_init_residual = False
   c.optimizer.warmup_epochs = 1.0
   c.checkpoint_every_steps = 40
   c.log_every_steps = 20

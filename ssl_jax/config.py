@@ -90,6 +90,8 @@ def base_config():
   # CPU for 28px digits); imagenet: 7x7 stride 2 + max-pool
   c.model.stem = "small"
   c.model.norm = "batch"  # batch (statistics over the global batch) | group
+  # resnet: each block's last BatchNorm scale starts at 0 (True; SimCLR's TF code) or 1 (torchvision)
+  c.model.zero_init_residual = True
   c.model.conv_impl = "auto"
   # XLA:CPU's library for convolutions: eigen (3-18x faster here) | ynnpack (XLA's default); models/conv.py
   c.model.cpu_conv_library = "eigen"
@@ -342,6 +344,10 @@ def cifar10(arg, *, task, task_kwargs, epochs=1000, bs=256, **more_args):
   c.augment.blur_prob = 0.0
   c.model.depth = 18
   c.model.stem = "small"
+  # solo-learn's and lightly's recipes run torchvision's ResNet: each block's last BatchNorm scale
+  # starts at 1. At 0, MoCo v2 and DINO collapse on the digits in both implementations
+  # (experiments/parity.md)
+  c.model.zero_init_residual = False
   c.optimizer.warmup_epochs = 10.0
   c.online_probe = True
   c.log_every_steps = 100

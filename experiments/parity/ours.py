@@ -65,8 +65,10 @@ def main():
     np.savez(digits + ".tmp.npz", train_images=train_x, train_labels=train_y,
              test_images=test_x, test_labels=test_y)
     os.replace(digits + ".tmp.npz", digits)
+  recipe = json.loads(c.to_json())
+  recipe["parity_overrides"] = overrides  # the peer reports them beside its scores
   with open(os.path.join(args.export, f"recipe_{args.method}.json"), "w") as f:
-    f.write(c.to_json(indent=2))
+    json.dump(recipe, f, indent=2)
   if args.export_only:
     return
   start = time.time()

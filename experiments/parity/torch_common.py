@@ -6,7 +6,8 @@ this file holds everything the two sides must share exactly:
   - the data and recipe that experiments/parity/ours.py exported (digits.npz, recipe_METHOD.json);
   - our ResNet (ssl_jax/models/resnet.py) layer for layer: basic blocks, the small stride-2 stem,
     a 1x1 projection shortcut where the shape changes, the last BatchNorm of each block starting at
-    zero, He-normal (fan-out) convolutions, BatchNorm momentum 0.1 (flax's 0.9) and eps 1e-5;
+    zero (or one: model.zero_init_residual), He-normal (fan-out) convolutions, BatchNorm momentum
+    0.1 (flax's 0.9) and eps 1e-5;
   - our heads' initialisation (flax's Dense: LeCun truncated normal, zero bias) put on lightly's
     heads, whose layer layout (Linear without bias before a BatchNorm) is already ours;
   - the optimiser: lightly's LARS (trust coefficient 1e-3) or torch SGD (Nesterov) / AdamW, with
@@ -47,13 +48,14 @@ def load(export, method):
 
 class BasicBlock(nn.Module):
 
-  def __init__(self, cin, cout, stride):
+  def __init__(self, cin, cout, stride, zero_init):
     super().__init__()
     self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
     self.bn1 = nn.BatchNorm2d(cout)
     self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
     self.bn2 = nn.BatchNorm2d(cout)
-    nn.init.zeros_(self.bn2.weight)
+    if zero_init:
+      nn.init.zeros_(self.bn2.weight)
     self.shortcut = None
     if stride != 1 or cin != cout:
       self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
@@ -67,7 +69,7 @@ class BasicBlock(nn.Module):
 class ResNet(nn.Module):
   """images (B, C, H, W) in [0, 1] -> (B, D) pooled features, as ssl_jax.models.resnet.ResNet."""
 
-  def __init__(self, *, depth, width_multiplier, stem, channels):
+  def __init__(self, *, depth, width_multiplier, stem, channels, zero_init_residual=True):
     super().__init__()
     if stem not in ("small", "small_stride2"):
       raise ValueError(f"stem {stem!r}: the parity suite mirrors 'small' and 'small_stride2'")
@@ -77,7 +79,7 @@ class ResNet(nn.Module):
     blocks, cin = [], width
     for i, num_blocks in enumerate(STAGES[depth]):
       for j in range(num_blocks):
-        blocks.append(BasicBlock(cin, width * 2**i, 2 if i > 0 and j == 0 else 1))
+        blocks.append(BasicBlock(cin, width * 2**i, 2 if i > 0 and j == 0 else 1, zero_init_residual))
         cin = width * 2**i
     self.blocks = nn.Sequential(*blocks)
     self.dim = cin
@@ -92,7 +94,7 @@ class ResNet(nn.Module):
 def backbone(recipe, channels):
   m = recipe["model"]
   return ResNet(depth=m["depth"], width_multiplier=m["width_multiplier"], stem=m["stem"],
-                channels=channels)
+                channels=channels, zero_init_residual=m.get("zero_init_residual", True))
 
 
 def flax_dense_init_(module):
@@ -244,5 +246,6 @@ def run(method, make_method, *, argv=None):
   encoder = getattr(m, "scored_encoder", m.encoder)
   scores = score.score(features(encoder, data["train_images"]), data["train_labels"],
                        features(encoder, data["test_images"]), data["test_labels"])
-  print(json.dumps(dict(side="peer", method=method, seed=args.seed, steps=total, **scores,
+  print(json.dumps(dict(side="peer", method=method, seed=args.seed, steps=total,
+                        overrides=recipe.get("parity_overrides", []), **scores,
                         pretrain_s=round(pretrain_s, 1), final_loss=round(loss.item(), 4))))

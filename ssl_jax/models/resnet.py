@@ -31,13 +31,14 @@ class BasicBlock(nn.Module):
   strides: int
   conv: Any
   norm: Any
+  last_scale_init: Any = nn.initializers.zeros  # zero: the block starts as the identity
 
   @nn.compact
   def __call__(self, x):
     y = self.conv(self.features, (3, 3), strides=self.strides, padding=((1, 1), (1, 1)))(x)
     y = nn.relu(self.norm()(y))
     y = self.conv(self.features, (3, 3), padding=((1, 1), (1, 1)))(y)
-    y = self.norm(scale_init=nn.initializers.zeros)(y)
+    y = self.norm(scale_init=self.last_scale_init)(y)
     if x.shape != y.shape:
       x = self.norm()(self.conv(self.features, (1, 1), strides=self.strides, name="shortcut")(x))
     return nn.relu(x + y)
@@ -48,13 +49,14 @@ class Bottleneck(nn.Module):
   strides: int
   conv: Any
   norm: Any
+  last_scale_init: Any = nn.initializers.zeros
 
   @nn.compact
   def __call__(self, x):
     y = nn.relu(self.norm()(self.conv(self.features, (1, 1))(x)))
     y = self.conv(self.features, (3, 3), strides=self.strides, padding=((1, 1), (1, 1)))(y)
     y = nn.relu(self.norm()(y))
-    y = self.norm(scale_init=nn.initializers.zeros)(self.conv(self.features * 4, (1, 1))(y))
+    y = self.norm(scale_init=self.last_scale_init)(self.conv(self.features * 4, (1, 1))(y))
     if x.shape != y.shape:
       x = self.norm()(self.conv(self.features * 4, (1, 1), strides=self.strides, name="shortcut")(x))
     return nn.relu(x + y)
@@ -68,6 +70,9 @@ class ResNet(nn.Module):
   norm: str = "batch"
   conv_impl: str = "auto"
   dtype: Any = jnp.float32
+  # each block's last BatchNorm scale starts at 0 (Goyal et al. 2017; SimCLR's TF code) or at 1
+  # (torchvision's default, which lightly's and solo-learn's ResNets use)
+  zero_init_residual: bool = True
 
   @nn.compact
   def __call__(self, x, train=False):
@@ -90,9 +95,11 @@ class ResNet(nn.Module):
     else:
       raise ValueError(f"unknown stem {self.stem!r}; accepted: 'small', 'small_stride2', 'imagenet'")
     block = Bottleneck if bottleneck else BasicBlock
+    last = nn.initializers.zeros if self.zero_init_residual else nn.initializers.ones
     for i, num_blocks in enumerate(stage_sizes):
       for j in range(num_blocks):
-        x = block(width * 2**i, strides=2 if i > 0 and j == 0 else 1, conv=conv, norm=norm)(x)
+        x = block(width * 2**i, strides=2 if i > 0 and j == 0 else 1, conv=conv, norm=norm,
+                  last_scale_init=last)(x)
     return jnp.mean(x, axis=(1, 2)).astype(jnp.float32)
 
 
@@ -100,4 +107,5 @@ def encoder(model_config):
   """The registry's entry: a ResNet from config.model (depth, width, stem, norm, conv, dtype)."""
   return ResNet(depth=model_config.depth, width_multiplier=model_config.width_multiplier,
                 stem=model_config.stem, norm=model_config.norm, conv_impl=model_config.conv_impl,
-                dtype=models.DTYPES[model_config.dtype])
+                dtype=models.DTYPES[model_config.dtype],
+                zero_init_residual=model_config.zero_init_residual)
