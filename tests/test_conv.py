@@ -120,3 +120,16 @@ def test_auto_takes_im2col_for_tiny_maps_on_the_cpu():
 
   assert not convolutions(jnp.ones((2, 2, 2, 4)))  # 4 output positions: an im2col dot
   assert convolutions(jnp.ones((2, 3, 2, 4)))  # 6 positions: XLA's convolution
+
+
+@pytest.mark.parametrize("zero_init", [True, False])
+def test_resnet_zero_init_residual_sets_each_blocks_last_batchnorm_scale(zero_init):
+  from ssl_jax.models.resnet import ResNet  # pylint: disable=g-import-not-at-top
+  model = ResNet(depth=10, width_multiplier=0.125, stem="small_stride2", zero_init_residual=zero_init)
+  params = model.init(jax.random.PRNGKey(0), jnp.zeros((2, 16, 16, 1)))["params"]
+  last = [params[b]["BatchNorm_1"]["scale"] for b in params if b.startswith("BasicBlock")]
+  assert len(last) == 4
+  for scale in last:
+    np.testing.assert_array_equal(scale, 0.0 if zero_init else 1.0)
+  first = [params[b]["BatchNorm_0"]["scale"] for b in params if b.startswith("BasicBlock")]
+  assert all(np.all(s == 1.0) for s in first)  # only the last BatchNorm of a block is affected
