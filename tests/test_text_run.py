@@ -188,5 +188,6 @@ def test_mlm_step_on_8_devices_equals_one_device(corpus_dir, tmp_path):
   for key in ("loss", "mlm_accuracy", "mlm_predictions", "grad_norm"):
     np.testing.assert_allclose(got_metrics[key], want_metrics[key], rtol=2e-5, err_msg=key)
   # atol: Adam's first step moves a weight by up to lr = 1e-3 whatever its gradient's size, so a
-  # gradient at rounding level may move it by a few 1e-6 differently; a wrong gradient moves 1e-3
-  jax.tree.map(lambda g, w: np.testing.assert_allclose(g, w, rtol=1e-4, atol=2e-5), got, want)
+  # gradient at rounding level may move it differently (4.4e-5 seen once in 1,024 weights under
+  # load, 2026-12-06); a wrong gradient moves it by 1e-3
+  jax.tree.map(lambda g, w: np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4), got, want)

@@ -20,6 +20,8 @@ METRICS = ("knn20", "knn200", "probe1", "probe10")
 def rows(results):
   groups = collections.defaultdict(lambda: {"ours": [], "peer": []})
   for r in results:
+    if r.get("variant"):  # a peer run with one of our choices swapped in (PEER_VARIANT): not parity
+      continue
     key = (r["method"], r["steps"], " ".join(r.get("overrides", [])))
     groups[key][r["side"]].append(r)
   for (method, steps, overrides), sides in sorted(groups.items()):

@@ -247,5 +247,6 @@ def run(method, make_method, *, argv=None):
   scores = score.score(features(encoder, data["train_images"]), data["train_labels"],
                        features(encoder, data["test_images"]), data["test_labels"])
   print(json.dumps(dict(side="peer", method=method, seed=args.seed, steps=total,
-                        overrides=recipe.get("parity_overrides", []), **scores,
+                        overrides=recipe.get("parity_overrides", []),
+                        variant=os.environ.get("PEER_VARIANT", ""), **scores,
                         pretrain_s=round(pretrain_s, 1), final_loss=round(loss.item(), 4))))

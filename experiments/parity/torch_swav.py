@@ -12,7 +12,13 @@ renormalised in place before every step, as the SwAV reference does (ours normal
 the forward pass instead); its Linear's bias, which the SwAV reference does not have, is removed
 so that the scores are cosines as ours are. The recipe's no-decay rule exempts the prototypes
 from weight decay and LARS's trust ratio, as ours does.
+
+`PEER_VARIANT=forward_prototypes` in the environment runs our variant instead: the prototypes
+are normalised inside the forward pass (the gradient flows through the normalisation) and never
+renormalised in place.
 """
+import os
+
 import torch
 import torch.nn.functional as F
 from lightly.loss import SwaVLoss
@@ -40,15 +46,21 @@ class SwAV:
     self.views = tc.Views(recipe, seed)
     self.local_views = tc.Views(recipe, seed, crop_size=kw.get("local_crop_size", 16),
                                 crop_scale=tuple(kw.get("local_crop_scale", (0.05, 0.14))))
+    self.forward_norm = os.environ.get("PEER_VARIANT", "") == "forward_prototypes"
     self.criterion = SwaVLoss(temperature=kw["temperature"],
                               sinkhorn_iterations=kw["sinkhorn_iterations"],
                               sinkhorn_epsilon=kw["epsilon"])
 
   def scores(self, x, step):
-    return self.prototypes(F.normalize(self.projection(self.encoder(x)), dim=1), step)
+    z = F.normalize(self.projection(self.encoder(x)), dim=1)
+    if self.forward_norm:
+      self.prototypes(z, step)  # lightly's freezing of the prototypes' gradient
+      return F.linear(z, F.normalize(self.prototypes.heads[0].weight, dim=1))
+    return self.prototypes(z, step)
 
   def step(self, step, images):
-    self.prototypes.normalize()
+    if not self.forward_norm:
+      self.prototypes.normalize()
     high = list(self.scores(self.views(step, images).flatten(0, 1), step).chunk(2))
     low = []
     if self.num_local:
