@@ -15,7 +15,6 @@ import copy
 
 import torch
 from lightly.loss import NegativeCosineSimilarity
-from lightly.models.modules.heads import ProjectionHead
 from lightly.models.utils import deactivate_requires_grad, update_momentum
 from lightly.utils.scheduler import cosine_schedule
 
@@ -29,10 +28,8 @@ class BYOL:
     self.total = recipe["total_steps"]
     self.base, self.final = kw["base_momentum"], kw["final_momentum"]
     self.encoder = tc.backbone(recipe, data["train_images"].shape[-1])
-    self.projection = tc.flax_dense_init_(ProjectionHead(tc.head_blocks(
-        self.encoder.dim, kw["projection_dims"])))
-    self.prediction = tc.flax_dense_init_(ProjectionHead(tc.head_blocks(
-        kw["projection_dims"][-1], kw["prediction_dims"])))
+    self.projection = tc.head(self.encoder.dim, kw["projection_dims"])
+    self.prediction = tc.head(kw["projection_dims"][-1], kw["prediction_dims"])
     self.modules = torch.nn.ModuleDict(dict(encoder=self.encoder, projection=self.projection,
                                             prediction=self.prediction))
     self.target = torch.nn.Sequential(copy.deepcopy(self.encoder), copy.deepcopy(self.projection))

@@ -122,6 +122,12 @@ def head_blocks(in_dim, dims, *, norm="batch", last_norm=False):
   return blocks
 
 
+def head(in_dim, dims, *, norm="batch", last_norm=False):
+  """lightly's ProjectionHead laid out and initialised as our MLPHead(dims, norm, last_norm)."""
+  from lightly.models.modules.heads import ProjectionHead  # pylint: disable=g-import-not-at-top
+  return flax_dense_init_(ProjectionHead(head_blocks(in_dim, dims, norm=norm, last_norm=last_norm)))
+
+
 def learning_rate(recipe, step):
   """ssl_jax/optim.py's schedule: linear warm-up from 0, then cosine to 0 at total_steps."""
   opt, total = recipe["optimizer"], recipe["total_steps"]

@@ -16,7 +16,6 @@ part in the loss (ours labels it with its other crop's nearest centroid).
 """
 import torch
 import torch.nn.functional as F
-from lightly.models.modules.heads import ProjectionHead
 
 import torch_common as tc
 
@@ -45,8 +44,7 @@ class DeepClusterV2:
     self.iterations, self.every = kw["kmeans_iterations"], kw["cluster_every_steps"] or (
         recipe["num_examples"] // recipe["global_batch_size"])
     self.encoder = tc.backbone(recipe, data["train_images"].shape[-1])
-    self.projection = tc.flax_dense_init_(ProjectionHead(tc.head_blocks(
-        self.encoder.dim, kw["projection_dims"])))
+    self.projection = tc.head(self.encoder.dim, kw["projection_dims"])
     self.modules = torch.nn.ModuleDict(dict(encoder=self.encoder, projection=self.projection))
     self.views = tc.Views(recipe, seed)
     n, dim = len(data["train_images"]), kw["projection_dims"][-1]

@@ -19,7 +19,6 @@ import copy
 import torch
 import torch.nn.functional as F
 from lightly.loss import DINOLoss
-from lightly.models.modules.heads import ProjectionHead
 from lightly.models.utils import deactivate_requires_grad, update_momentum
 from lightly.utils.scheduler import cosine_schedule
 
@@ -31,8 +30,7 @@ class Head(torch.nn.Module):
 
   def __init__(self, in_dim, hidden_dims, bottleneck_dim, num_prototypes, norm):
     super().__init__()
-    self.mlp = tc.flax_dense_init_(ProjectionHead(tc.head_blocks(
-        in_dim, (*hidden_dims, bottleneck_dim), norm=norm)))
+    self.mlp = tc.head(in_dim, (*hidden_dims, bottleneck_dim), norm=norm)
     self.prototypes = torch.nn.utils.parametrizations.weight_norm(
         torch.nn.Linear(bottleneck_dim, num_prototypes, bias=False))
     gain = self.prototypes.parametrizations.weight.original0

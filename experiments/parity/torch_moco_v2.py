@@ -17,7 +17,6 @@ import copy
 
 import torch
 import torch.nn.functional as F
-from lightly.models.modules.heads import ProjectionHead
 from lightly.models.modules.memory_bank import MemoryBankModule
 from lightly.models.utils import deactivate_requires_grad, update_momentum
 from lightly.utils.scheduler import cosine_schedule
@@ -39,8 +38,7 @@ class MoCoV2:
     self.total, self.temperature = recipe["total_steps"], kw["temperature"]
     self.base, self.final = kw["base_momentum"], kw["final_momentum"]
     self.encoder = tc.backbone(recipe, data["train_images"].shape[-1])
-    self.projection = tc.flax_dense_init_(ProjectionHead(tc.head_blocks(
-        self.encoder.dim, kw["projection_dims"], norm=kw["head_norm"])))
+    self.projection = tc.head(self.encoder.dim, kw["projection_dims"], norm=kw["head_norm"])
     self.modules = torch.nn.ModuleDict(dict(encoder=self.encoder, projection=self.projection))
     self.online = torch.nn.Sequential(self.encoder, self.projection)
     self.target = copy.deepcopy(self.online)

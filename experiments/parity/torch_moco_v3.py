@@ -14,7 +14,6 @@ import copy
 
 import torch
 import torch.nn.functional as F
-from lightly.models.modules.heads import ProjectionHead
 from lightly.models.utils import deactivate_requires_grad, update_momentum
 from lightly.utils.scheduler import cosine_schedule
 
@@ -33,10 +32,8 @@ class MoCoV3:
     self.total, self.temperature = recipe["total_steps"], kw["temperature"]
     self.base, self.final = kw["base_momentum"], kw["final_momentum"]
     self.encoder = tc.backbone(recipe, data["train_images"].shape[-1])
-    self.projection = tc.flax_dense_init_(ProjectionHead(tc.head_blocks(
-        self.encoder.dim, kw["projection_dims"], last_norm=True)))
-    self.prediction = tc.flax_dense_init_(ProjectionHead(tc.head_blocks(
-        kw["projection_dims"][-1], kw["prediction_dims"], last_norm=True)))
+    self.projection = tc.head(self.encoder.dim, kw["projection_dims"], last_norm=True)
+    self.prediction = tc.head(kw["projection_dims"][-1], kw["prediction_dims"], last_norm=True)
     self.modules = torch.nn.ModuleDict(dict(encoder=self.encoder, projection=self.projection,
                                             prediction=self.prediction))
     self.online = torch.nn.Sequential(self.encoder, self.projection)

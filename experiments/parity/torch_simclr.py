@@ -7,7 +7,6 @@ projector MLPHead(projection_dims), NT-Xent at the recipe's temperature.
 """
 import torch
 from lightly.loss import NTXentLoss
-from lightly.models.modules.heads import ProjectionHead
 
 import torch_common as tc
 
@@ -17,8 +16,8 @@ class SimCLR:
   def __init__(self, recipe, data, seed):
     kw = recipe["task_kwargs"]
     self.encoder = tc.backbone(recipe, data["train_images"].shape[-1])
-    self.projection = tc.flax_dense_init_(ProjectionHead(tc.head_blocks(
-        self.encoder.dim, kw["projection_dims"], norm=kw.get("head_norm", "batch"))))
+    self.projection = tc.head(self.encoder.dim, kw["projection_dims"],
+                              norm=kw.get("head_norm", "batch"))
     self.modules = torch.nn.ModuleDict(dict(encoder=self.encoder, projection=self.projection))
     self.views = tc.Views(recipe, seed)
     self.criterion = NTXentLoss(temperature=kw["temperature"])

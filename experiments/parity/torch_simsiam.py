@@ -8,7 +8,6 @@ ending in a BatchNorm without affine parameters, predictor MLPHead(prediction_di
 """
 import torch
 from lightly.loss import NegativeCosineSimilarity
-from lightly.models.modules.heads import ProjectionHead
 
 import torch_common as tc
 
@@ -18,10 +17,8 @@ class SimSiam:
   def __init__(self, recipe, data, seed):
     kw = recipe["task_kwargs"]
     self.encoder = tc.backbone(recipe, data["train_images"].shape[-1])
-    self.projection = tc.flax_dense_init_(ProjectionHead(tc.head_blocks(
-        self.encoder.dim, kw["projection_dims"], last_norm=True)))
-    self.prediction = tc.flax_dense_init_(ProjectionHead(tc.head_blocks(
-        kw["projection_dims"][-1], kw["prediction_dims"])))
+    self.projection = tc.head(self.encoder.dim, kw["projection_dims"], last_norm=True)
+    self.prediction = tc.head(kw["projection_dims"][-1], kw["prediction_dims"])
     self.modules = torch.nn.ModuleDict(dict(encoder=self.encoder, projection=self.projection,
                                             prediction=self.prediction))
     self.views = tc.Views(recipe, seed)

@@ -22,7 +22,7 @@ import os
 import torch
 import torch.nn.functional as F
 from lightly.loss import SwaVLoss
-from lightly.models.modules.heads import ProjectionHead, SwaVPrototypes
+from lightly.models.modules.heads import SwaVPrototypes
 
 import torch_common as tc
 
@@ -35,8 +35,7 @@ class SwAV:
       raise NotImplementedError("the peer mirrors recipes without SwAV's queue (queue_length=0)")
     self.num_local = kw.get("num_local_crops", 0)
     self.encoder = tc.backbone(recipe, data["train_images"].shape[-1])
-    self.projection = tc.flax_dense_init_(ProjectionHead(tc.head_blocks(
-        self.encoder.dim, (*kw["hidden_dims"], kw["embedding_dim"]))))
+    self.projection = tc.head(self.encoder.dim, (*kw["hidden_dims"], kw["embedding_dim"]))
     self.prototypes = SwaVPrototypes(kw["embedding_dim"], kw["num_prototypes"],
                                      n_steps_frozen_prototypes=kw["freeze_prototypes_steps"])
     for layer in self.prototypes.heads:
