@@ -174,3 +174,25 @@ def test_deepcluster_loss_matches_numpy():
         logits = z[v, i].astype(np.float64) @ c.T / 0.1
         want += -(logits[targets[h, i]] - np.log(np.exp(logits).sum())) / (2 * 8 * 2)
   np.testing.assert_allclose(loss, want, rtol=1e-5)
+
+
+def test_deepcluster_loss_ignores_examples_without_a_cluster():
+  """-1 targets take no part (the official code's ignore_index=-1): the mean is over the crops
+  and examples that have a cluster, and a batch with none gives 0 and no gradient."""
+  rng = np.random.default_rng(7)
+  z = np.asarray(kmeans.normalize(rng.normal(size=(2, 8, 5))))
+  centroids = [np.asarray(kmeans.normalize(rng.normal(size=(4, 5))))]
+  targets = rng.integers(0, 4, (1, 8))
+  targets[0, [1, 4, 5]] = -1
+  loss, metrics = dc_lib.deepcluster_v2(z, centroids, targets, temperature=0.1)
+  want, kept = 0.0, np.flatnonzero(targets[0] >= 0)
+  for v in range(2):
+    for i in kept:
+      logits = z[v, i].astype(np.float64) @ centroids[0].T / 0.1
+      want += -(logits[targets[0, i]] - np.log(np.exp(logits).sum())) / (2 * len(kept))
+  np.testing.assert_allclose(loss, want, rtol=1e-5)
+  assert 0.0 <= float(metrics["cluster_accuracy"]) <= 1.0
+  none = -np.ones((1, 8), np.int32)
+  value, grad = jax.value_and_grad(
+      lambda e: dc_lib.deepcluster_v2(e, centroids, none, temperature=0.1)[0])(jnp.asarray(z))
+  assert float(value) == 0.0 and not np.any(np.asarray(grad))

@@ -251,8 +251,10 @@ def test_deepcluster_memory_and_kmeans(data_path):
   batch = _batch(4)
   index = batch["index"]
   state = comps.init_state(jax.random.PRNGKey(0))
-  state, _ = comps.train_step(state, jax.device_put(batch, comps.batch_sharding))
+  state, first = comps.train_step(state, jax.device_put(batch, comps.batch_sharding))
   assert (np.asarray(state.task_state["assignments"]) == -1).all()  # not clustered yet
+  # no example has a cluster: the pretext loss is 0 and the step only fills the bank
+  assert float(first.get("ssl_loss", first["loss"])) == 0.0
   state, metrics = comps.train_step(state, jax.device_put(batch, comps.batch_sharding))
   after = jax.device_get(state)
   assert after.task_state["in_memory"][index].all() and after.task_state["in_memory"].sum() == 16

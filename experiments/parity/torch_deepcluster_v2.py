@@ -10,9 +10,9 @@ cluster_every_steps steps spherical k-means (kmeans_iterations iterations, centr
 random bank rows) runs for each clustering h on crop h % 2's bank; the centroids are the
 prototypes (fixed between clusterings, as solo-learn's); the loss is the cross-entropy of
 embedding . centroid / temperature to the example's cluster, averaged over clusterings, crops and
-examples. Where this follows the official code rather than ours: an empty cluster keeps its old
-centroid (ours re-seeds it with a random bank row), and an example without a cluster yet takes no
-part in the loss (ours labels it with its other crop's nearest centroid).
+examples; an example without a cluster yet (before the first clustering, every example) takes no
+part in the loss, on both sides. Where this follows the official code rather than ours: an empty
+cluster keeps its old centroid (ours re-seeds it with a random bank row).
 """
 import torch
 import torch.nn.functional as F
