@@ -37,7 +37,11 @@ def test_plan_covers_every_image_task_with_one_budget_and_the_sweeps():
   by_name = {ablate.run_name(t, s): c for t, s, c in runs}
   recipe = config_lib.load("configs/byol_cifar10.py:tiny")
   byol = by_name["byol"]
-  assert byol.task_kwargs.to_dict() == recipe.task_kwargs.to_dict()
+  # the recipe's loss settings with the ablation's short-budget override laid over them, in the
+  # recipe's run and in its sweeps alike
+  assert byol.task_kwargs.to_dict() == {**recipe.task_kwargs.to_dict(), "base_momentum": 0.9}
+  assert {c.task_kwargs.base_momentum for t, _, c in runs if t == "byol"} == {0.9}
+  assert by_name["mae-mask_ratio=0.9"].model.pool == "gap" and by_name["swav"].task_kwargs.epsilon == 0.01
   assert (byol.optimizer.name, byol.optimizer.base_learning_rate) == ("lars", 1.0)
   assert byol.augment.flip_prob == 0.0  # the ablation's views, not CIFAR's
   assert by_name["mae-mask_ratio=0.9"].task_kwargs.mask_ratio == 0.9

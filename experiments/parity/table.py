@@ -1,11 +1,14 @@
 """The parity table from the runs' JSON lines (compare.sh appends them to EXPORT/results.jsonl).
 
   python experiments/parity/table.py [--results=/tmp/parity/results.jsonl]
+  python experiments/parity/table.py --results=/tmp/val/results.jsonl --ours_only
 
 One row per method and budget: each metric as ours mean +- std / the peer's mean +- std over
 seeds, and Welch's two-sided p-value (scipy); the pre-training seconds per run of each side; a
 flag where ours is below the peer by more than two standard errors of the difference. Runs of
 one method at different `steps` or with overrides are kept apart. Prints Markdown.
+`--ours_only`: our side alone (tune_on_validation.sh's runs), each metric's mean +- std over seeds
+and the final pre-training loss.
 """
 import argparse
 import collections
@@ -43,12 +46,35 @@ def rows(results):
            "**below**" if deficit else "level"]
 
 
+def ours_rows(results):
+  groups = collections.defaultdict(list)
+  for r in results:
+    if r["side"] == "ours":
+      groups[(r["method"], r["steps"], " ".join(r.get("overrides", [])))].append(r)
+  for (method, steps, overrides), runs in sorted(groups.items()):
+    sd = lambda x: np.std(x, ddof=1) if len(x) > 1 else 0.0
+    cells = [f"{np.mean([r[m] for r in runs]):.1f} +- {sd([r[m] for r in runs]):.1f}" for m in METRICS]
+    losses = [r["final_loss"] for r in runs if r.get("final_loss") is not None]
+    shown = " ".join(o for o in overrides.split() if not o.startswith("--config.data.source="))
+    yield [f"`{method}`" + (f" {shown}" if shown else ""), str(steps), str(len(runs)), *cells,
+           f"{np.mean(losses):.3f}" if losses else "-"]
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--results", default="/tmp/parity/results.jsonl")
+  parser.add_argument("--ours_only", action="store_true", help="our side alone, no peer columns")
   args = parser.parse_args()
   with open(args.results) as f:
     results = [json.loads(line) for line in f if line.startswith("{")]
+  if args.ours_only:
+    head = ["method", "steps", "seeds", "kNN k=20", "kNN k=200", "probe @1", "probe @10",
+            "final loss"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for row in ours_rows(results):
+      print("| " + " | ".join(row) + " |")
+    return
   head = ["method", "steps", "seeds (ours / peer)", "kNN k=20", "kNN k=200", "probe @1",
           "probe @10", "pre-train s (ours / peer)", "ours vs peer"]
   print("| " + " | ".join(head) + " |")
