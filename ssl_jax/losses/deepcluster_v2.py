@@ -11,7 +11,7 @@ import optax
 def deepcluster_v2(embeddings, centroids, targets, *, temperature=0.1, axis_name=None):
   """Returns (loss, metrics). embeddings (V, n, D) L2-normalised; centroids: a sequence of H
   arrays (K_h, D); targets (H, n) int cluster ids, -1 for an example without a cluster (it takes
-  no part, as `ignore_index=-1` in the official code). Averages over clusterings, and over the
+  no part, as solo-learn's `ignore_index=-1`). Averages over clusterings, and over the
   crops and examples that have a cluster in the global batch (0 where none has)."""
   if embeddings.ndim != 3 or targets.shape != (len(centroids), embeddings.shape[1]):
     raise ValueError(f"embeddings must be (V, n, D) and targets (H={len(centroids)}, n); got "
