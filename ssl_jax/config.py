@@ -103,7 +103,8 @@ def base_config():
   c.model.hidden_dims = 64  # ts_dilated_conv: channels of the residual blocks
   c.model.repr_dims = 320  # ts_dilated_conv: representation channels per timestep
   # bert (models/bert.py): size tiny | mini | small | medium | base (the BERT miniatures) or a local
-  # transformers checkpoint directory (continued pre-training); > 0 overrides a dimension;
+  # BERT checkpoint directory (config.json + model.safetensors: continued pre-training); > 0
+  # overrides a dimension;
   # vocab_size 0: the run's tokenizer's (text runs set it); features by model.pool: cls | mean
   c.model.bert = ml_collections.ConfigDict(dict(
       size="mini", num_layers=0, hidden_size=0, num_heads=0, intermediate_size=0, vocab_size=0,
@@ -145,8 +146,8 @@ def base_config():
   c.ablation.knn_k = 20
   c.ablation.knn_temperature = 0.1
 
-  # a transformers Flax model (hub name or local directory: ViT, ResNet, DINOv2, BERT family);
-  # when set, the study adds generic_probe and generic_finetune (ssl_jax/generic_models.py)
+  # a BERT-family checkpoint (hub name or local directory); when set, the text study adds
+  # generic_probe and generic_finetune (ssl_jax/generic_models.py)
   c.generic_model = ""
 
   # fine-tuning on few labels (ssl_jax/finetune/): the study's trained methods and
@@ -170,7 +171,7 @@ def base_config():
   c.finetune.layer_regex = ""  # how encoder parameters group into units ('': numbered prefixes)
   c.finetune.lora_rank = 4
   c.finetune.lora_alpha = 8.0  # adapters scaled by lora_alpha / lora_rank
-  # 3x3 convolutions of ResNet blocks; attention query and value of our ViT and transformers' models
+  # 3x3 convolutions of ResNet blocks; attention query and value of our ViT and BERT
   c.finetune.lora_regex = (r"(BasicBlock_\d+/Conv_\d+|Bottleneck_\d+/Conv_1|attention/(self|attention)"
                            r"/(query|value)|MultiHeadDotProductAttention_\d+/(query|value))/kernel$")
   # ssl_distill / scratch_distill (SimCLRv2's distillation, finetune/protocol.py:DistillMethod):

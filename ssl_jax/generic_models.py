@@ -1,70 +1,37 @@
-"""Generic pretrained encoders from transformers' Flax models: the study's "generic foundation model".
+"""Generic pretrained encoders: the study's "generic foundation model", on our own Flax modules.
 
-`load(name_or_path)` goes through the real `from_pretrained` with a hub name or a local directory
-(what `save_pretrained` writes): Flax weights directly, else PyTorch weights with `from_pt=True`
-(a `model.safetensors` file loads without torch). The transformers linen module is wrapped in our
-encoder contract (inputs -> features (B, D)), so fine-tuning, LoRA and probes treat it like any
-registry encoder:
-  vision (ViT, DINOv2, ResNet)  float images [0, 1] (B, H, W, C): grey -> RGB, resized to the
-        model's image size, normalised by its mean/std; features: the CLS token after the final
-        norm (ViT, DINOv2) or the pooled last stage (ResNet)
-  text (BERT family)  token ids (B, L), `pad_id` marking padding; features: the mean of the last
-        hidden states over the real tokens (all-MiniLM-L6-v2's sentence embedding, before its L2
-        normalisation)
+`load(name_or_path)` reads a BERT-family checkpoint in the Hugging Face layout (a local directory
+or a Hub name; config.json, model.safetensors, the tokenizer) into our BERT encoder
+(models/bert.py, models/bert_checkpoint.py): token ids (B, L), `pad_id` marking padding ->
+the mean of the last hidden states over the real tokens (all-MiniLM-L6-v2's sentence embedding,
+before its L2 normalisation). Fine-tuning, LoRA and probes treat it like any registry encoder.
+
+Vision checkpoints (ViT, DINOv2, ResNet) were loaded through transformers' Flax models, which
+transformers 5 removed. Their layouts differ from our ViT and ResNet (a position embedding for
+the class token, LayerNorm epsilon 1e-12 and exact GELU in ViT; layer scale and interpolated
+positions in DINOv2; a different stem and block naming in ResNet), so they are refused with an
+error naming what is accepted, rather than loaded into a model that computes something else.
 """
 import dataclasses
-import json
 import os
 from typing import Any
 
 import flax.linen as nn
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-VISION = ("vit", "dinov2", "resnet")
-TEXT = ("bert", "roberta")
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-NO_POOLER = ("vit", "bert", "roberta")  # built without their (unused) pooling layer
+from ssl_jax.models import bert
+from ssl_jax.models import bert_checkpoint
 
-
-class VisionEncoder(nn.Module):
-  model: nn.Module  # the transformers linen module (FlaxViTModule, ...)
-  model_type: str
-  image_size: int
-  mean: tuple = IMAGENET_MEAN
-  std: tuple = IMAGENET_STD
-
-  def __call__(self, x, train=False):
-    if x.shape[-1] == 1:
-      x = jnp.repeat(x, 3, axis=-1)
-    if x.shape[1:3] != (self.image_size, self.image_size):
-      x = jax.image.resize(x, (x.shape[0], self.image_size, self.image_size, 3), "bilinear")
-    x = (x - jnp.asarray(self.mean)) / jnp.asarray(self.std)
-    out = self.model(x, deterministic=not train)
-    if self.model_type == "resnet":
-      return out.pooler_output.reshape(x.shape[0], -1)
-    return out.last_hidden_state[:, 0]
-
-
-class TextEncoder(nn.Module):
-  model: nn.Module
-  pad_id: int = 0
-
-  def __call__(self, ids, train=False):
-    mask = (ids != self.pad_id).astype(jnp.int32)
-    positions = jnp.broadcast_to(jnp.arange(ids.shape[1]), ids.shape)
-    out = self.model(ids, mask, jnp.zeros_like(ids), positions, None, deterministic=not train)
-    weights = mask[..., None].astype(out.last_hidden_state.dtype)
-    return jnp.sum(out.last_hidden_state * weights, 1) / jnp.maximum(jnp.sum(weights, 1), 1)
+ACCEPTED = "BERT-family text checkpoints (model_type 'bert', e.g. all-MiniLM-L6-v2, bert-base-uncased)"
+VISION = ("vit", "dinov2", "resnet", "convnext", "swin", "beit", "deit")
 
 
 @dataclasses.dataclass
 class Generic:
   encoder: nn.Module  # inputs -> features (B, D)
   variables: Any  # {collection: tree} for encoder.apply
-  modality: str  # 'image' | 'text'
-  tokenizer: Any = None  # text: the model's tokenizer
+  modality: str  # 'text'
+  tokenizer: Any = None  # the model's tokenizer
 
   def tokenize(self, texts, max_length=128):
     """int32 token ids (N, L), padded with the encoder's pad_id."""
@@ -73,55 +40,30 @@ class Generic:
     return out["input_ids"].astype(np.int32)
 
 
-def _from_pretrained(name_or_path, **kwargs):
-  import transformers  # pylint: disable=g-import-not-at-top
-  try:  # Flax weights, without a random initialisation first
-    return transformers.FlaxAutoModel.from_pretrained(name_or_path, _do_init=False, **kwargs)
-  except (OSError, ValueError) as flax_error:
-    try:  # PyTorch-format weights (safetensors loads without torch); the conversion needs init
-      model = transformers.FlaxAutoModel.from_pretrained(name_or_path, from_pt=True, **kwargs)
-    except OSError:
-      raise flax_error from None
-    return model, model.params
-
-
-def _image_normalisation(name_or_path, model_type):
-  path = os.path.join(name_or_path, "preprocessor_config.json")
-  if os.path.isfile(path):
-    with open(path) as f:
-      pre = json.load(f)
-    if "image_mean" in pre and "image_std" in pre:
-      return tuple(pre["image_mean"]), tuple(pre["image_std"])
-  if model_type == "vit":  # ViTImageProcessor's defaults
-    return (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
-  return IMAGENET_MEAN, IMAGENET_STD
+def _model_type(directory):
+  import json  # pylint: disable=g-import-not-at-top
+  path = os.path.join(directory, "config.json")
+  if not os.path.isfile(path):
+    raise ValueError(f"config.generic_model={directory!r}: no config.json there; accepted: "
+                     f"{ACCEPTED}")
+  with open(path) as f:
+    return json.load(f).get("model_type")
 
 
 def load(name_or_path):
-  """The `Generic` encoder of a transformers model (hub name or local directory)."""
-  import transformers  # pylint: disable=g-import-not-at-top
-  try:
-    hf_config = transformers.AutoConfig.from_pretrained(name_or_path)
-  except (OSError, ValueError) as e:
-    raise ValueError(f"config.generic_model={name_or_path!r}: no transformers model there "
-                     f"({e})") from None
-  kind = hf_config.model_type
-  if kind not in VISION + TEXT:
-    raise ValueError(f"config.generic_model={name_or_path!r} is a {kind!r} model; accepted model "
-                     f"types: {list(VISION + TEXT)}")
-  verbosity = transformers.logging.get_verbosity()
-  transformers.logging.set_verbosity_error()  # not the "pooler weights not used" notice
-  try:
-    model, params = _from_pretrained(name_or_path,
-                                     **({"add_pooling_layer": False} if kind in NO_POOLER else {}))
-  finally:
-    transformers.logging.set_verbosity(verbosity)
-  collections = params if "params" in params else {"params": params}  # ResNet: params + batch_stats
-  variables = {c: {"model": tree} for c, tree in collections.items()}
-  if kind in TEXT:
-    tokenizer = transformers.AutoTokenizer.from_pretrained(name_or_path)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else hf_config.pad_token_id
-    return Generic(TextEncoder(model.module, pad_id=int(pad_id or 0)), variables, "text", tokenizer)
-  image_size = getattr(hf_config, "image_size", 224)
-  mean, std = _image_normalisation(name_or_path, kind)
-  return Generic(VisionEncoder(model.module, kind, int(image_size), mean, std), variables, "image")
+  """The `Generic` encoder of a BERT-family checkpoint (hub name or local directory)."""
+  directory = bert_checkpoint.resolve(name_or_path)
+  kind = _model_type(directory)
+  if kind != "bert":
+    why = (" (vision checkpoints went with transformers' Flax models; see this module's docstring)"
+           if kind in VISION else "")
+    raise ValueError(f"config.generic_model={name_or_path!r} is a {kind!r} model{why}; accepted: "
+                     f"{ACCEPTED}")
+  from ssl_jax.data import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
+  config = bert.Config.from_json(os.path.join(directory, "config.json"))
+  tokenizer = tokenizer_lib.load(directory)
+  pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else config.pad_token_id
+  encoder = bert.BertEncoder(config, pool="mean", pad_id=int(pad_id or 0))
+  params = {"bert": bert_checkpoint.load(directory)["bert"]}
+  params["bert"].pop("pooler", None)  # the features never read it
+  return Generic(encoder, {"params": params}, "text", tokenizer)

@@ -73,7 +73,12 @@ def check_methods(config):
   generic = [m for m in study.methods if m.startswith("generic_")]
   if generic and not config.generic_model:
     raise ValueError(f"label_efficiency.methods has {generic}, which need config.generic_model "
-                     "(a transformers model name or directory)")
+                     "(a vision checkpoint directory or Hugging Face Hub name)")
+  if generic:
+    raise ValueError(f"label_efficiency.methods has {generic}: the image study's generic "
+                     "baseline needs a vision checkpoint, and ssl_jax loads none since "
+                     "transformers 5 removed the Flax models it used (ssl_jax/generic_models.py); "
+                     "the text study's generic_* methods take BERT-family checkpoints")
 
 
 def build_methods(config, features_of, train_images, test_images, mesh, pretrained_encoder):

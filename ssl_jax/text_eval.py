@@ -1,4 +1,4 @@
-"""Text runs: tokenizer, MLM pre-training (and TAPT), transformers export, the few-label study.
+"""Text runs: tokenizer, MLM pre-training (and TAPT), Hugging Face export, the few-label study.
 
 `run(config, workdir)`, what `python -m ssl_jax.main` does for a text task (`mlm`, `mlm_nsp`):
  1. reads the corpus (`config.data.source`: bbc_news | jsonl:DIR | tfds:NAME, data/text.py);
@@ -7,7 +7,7 @@
     checkpoint's own (data/tokenizer.py); the loop is train.py's, so checkpoints, exact resume
     (the tokenizer saved in WORKDIR/tokenizer is reused) and sharding are the image job's;
  3. writes the final model and tokenizer with `save_pretrained` into WORKDIR/hf_model
-    (`transformers.FlaxBertForMaskedLM.from_pretrained(WORKDIR/hf_model)` loads it);
+    (config.json + model.safetensors: `transformers.BertForMaskedLM.from_pretrained` loads it);
  4. with a `tapt_*` method in the study, TAPT (Gururangan et al. 2020): `config.generic_model`
     (a BERT checkpoint directory) with a new MLM head, MLM continued on the same texts for
     `config.text.tapt.steps` steps, in WORKDIR/tapt (its own checkpoints, resumable);
@@ -118,7 +118,7 @@ def pretrain(config, workdir, corpus):
   if jax.process_index() == 0:
     hf_dir = os.path.join(workdir, "hf_model")
     run.components.task.save_pretrained(hf_dir, run.components.encoder.config, run.state.params, tok)
-    print(f"wrote {hf_dir} (transformers {run.components.task.hf_class} + tokenizer)", flush=True)
+    print(f"wrote {hf_dir} ({run.components.task.architecture} + tokenizer)", flush=True)
   encoder_variables = jax.device_get(run.components.encoder_variables(run.state))
   return Pretrained(run_config, tok, encoder_variables, run, time.perf_counter() - started,
                     last_logged(run, workdir))

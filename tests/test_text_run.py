@@ -10,9 +10,11 @@ import pytest
 
 from ssl_jax import config as config_lib
 from ssl_jax import experiment
+from ssl_jax import generic_models
 from ssl_jax import models
 from ssl_jax import text_eval
 from ssl_jax.data import text
+from ssl_jax.models import bert_checkpoint
 from text_helpers import make_dir
 
 transformers = pytest.importorskip("transformers")
@@ -69,24 +71,28 @@ def test_text_run_resumes_exactly_and_exports(corpus_dir, tmp_path):
     kept = [line for line in f if json.loads(line)["step"] <= 4]
   with open(os.path.join(interrupted, "metrics.jsonl"), "w") as f:
     f.writelines(kept)
-  vocabulary = open(os.path.join(interrupted, "tokenizer", "vocab.txt")).read()
+  vocabulary = open(os.path.join(interrupted, "tokenizer", "tokenizer.json")).read()
   resumed = text_eval.pretrain(c, interrupted, corpus)
   want, got = _losses(str(tmp_path / "whole")), _losses(interrupted)
   assert sorted(got) == list(range(1, 7)) and all(np.isfinite(list(want.values())))
   for step in range(1, 7):
     assert got[step] == want[step], f"step {step}: resumed {got[step]} != {want[step]}"
-  assert open(os.path.join(interrupted, "tokenizer", "vocab.txt")).read() == vocabulary
+  assert open(os.path.join(interrupted, "tokenizer", "tokenizer.json")).read() == vocabulary
   same = jax.tree.map(np.array_equal, jax.device_get(resumed.run.state.params),
                       jax.device_get(whole.run.state.params))
   assert all(jax.tree.leaves(same))
-  # the export loads in transformers with its tokenizer, and holds the trained encoder
+  # the export is a BertForMaskedLM checkpoint with its tokenizer, holding the trained encoder
+  # (transformers 5's PyTorch BertForMaskedLM loads this layout: tests/test_bert.py)
   hf_dir = os.path.join(interrupted, "hf_model")
-  loaded = transformers.FlaxBertForMaskedLM.from_pretrained(hf_dir)
+  with open(os.path.join(hf_dir, "config.json")) as f:
+    assert json.load(f)["architectures"] == ["BertForMaskedLM"]
+  loaded = bert_checkpoint.load(hf_dir)
   tok = transformers.AutoTokenizer.from_pretrained(hf_dir)
   np.testing.assert_array_equal(
-      loaded.params["bert"]["embeddings"]["word_embeddings"]["embedding"],
+      loaded["bert"]["embeddings"]["word_embeddings"]["embedding"],
       resumed.encoder_variables["params"]["bert"]["embeddings"]["word_embeddings"]["embedding"])
-  assert len(tok) == loaded.config.vocab_size == whole.config.model.bert.vocab_size
+  assert set(loaded) == {"bert", "cls"}
+  assert len(tok) == whole.config.model.bert.vocab_size == loaded["cls"]["predictions"]["bias"].size
 
 
 def test_text_job_end_to_end_with_nsp(corpus_dir, tmp_path):
@@ -117,8 +123,8 @@ def test_text_job_end_to_end_with_nsp(corpus_dir, tmp_path):
   assert rows["ssl_lora"]["trainable_params"] < rows["ssl_lora"]["total_params"] // 10
   assert results["dataset"] == f"jsonl:{corpus_dir}" and results["num_test"] == 12
   assert os.path.isfile(os.path.join(workdir, "label_efficiency.png"))
-  loaded = transformers.FlaxBertForPreTraining.from_pretrained(os.path.join(workdir, "hf_model"))
-  assert "pooler" in loaded.params["bert"]
+  loaded = bert_checkpoint.load(os.path.join(workdir, "hf_model"))
+  assert "pooler" in loaded["bert"] and "seq_relationship" in loaded["cls"]
   for key in ("mlm_loss", "nsp_loss", "nsp_accuracy", "mlm_accuracy"):
     assert np.isfinite(results["pretraining"][key])
 
@@ -152,13 +158,11 @@ def test_minilm_through_the_bert_encoder_for_continued_pretraining():
   ids = tokenizer(["a great movie", "the stock market fell"], padding="max_length", max_length=16,
                   return_tensors="np")["input_ids"].astype(np.int32)
   ours = np.asarray(encoder.apply({"params": params}, ids))
-  # transformers' own forward on the same weights, mean-pooled (test_generic_models checks these
-  # weights against the generic loader and sentence similarities)
-  reference = transformers.FlaxBertModel(encoder.config, add_pooling_layer=False, _do_init=False)
-  mask = (ids != 0).astype(np.int32)
-  hidden = np.asarray(reference(ids, attention_mask=mask, params=params["bert"]).last_hidden_state)
-  want = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
-  np.testing.assert_allclose(ours, want, rtol=1e-4, atol=1e-5)
+  # the generic loader's encoder on the same checkpoint (tests/test_bert.py checks it against
+  # transformers' Flax and PyTorch BERTs)
+  generic = generic_models.load(path)
+  np.testing.assert_allclose(ours, generic.encoder.apply(generic.variables, ids), rtol=1e-6,
+                             atol=1e-6)
 
 
 def test_mlm_step_on_8_devices_equals_one_device(corpus_dir, tmp_path):

@@ -1,4 +1,4 @@
-"""Fine-tuning with few labels, for every encoder of the registry and transformers' Flax models.
+"""Fine-tuning with few labels, for every encoder of the registry and the generic BERT checkpoints.
 
   linear   a head on the frozen encoder's features (linear.py)
   last_n   the last N layer units at lr * backbone_lr_multiplier, the rest frozen (step.py)

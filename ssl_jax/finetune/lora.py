@@ -7,7 +7,7 @@ where the fan-out is the last axis (Dense (in, out), Conv (kh, kw, in, out), an 
 whose fan-out is (heads, head_dim).
 with A drawn like a LeCun-normal kernel and B = 0, so at initialisation the model is the base
 model exactly. The model's code is unchanged: the effective kernels are computed before `apply`,
-so the same adapters work for our ResNets, ViTs and transformers' Flax BERT. `merge` returns the
+so the same adapters work for our ResNets, ViTs and BERTs. `merge` returns the
 effective parameters, i.e. the adapters folded into the base weights for export.
 
 Adapters are a flat dict {f"{kernel path}/lora_a": A, f"{kernel path}/lora_b": B}.

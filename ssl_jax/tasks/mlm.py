@@ -16,8 +16,8 @@ not on all L tokens: at L=128 that is 6.4x less decoder work than scoring every 
 
 The tokenizer (its special and continuation ids) comes from `task_kwargs.tokenizer`, a directory
 the text loop (text_eval.py) fills in. The model is the registry's encoder (models/bert.py)
-plus transformers' `FlaxBertOnlyMLMHead` under `cls`, the decoder tied to the word embeddings;
-`save_pretrained` writes it as a transformers `FlaxBertForMaskedLM`.
+plus BERT's MLM head under `cls`, the decoder tied to the word embeddings; `save_pretrained`
+writes it as a Hugging Face `BertForMaskedLM` checkpoint (models/bert_checkpoint.py).
 """
 import math
 
@@ -28,6 +28,8 @@ import numpy as np
 
 from ssl_jax import tasks
 from ssl_jax.losses.mlm import masked_lm
+from ssl_jax.models import bert
+from ssl_jax.models import bert_checkpoint
 
 
 def max_predictions(length, mask_prob):
@@ -104,20 +106,19 @@ class MaskedLM(nn.Module):
   encoder: nn.Module
 
   def setup(self):
-    from transformers.models.bert import modeling_flax_bert  # pylint: disable=g-import-not-at-top
-    self.cls = modeling_flax_bert.FlaxBertOnlyMLMHead(self.encoder.config, dtype=self.encoder.dtype)
+    self.cls = bert.MLMHeads(self.encoder.config, dtype=self.encoder.dtype)
 
   def __call__(self, ids, positions=None, train=False, attention_mask=None):
     """-> (logits (B, P, V) at `positions` (B, P), features (B, D))."""
     hidden, features = self.encoder(ids, train=train, attention_mask=attention_mask, per_token=True)
     positions = jnp.zeros((ids.shape[0], 1), jnp.int32) if positions is None else positions
-    logits = self.cls(gather(hidden, positions), shared_embedding=self.encoder.word_embeddings())
+    logits = self.cls(gather(hidden, positions), self.encoder.word_embeddings())
     return logits, features
 
 
 class Task(tasks.Task):
   modality = "text"  # experiment.py runs it through text_eval (tokenizer, text study)
-  hf_class = "FlaxBertForMaskedLM"
+  architecture = "BertForMaskedLM"  # what `save_pretrained` writes
 
   def __init__(self, *, mask_prob=0.15, mask_token_prob=0.8, random_token_prob=0.1,
                whole_word=False, tokenizer="", **context):
@@ -175,14 +176,14 @@ class Task(tasks.Task):
     loss, metrics = masked_lm(logits, m["targets"], m["weights"])
     return loss, (metrics, {}, {"features": features})
 
-  def hf_params(self, params):
-    """The model's params in transformers' layout for `hf_class`."""
+  def checkpoint_params(self, params):
+    """The model's params in the checkpoint layout of `architecture`."""
     return {"bert": params["encoder"]["bert"], "cls": params["cls"]}
 
-  def save_pretrained(self, directory, hf_config, params, tokenizer):
-    """Writes the model as transformers' `hf_class` (config.json + flax_model.msgpack) and the
-    tokenizer into `directory`: `transformers.<hf_class>.from_pretrained(directory)` loads it."""
-    import transformers  # pylint: disable=g-import-not-at-top
-    model = getattr(transformers, self.hf_class)(hf_config, _do_init=False)
-    model.save_pretrained(directory, params=jax.device_get(self.hf_params(params)))
-    tokenizer.save_pretrained(directory)
+  def save_pretrained(self, directory, config, params, tokenizer):
+    """Writes the model as a Hugging Face `architecture` checkpoint (config.json,
+    model.safetensors) and the tokenizer into `directory`:
+    `transformers.<architecture>.from_pretrained(directory)` loads it, and so does
+    `config.model.bert.size=directory` here."""
+    bert_checkpoint.save(directory, config, jax.device_get(self.checkpoint_params(params)),
+                         self.architecture, tokenizer)

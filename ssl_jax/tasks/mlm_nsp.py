@@ -6,14 +6,15 @@ the first half of the text's tokens; with probability 1/2, segment B is the rest
 from the step's key (label 1, "NotNext"). The pair [CLS] A [SEP] B [SEP] (token types 0 for
 [CLS] A [SEP], 1 for B [SEP]) is cut to the example's length by dropping B's last tokens. Masking
 then follows tasks/mlm.py on the pair. The NSP head reads BERT's tanh pooler over [CLS]
-(`bert/pooler`), which the evaluators' encoder does not use; `save_pretrained` writes a
-transformers `FlaxBertForPreTraining`.
+(`bert/pooler`), which the evaluators' encoder does not use; `save_pretrained` writes a Hugging
+Face `BertForPreTraining` checkpoint.
 """
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from ssl_jax.losses.mlm_nsp import mlm_nsp
+from ssl_jax.models import bert
 from ssl_jax.tasks import mlm
 
 
@@ -43,13 +44,11 @@ def make_pairs(rng, ids, *, pad_id, cls_id, sep_id, random_prob=0.5):
 
 
 class PreTraining(nn.Module):
-  """The encoder (with BERT's pooler) and transformers' `FlaxBertPreTrainingHeads` under `cls`."""
+  """The encoder (with BERT's pooler) and BERT's pre-training heads (MLM + NSP) under `cls`."""
   encoder: nn.Module
 
   def setup(self):
-    from transformers.models.bert import modeling_flax_bert  # pylint: disable=g-import-not-at-top
-    self.cls = modeling_flax_bert.FlaxBertPreTrainingHeads(self.encoder.config,
-                                                           dtype=self.encoder.dtype)
+    self.cls = bert.PreTrainingHeads(self.encoder.config, dtype=self.encoder.dtype)
 
   def __call__(self, ids, positions=None, train=False, attention_mask=None, token_type_ids=None):
     """-> (MLM logits (B, P, V) at `positions`, NSP logits (B, 2), features (B, D))."""
@@ -57,12 +56,12 @@ class PreTraining(nn.Module):
                                             token_type_ids=token_type_ids, per_token=True)
     positions = jnp.zeros((ids.shape[0], 1), jnp.int32) if positions is None else positions
     mlm_logits, nsp_logits = self.cls(mlm.gather(hidden, positions), pooled,
-                                      shared_embedding=self.encoder.word_embeddings())
+                                      self.encoder.word_embeddings())
     return mlm_logits, nsp_logits, features
 
 
 class Task(mlm.Task):
-  hf_class = "FlaxBertForPreTraining"
+  architecture = "BertForPreTraining"
 
   def __init__(self, *, random_next_prob=0.5, mask_prob=0.15, mask_token_prob=0.8,
                random_token_prob=0.1, whole_word=False, tokenizer="", **context):
@@ -92,5 +91,5 @@ class Task(mlm.Task):
   def encoder_variables(self, params, model_state, task_state):
     """The encoder without the pooler (only the NSP head reads it)."""
     variables = super().encoder_variables(params, model_state, task_state)
-    bert = {k: v for k, v in variables["params"]["bert"].items() if k != "pooler"}
-    return {**variables, "params": {**variables["params"], "bert": bert}}
+    encoder = {k: v for k, v in variables["params"]["bert"].items() if k != "pooler"}
+    return {**variables, "params": {**variables["params"], "bert": encoder}}
