@@ -5,8 +5,9 @@ reads the very vocabulary it started with), the tokenizer of a transformers chec
 (continued pre-training keeps the model's vocabulary), else a new BERT-style WordPiece tokenizer
 trained with HF `tokenizers` on the pre-training texts: BERT's normaliser (optionally lowercasing)
 and pre-tokeniser, special tokens [PAD]=0, [UNK]=1, [CLS]=2, [SEP]=3, [MASK]=4, continuation
-pieces prefixed '##', and the [CLS] A [SEP] (B [SEP]) template. Whatever it picked is saved with
-`save_pretrained` into the run's directory, so `transformers.AutoTokenizer.from_pretrained(dir)`
+pieces prefixed '##', the other ids in sorted order (`canonical_vocabulary`: the same texts give
+the same ids in every run), and the [CLS] A [SEP] (B [SEP]) template. Whatever it picked is saved
+with `save_pretrained` into the run's directory, so `transformers.AutoTokenizer.from_pretrained`
 loads it.
 """
 import os
@@ -31,6 +32,8 @@ def train_wordpiece(texts, *, vocab_size, lowercase=True, min_frequency=2):
                                       special_tokens=list(SPECIAL_TOKENS),
                                       continuing_subword_prefix="##", show_progress=False)
   tok.train_from_iterator(list(texts), trainer=trainer, length=len(texts))
+  tok.model = models.WordPiece(canonical_vocabulary(tok.get_vocab()), unk_token="[UNK]",
+                               continuing_subword_prefix="##")
   cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
   tok.post_processor = processors.TemplateProcessing(
       single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
@@ -39,6 +42,16 @@ def train_wordpiece(texts, *, vocab_size, lowercase=True, min_frequency=2):
   return transformers.BertTokenizerFast(
       tokenizer_object=tok, do_lower_case=lowercase, unk_token="[UNK]", sep_token="[SEP]",
       pad_token="[PAD]", cls_token="[CLS]", mask_token="[MASK]")
+
+
+def canonical_vocabulary(vocab):
+  """{token: id} renumbered: the special tokens first, in SPECIAL_TOKENS' order, then the rest
+  sorted. The trainer breaks frequency ties in a different order in every process (about 300 of
+  8,000 BBC News pieces moved between runs), so the same texts gave different ids, a different
+  random embedding per piece and different results; WordPiece reads only the set of pieces, so
+  renumbering tokenizes every text exactly as before."""
+  rest = sorted(t for t in vocab if t not in SPECIAL_TOKENS)
+  return {t: i for i, t in enumerate([t for t in SPECIAL_TOKENS if t in vocab] + rest)}
 
 
 def load(directory):
