@@ -1,12 +1,15 @@
 """Input pipeline throughput alone (no model): images/s for two-view SimCLR batches.
 
-  python experiments/bench_input.py [--batches=20] [--workers=0,2]
+  python experiments/bench_input.py [--batches=20] [--workers=0,2] [--photos=512]
 
 Case 1, CIFAR-10 JPEGs (../shared/data/cifar10, 50,000 train images; synthetic JPEGs if absent):
 decode, two random-resized crops at 32 px, global batch 512. Case 2, a temporary folder of 224x224
-JPEGs: read, decode, two crops at 224 px, batch 256. Each runs with the main process reading in
-grain threads (workers=0) and with grain worker processes. The last line is the best CIFAR-10
-rate, `images_per_s=<number>`; a per-core rate divides by the cores the pipeline may use.
+JPEGs: read, decode, two crops at 224 px, batch 256. Case 3, ImageNet-size photos: 500x375 JPEGs
+(q90, ImageNet's typical size) cut from scikit-learn's two sample photographs, so the decoder sees
+real photographic detail: read, decode at full size, two crops at 224 px, batch 256. Each runs
+with the main process reading in grain threads (workers=0) and with grain worker processes. The
+last line is the best CIFAR-10 rate, `images_per_s=<number>`; a per-core rate divides by the cores
+the pipeline may use, or (workers=0) counts images per CPU-second of the process.
 """
 import argparse
 import os
@@ -62,6 +65,22 @@ def _folder_source(root, n, cifar):
   return sources.build(f"folder:{root}", "train", channels=3, image_size=224)
 
 
+def _photo_folder(root, n, size=(500, 375)):
+  """`n` JPEGs (q90) of `size`: random windows, some mirrored, of scikit-learn's sample photos."""
+  from sklearn.datasets import load_sample_images  # pylint: disable=g-import-not-at-top
+  photos, rng, total = load_sample_images().images, np.random.default_rng(2), 0
+  for i in range(n):
+    photo = photos[i % len(photos)]
+    y, x = (int(rng.integers(0, photo.shape[d] - size[1 - d] + 1)) for d in (0, 1))
+    window = photo[y:y + size[1], x:x + size[0]]
+    path = os.path.join(root, f"{i:05d}.jpg")
+    Image.fromarray(window[:, ::-1] if rng.random() < 0.5 else window).save(path, quality=90)
+    total += os.path.getsize(path)
+  print(f"{n} photos of {size[0]}x{size[1]}, {total / n / 1024:.0f} KiB per JPEG on average",
+        flush=True)
+  return sources.build(f"folder:{root}", "train", channels=3, image_size=224)
+
+
 def measure(source, *, batch_size, batches, num_workers, warmup=2):
   it = pipeline.train_iterator(source, global_batch_size=batch_size, seed=0, num_workers=num_workers,
                                read_threads=2, prefetch=2, crops=pipeline.SIMCLR_CROPS,
@@ -89,6 +108,8 @@ def main():
   parser.add_argument("--batches", type=int, default=20)
   parser.add_argument("--workers", default="0,2", help="comma-separated grain worker counts to try")
   parser.add_argument("--folder_images", type=int, default=1024)
+  parser.add_argument("--photos", type=int, default=512,
+                      help="ImageNet-size photos to write (0: skip case 3)")
   args = parser.parse_args()
   cores = len(os.sched_getaffinity(0))
   print(f"cores available: {cores}; load average: {os.getloadavg()[0]:.2f}", flush=True)
@@ -100,6 +121,14 @@ def main():
     for w in workers:
       rate, cpu_rate = measure(folder, batch_size=256, batches=max(args.batches // 4, 3), num_workers=w)
       _report(f"folder 224x224 JPEG, 2 views @224, batch 256, workers={w}", rate, cpu_rate, cores, w)
+  if args.photos:
+    with tempfile.TemporaryDirectory() as root:
+      photos = _photo_folder(root, args.photos)
+      for w in workers:
+        rate, cpu_rate = measure(photos, batch_size=256, batches=max(args.batches // 4, 3),
+                                 num_workers=w)
+        _report(f"folder 500x375 photo JPEG, 2 views @224, batch 256, workers={w}", rate, cpu_rate,
+                cores, w)
   best = 0.0
   for w in workers:
     rate, cpu_rate = measure(cifar, batch_size=512, batches=args.batches, num_workers=w)

@@ -1,10 +1,13 @@
 """Orbax checkpoints of the train state and the data iterator's position.
 
-Orbax writes each step into a temporary directory and renames it when complete, so a crash
-mid-save leaves the previous checkpoint as the latest one. Directories may be local or remote
-(gs://...: etils epath and tensorstore). Restores are sharding-aware: arrays are read straight
-into the shardings of the abstract state they are given, so a checkpoint written on one mesh
-(say data=8) resumes on another (data=2 x fsdp=4, or fewer devices).
+Saves are asynchronous: `save` returns once the arrays are copied off the devices, and orbax
+writes them in a background thread while the next steps run; `wait()` blocks until the last save
+is on disk (the loop calls it before it exits). Each step is written into a temporary directory
+and renamed when complete, so a crash mid-save leaves the previous checkpoint as the latest one.
+Directories may be local or remote (gs://...: etils epath and tensorstore). Restores are
+sharding-aware: arrays are read straight into the shardings of the abstract state they are
+given, so a checkpoint written on one mesh (say data=8) resumes on another (data=2 x fsdp=4, or
+fewer devices).
 """
 import os
 
@@ -19,16 +22,23 @@ def _absolute(directory):
 
 
 class Checkpointer:
+  """The loop's checkpoints under `directory`: the latest `keep` steps (None: all of them)."""
 
   def __init__(self, directory, *, keep):
     self.directory = _absolute(directory)
-    self.manager = ocp.CheckpointManager(
-        self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+    self.manager = ocp.CheckpointManager(self.directory, options=ocp.CheckpointManagerOptions(
+        preservation_policy=ocp.checkpoint_managers.LatestN(keep),
+        enable_async_checkpointing=True, create=True))
 
   def latest_step(self):
     return self.manager.latest_step()
 
   def save(self, step, state, data_state):
+    """Starts writing `state` and the data position; returns before the files are written.
+
+    The state's device buffers may be donated to the next step as soon as this returns: orbax
+    has copied them to host memory by then. A save still in flight is finished first.
+    """
     self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                     data=ocp.args.JsonSave(data_state)))
 
@@ -39,7 +49,12 @@ class Checkpointer:
     return restored["state"], restored["data"]
 
   def wait(self):
+    """Blocks until the last save is on disk (renamed from its temporary directory)."""
     self.manager.wait_until_finished()
+
+  def saving(self):
+    """True while a save started by `save` is still being written."""
+    return self.manager.is_saving_in_progress()
 
   def close(self):
     self.manager.close()

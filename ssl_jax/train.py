@@ -3,6 +3,10 @@
 Builds data, model, task, optimiser and a device mesh from the config; runs the jitted, sharded
 step; checkpoints; runs evaluators; writes metrics. The same code runs on one CPU, on simulated
 CPU devices, and on GPU/TPU meshes.
+
+So that the device never waits on the host: batches are copied to the devices a step ahead
+(`pipeline.DevicePrefetch`), each step runs under a transfer guard that rejects implicit
+host<->device copies, and checkpoints are written in the background (`checkpoint.py`).
 """
 import dataclasses
 import functools
@@ -277,13 +281,19 @@ def _write_artifacts(workdir, pictures):
 
 
 def _check_finite(step, metrics):
-  loss = float(metrics["loss"])
-  if not math.isfinite(loss) or not math.isfinite(float(metrics["grad_norm"])):
+  loss, grad_norm = map(float, jax.device_get((metrics["loss"], metrics["grad_norm"])))
+  if not math.isfinite(loss) or not math.isfinite(grad_norm):
     raise FloatingPointError(
-        f"non-finite loss ({loss}) or gradient norm ({float(metrics['grad_norm'])}) at step {step}; "
+        f"non-finite loss ({loss}) or gradient norm ({grad_norm}) at step {step}; "
         "stopping. The last good checkpoint is kept in the workdir; lower the learning rate or "
         "check the input data.")
   return loss
+
+
+def _to_device(local, sharding):
+  """A host batch -> global arrays on the batch sharding (an explicit transfer)."""
+  local = {**local, "index": local["index"].astype(np.int32)}  # position in the training set
+  return pipeline.to_global(local, sharding)
 
 
 def _restore_or_init(config, comps, checkpointer):
@@ -379,6 +389,8 @@ def train(config, workdir, data=None):
       prefetch=config.data.prefetch)
   if data_state is not None:
     data_iter.set_state(data_state)
+  batches = pipeline.DevicePrefetch(
+      data_iter, functools.partial(_to_device, sharding=comps.batch_sharding), size=2)
 
   evaluators = {}
   if config.evals:
@@ -402,12 +414,15 @@ def train(config, workdir, data=None):
       if profile and step + 1 == profile[0]:
         jax.profiler.start_trace(os.path.join(workdir, "profile"))
         tracing = True
-      local = next(data_iter)
-      local["index"] = local["index"].astype(np.int32)  # position in the training set
-      batch = pipeline.to_global(local, comps.batch_sharding)
-      state, metrics = comps.train_step(state, batch)
-      if previous is not None:  # one step behind, so the host does not stall the device
-        _check_finite(*previous)
+      # Every step's own work runs under the guard: an implicit host<->device transfer here
+      # (float(x) of a device value, a numpy array passed to the step) would stall the device
+      # every step, so it raises; explicit device_put / device_get are allowed. (On the CPU JAX
+      # checks host-to-device copies only: tests/test_throughput.py emulates the rest.)
+      with jax.transfer_guard("disallow"):
+        batch = next(batches)  # already on the devices; the next one is being copied
+        state, metrics = comps.train_step(state, batch)
+        if previous is not None:  # one step behind, so the host does not stall the device
+          _check_finite(*previous)
       step += 1
       previous = (step, metrics)
       if tracing and step == profile[1]:
@@ -415,7 +430,7 @@ def train(config, workdir, data=None):
         jax.profiler.stop_trace()
         tracing = False
       if step % config.log_every_steps == 0 or step == total_steps:
-        scalars = {k: float(v) for k, v in metrics.items()}
+        scalars = {k: float(v) for k, v in jax.device_get(metrics).items()}
         _check_finite(step, metrics)
         rate = writer.progress(step, scalars["loss"])
         if rate:
@@ -436,17 +451,17 @@ def train(config, workdir, data=None):
           history.append({"step": step, **results})
       if step % config.checkpoint_every_steps == 0 or step == total_steps:
         _check_finite(step, metrics)  # never save a state whose loss went non-finite
-        checkpointer.save(step, state, data_iter.get_state())
+        checkpointer.save(step, state, batches.get_state())
         saved = step
       if watch.reached(step):  # every process calls this at every step
         _check_finite(step, metrics)
         if saved != step:
-          checkpointer.save(step, state, data_iter.get_state())
+          checkpointer.save(step, state, batches.get_state())
         checkpointer.wait()
         raise preemption.Preempted(step, checkpointer.directory)
   finally:
     watch.stop()
-    data_iter.close()  # grain workers release the shared memory of batches read ahead
+    batches.close()  # grain workers release the shared memory of batches read ahead
     if tracing:
       jax.profiler.stop_trace()
     checkpointer.wait()

@@ -9,10 +9,16 @@ process and N processes see the same global batches. Reading runs in grain threa
 checkpoints, and a resumed iterator yields exactly what the uninterrupted one would have, with
 any number of workers.
 
+`DevicePrefetch` keeps the next batches already on the devices (global `jax.Array`s) while the
+current step runs, and reports the position of the batches it has handed out, not of those it
+has read ahead.
+
 Batches are dicts of numpy arrays: `label` int32 (B,), `index` int64 (B,) (into the source) and
 either `image` uint8 (B, H, W, C) or, with `crops`, one entry per view:
 `view0`, `view1`, ... uint8 (B, size_k, size_k, C), large crops first (see `train_dataset`).
 """
+import collections
+
 import grain
 import jax
 import numpy as np
@@ -166,8 +172,53 @@ def _absl_flags_parsed():
 
 
 def to_global(local_batch, sharding):
-  """Host-local numpy batch -> global jax.Arrays sharded along the batch axis."""
-  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), local_batch)
+  """Host-local numpy batch -> global jax.Arrays sharded along the batch axis.
+
+  An explicit copy, allowed under the loop's transfer guard: with several processes JAX builds
+  the array through a path (`make_array_from_callback`) that its guard counts as implicit.
+  """
+  with jax.transfer_guard_host_to_device("allow"):
+    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), local_batch)
+
+
+class DevicePrefetch:
+  """Keeps `size` batches on the devices: the step's and `size - 1` read ahead (2: double buffer).
+
+  `put(local batch) -> device batch` (e.g. `to_global` onto the batch sharding) runs when a
+  batch is read ahead, so its host-to-device copy overlaps the step in flight, as in flax's
+  `jax_utils.prefetch_to_device` but for any sharding. `get_state()` is the iterator's state
+  after the last batch handed out, so a checkpoint resumes at the next batch the step would
+  have seen, not after the batches still queued here.
+  """
+
+  def __init__(self, iterator, put, *, size=2):
+    if size < 1:
+      raise ValueError(f"prefetch size={size}: expected >= 1 batches on the devices")
+    self._iterator, self._put, self._size = iterator, put, size
+    self._queue = collections.deque()  # (device batch, iterator state after reading it)
+    self._state = iterator.get_state()
+
+  def __iter__(self):
+    return self
+
+  def __next__(self):
+    while len(self._queue) < self._size:
+      try:
+        local = next(self._iterator)
+      except StopIteration:
+        break
+      self._queue.append((self._put(local), self._iterator.get_state()))
+    if not self._queue:
+      raise StopIteration
+    batch, self._state = self._queue.popleft()
+    return batch
+
+  def get_state(self):
+    return self._state
+
+  def close(self):
+    self._queue.clear()
+    self._iterator.close()
 
 
 def padded_batches(images, labels, batch_size):
