@@ -179,6 +179,15 @@ def base_config():
   c.finetune.distill_steps = 300
   c.finetune.distill_batch_size = 128
   c.finetune.distill_temperature = 1.0
+  # ssl_fixmatch / scratch_fixmatch (FixMatch, finetune/fixmatch.py): steps, labelled batch, pool
+  # images per labelled one, the pseudo-label confidence threshold and the unlabelled term's
+  # weight (the paper's 0.95, 1 and 7), and distribution alignment of the weak predictions
+  c.finetune.fixmatch_steps = 300
+  c.finetune.fixmatch_batch_size = 16
+  c.finetune.fixmatch_unlabeled_ratio = 7
+  c.finetune.fixmatch_threshold = 0.95
+  c.finetune.fixmatch_weight = 1.0
+  c.finetune.fixmatch_align = False
   c.finetune.probe_steps = 300  # linear: full-batch Adam steps of the head on frozen features
   c.finetune.probe_learning_rate = 0.05
   c.finetune.probe_weight_decay = 1e-4  # linear: L2 penalty on the head's kernel
@@ -196,6 +205,8 @@ def base_config():
       last_n=dict(learning_rate=(), weight_decay=(), label_smoothing=(), last_n=(),
                   backbone_lr_multiplier=()),
       full=dict(learning_rate=(), weight_decay=(), label_smoothing=(), layer_decay=()),
+      fixmatch=dict(learning_rate=(), weight_decay=(), label_smoothing=(), fixmatch_threshold=(),
+                    fixmatch_weight=()),
       # adapters starting at zero need a larger step than full fine-tuning (experiments/README.md)
       lora=dict(learning_rate=(1e-2,), weight_decay=(), label_smoothing=(), lora_rank=(),
                 lora_alpha=())))

@@ -17,6 +17,9 @@ scored on the test split:
   scratch_distill    distill the same from supervised_scratch's fit, the student from random
                              weights: self-training without pre-training, the control that says
                              how much of ssl_distill's gain needs the pre-training
+  ssl_fixmatch       fixmatch FixMatch (finetune/fixmatch.py) from the pre-trained encoder: the
+                             labels and pseudo-labels on every training image, trained together
+  scratch_fixmatch   fixmatch the same from random weights, its control
 Hyperparameters: for each method and budget, k-fold CV on draw 0's labels picks a point of the
 method's grid (`finetune.grid.<mode>`), and every draw of the budget uses it; a one-point grid
 (unless `finetune.cv_single_point`) or a budget with fewer than `finetune.kfold` labels per class
@@ -42,10 +45,10 @@ METHODS = ("ssl_linear_probe", "supervised_scratch", "ssl_finetune", "pixels_log
 MODES = {"ssl_linear_probe": "linear", "ssl_finetune": "full", "ssl_finetune_last": "last_n",
          "ssl_lora": "lora", "supervised_scratch": "full", "pixels_logreg": "linear",
          "generic_probe": "linear", "generic_finetune": "full", "ssl_distill": "distill",
-         "scratch_distill": "distill"}
+         "scratch_distill": "distill", "ssl_fixmatch": "fixmatch", "scratch_fixmatch": "fixmatch"}
 TEACHERS = {"ssl_distill": "ssl_finetune", "scratch_distill": "supervised_scratch"}
 NEEDS_PRETRAINED = ("ssl_linear_probe", "ssl_finetune", "ssl_finetune_last", "ssl_lora",
-                    "ssl_distill")
+                    "ssl_distill", "ssl_fixmatch")
 IN_MEMORY_BYTES = 2**30  # decoded splits above this stream from their source
 
 
@@ -121,6 +124,10 @@ def build_methods(config, features_of, train_images, test_images, mesh, pretrain
     elif name == "generic_finetune":
       built[name] = (protocol.EncoderMethod(generic_model, "full", ft, init=generic.variables),
                      train_images, test_images)
+    elif MODES[name] == "fixmatch":
+      init = None if name == "scratch_fixmatch" else pretrained_encoder
+      built[name] = (protocol.FixMatchMethod(ssl_model, ft, train_images, init=init), train_images,
+                     test_images)
     elif name in TEACHERS:
       init = None if name == "scratch_distill" else pretrained_encoder
       student = protocol.EncoderMethod(ssl_model, "full", ft, init=init)

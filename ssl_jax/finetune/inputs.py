@@ -5,7 +5,11 @@
                                   elastic distortion (`elastic`: image_ops's elastic_* keywords)
   tokens   int (N, L)          -> unchanged; augmented by dropping a fraction of tokens (set to pad)
   series   float (N, T[, C])   -> unchanged; augmented by random scaling and Gaussian jitter
-Both functions are pure JAX and run inside the jitted step. `for_arrays` picks one by the data.
+`strong` is the strong view semi-supervised fine-tuning trains on (finetune/fixmatch.py): images
+get a wider crop, a random rotation, shear and shift, an elastic distortion and a random erased
+square (Cutout, DeVries & Taylor 2017, as FixMatch's strong views end); tokens and series get
+three times the weak view's dropping, scaling and jitter.
+All are pure JAX and run inside the jitted step. `for_arrays` picks one by the data.
 """
 import jax
 import jax.numpy as jnp
@@ -33,6 +37,28 @@ class Images:
         blur_prob=0.0, solarize_prob=0.0, **self.elastic)[0]
 
 
+  def strong(self, rng, x):
+    k_view, k_erase = jax.random.split(rng)
+    # half the views get the pre-training views' elastic distortion, where the data has one
+    elastic = {**self.elastic, "elastic_prob": 0.5 if self.elastic.get("elastic_alpha") else 0.0}
+    x = image_ops.augment_views(
+        k_view, x.astype(jnp.float32) / 255.0, num_views=1, crop_size=self.image_size,
+        crop_scale=(0.35, 1.0), flip_prob=self.flip_prob, jitter_prob=0.0, grayscale_prob=0.0,
+        affine_prob=1.0, rotate_degrees=20.0, shear_degrees=15.0, translate=0.1, **elastic)[0]
+    return erase(k_erase, x, size=0.4)
+
+
+def erase(rng, x, *, size):
+  """Zeroes one square of side `size` * H per image (B, H, W, C), centred anywhere inside."""
+  b, h, w = x.shape[:3]
+  side = max(1, round(size * h))
+  centre = jax.random.uniform(rng, (b, 2)) * jnp.array([h, w])
+  rows, cols = jnp.arange(h)[None, :, None], jnp.arange(w)[None, None, :]
+  top, left = (centre[:, 0] - side / 2)[:, None, None], (centre[:, 1] - side / 2)[:, None, None]
+  inside = (rows >= top) & (rows < top + side) & (cols >= left) & (cols < left + side)
+  return jnp.where(inside[..., None], 0.0, x)
+
+
 class Tokens:
 
   def __init__(self, *, pad_id=0, drop_prob=0.1):
@@ -44,6 +70,9 @@ class Tokens:
   def augment(self, rng, x):
     drop = jax.random.bernoulli(rng, self.drop_prob, x.shape).at[:, 0].set(False)  # keep [CLS]
     return jnp.where(drop, self.pad_id, x)
+
+  def strong(self, rng, x):
+    return Tokens(pad_id=self.pad_id, drop_prob=min(3 * self.drop_prob, 0.5)).augment(rng, x)
 
 
 class Series:
@@ -60,6 +89,9 @@ class Series:
     factor = 1 + self.scale * jax.random.normal(k_scale, (x.shape[0],) + (1,) * (x.ndim - 1))
     std = jnp.std(x, axis=tuple(range(1, x.ndim)), keepdims=True)
     return x * factor + self.jitter * std * jax.random.normal(k_noise, x.shape)
+
+  def strong(self, rng, x):
+    return Series(jitter=3 * self.jitter, scale=3 * self.scale).augment(rng, x)
 
 
 def elastic_of(config):

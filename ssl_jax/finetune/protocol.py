@@ -23,18 +23,23 @@ GRID_KEYS = {"linear": ("probe_learning_rate", "probe_weight_decay", "label_smoo
              "last_n": ("learning_rate", "weight_decay", "label_smoothing", "last_n",
                         "backbone_lr_multiplier"),
              "full": ("learning_rate", "weight_decay", "label_smoothing", "layer_decay"),
-             "lora": ("learning_rate", "weight_decay", "label_smoothing", "lora_rank", "lora_alpha")}
+             "lora": ("learning_rate", "weight_decay", "label_smoothing", "lora_rank", "lora_alpha"),
+             "fixmatch": ("learning_rate", "weight_decay", "label_smoothing", "fixmatch_threshold",
+                          "fixmatch_weight")}
 REPORTED = {"linear": ("probe_learning_rate", "probe_weight_decay", "probe_steps", "label_smoothing"),
             "last_n": ("learning_rate", "weight_decay", "last_n", "backbone_lr_multiplier"),
             "full": ("learning_rate", "weight_decay", "layer_decay"),
             "lora": ("learning_rate", "weight_decay", "lora_rank", "lora_alpha"),
             "distill": ("learning_rate", "weight_decay", "distill_steps", "distill_batch_size",
-                        "distill_temperature")}
+                        "distill_temperature"),
+            "fixmatch": ("learning_rate", "weight_decay", "fixmatch_threshold", "fixmatch_weight",
+                         "fixmatch_unlabeled_ratio", "fixmatch_align")}
 TRAINING = ("label_smoothing", "steps", "stop_at", "batch_size")
 HYPERPARAMETERS = ("learning_rate", "weight_decay", "label_smoothing", "steps", "batch_size",
                    "backbone_lr_multiplier", "layer_decay", "last_n", "lora_rank", "lora_alpha",
                    "probe_learning_rate", "probe_weight_decay", "probe_steps", "distill_steps",
-                   "distill_batch_size", "distill_temperature")
+                   "distill_batch_size", "distill_temperature", "fixmatch_threshold",
+                   "fixmatch_weight", "fixmatch_unlabeled_ratio", "fixmatch_align")
 
 
 def check_mode(mode, key="finetune.mode"):
@@ -134,6 +139,45 @@ class DistillMethod:
     return self.student.counts(hp)
 
 
+class FixMatchMethod:
+  """FixMatch (finetune/fixmatch.py) from `init` (None: random weights) on the drawn labels and
+  every training image (`pool`, labels unused): `full` fine-tuning plus the pseudo-label term, for
+  `steps` steps of `batch_size` labelled and `fixmatch_unlabeled_ratio` times as many pool images.
+  Its grid is `finetune.grid.fixmatch`; with too few labels for CV it takes the grid's first point."""
+  mode = "fixmatch"
+
+  def __init__(self, model, finetune_config, pool, init=None):
+    self.model, self.config, self.pool, self.init = model, finetune_config, pool, init
+
+  @staticmethod
+  def defaults(finetune_config):
+    """The `full` mode's settings, with FixMatch's own steps and labelled batch."""
+    return {**defaults(finetune_config), "steps": int(finetune_config.fixmatch_steps),
+            "batch_size": int(finetune_config.fixmatch_batch_size)}
+
+  def finetuner(self, hp):
+    from ssl_jax.finetune import fixmatch  # pylint: disable=g-import-not-at-top
+    settings = dict(batch_size=int(hp["batch_size"]),
+                    unlabeled_ratio=int(hp["fixmatch_unlabeled_ratio"]),
+                    align=bool(hp["fixmatch_align"]))
+    key = (self.mode,) + tuple(sorted(settings.items()))
+    if key not in self.model.finetuners:
+      self.model.finetuners[key] = fixmatch.FixMatchFinetuner(self.model, **settings)
+    return self.model.finetuners[key]
+
+  def fit(self, hp, x, y, *, seed, val=None, log_every=0):
+    return self.finetuner(hp).fit(
+        self.model.init(seed, self.init), x, y, pool=self.pool, hp=hp, seed=seed,
+        stop_at=hp.get("stop_at"), val=val, eval_every=self.config.eval_every,
+        patience=self.config.patience, log_every=log_every)
+
+  def score(self, fitted, x, y):
+    return self.model.accuracy(fitted.variables, x, y)
+
+  def counts(self, hp):
+    return self.finetuner(hp).trainable_params(), self.model.num_params()
+
+
 class LinearMethod:
   """Fits a head on features (N, D) that the caller computed (frozen encoder, or pixels)."""
   mode = "linear"
@@ -167,7 +211,8 @@ def select(method, x, y, *, finetune_config, seed, log=print, always=False):
   """(hyperparameters, best CV result or None, all CV results) for `method` on labels (x, y);
   `always` cross-validates a one-point grid too (as `finetune.cv_single_point` does)."""
   ft = finetune_config
-  points = kfold.grid(defaults(ft), grid_choices(ft, method.mode), GRID_KEYS[method.mode])
+  base = method.defaults(ft) if hasattr(method, "defaults") else defaults(ft)
+  points = kfold.grid(base, grid_choices(ft, method.mode), GRID_KEYS[method.mode])
   single = len(points) == 1 and not (always or ft.cv_single_point)
   if not kfold.can_split(y, ft.kfold) or single:
     return points[0], None, []

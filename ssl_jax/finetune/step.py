@@ -62,6 +62,7 @@ class Fit:
 
 class Finetuner:
   """The train step of `mode` for `model` (finetune.model.Model); compiled once, reused by fits."""
+  traced = TRACED  # the hyperparameters the compiled step takes as inputs
 
   def __init__(self, model, mode, *, batch_size, last_n=1, lora_rank=4, lora_alpha=8.0,
                lora_regex="", augment=True):
@@ -136,28 +137,31 @@ class Finetuner:
       return hp["backbone_lr_multiplier"]
     return 1.0
 
-  def _step_fn(self, state, batch, hp):
-    rng = jax.random.fold_in(state["rng"], state["step"])
+  def _apply(self, trainable, state, x, rng):
+    """The classifier's logits for inputs `x` and its new model state (BatchNorm statistics)."""
+    variables = {"params": self._params(trainable, state["frozen"]), **state["model_state"]}
+    if self.encoder_train:
+      logits, model_state = self.model.module.apply(
+          variables, x, train=True, mutable=list(state["model_state"]),
+          rngs={"dropout": jax.random.fold_in(rng, 1)})
+      return logits, dict(model_state)
+    return self.model.module.apply(variables, x, train=False), state["model_state"]
+
+  def _loss(self, trainable, state, batch, hp, rng):
+    """-> (loss, (model state, the labelled examples' logits, extra metrics))."""
     inputs = self.model.inputs
     x = inputs.augment(rng, batch["x"]) if self.augment else inputs.preprocess(batch["x"])
+    logits, model_state = self._apply(trainable, state, x, rng)
+    if batch["y"].ndim == 2:  # (N, classes) probabilities: a teacher's, to distil
+      loss = distillation_loss(logits, batch["y"], hp["distill_temperature"])
+    else:
+      loss = smoothed_cross_entropy(logits, batch["y"], hp["label_smoothing"])
+    return loss, (model_state, logits, {})
 
-    def loss_fn(trainable):
-      variables = {"params": self._params(trainable, state["frozen"]), **state["model_state"]}
-      if self.encoder_train:
-        logits, model_state = self.model.module.apply(
-            variables, x, train=True, mutable=list(state["model_state"]),
-            rngs={"dropout": jax.random.fold_in(rng, 1)})
-      else:
-        logits = self.model.module.apply(variables, x, train=False)
-        model_state = state["model_state"]
-      if batch["y"].ndim == 2:  # (N, classes) probabilities: a teacher's, to distil
-        loss = distillation_loss(logits, batch["y"], hp["distill_temperature"])
-      else:
-        loss = smoothed_cross_entropy(logits, batch["y"], hp["label_smoothing"])
-      return loss, (dict(model_state), logits)
-
-    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-    (loss, (model_state, logits)), grads = grad_fn(state["trainable"])
+  def _step_fn(self, state, batch, hp):
+    rng = jax.random.fold_in(state["rng"], state["step"])
+    grad_fn = jax.value_and_grad(self._loss, has_aux=True)
+    (loss, (model_state, logits, extra)), grads = grad_fn(state["trainable"], state, batch, hp, rng)
     adam, opt_state = self.adam.update(grads, state["opt_state"])
     progress = jnp.minimum(state["step"] / hp["steps"], 1.0)
     lr = hp["learning_rate"] * 0.5 * (1 + jnp.cos(math.pi * progress))
@@ -167,9 +171,14 @@ class Finetuner:
       trainable[p] = w - lr * self._multiplier(p, hp) * (adam[p] + decay * w)
     hard = batch["y"] if batch["y"].ndim == 1 else jnp.argmax(batch["y"], -1)
     metrics = {"loss": loss, "train_accuracy": jnp.mean(jnp.argmax(logits, -1) == hard),
-               "learning_rate": lr}
+               "learning_rate": lr, **extra}
     return {**state, "step": state["step"] + 1, "trainable": trainable, "opt_state": opt_state,
             "model_state": model_state}, metrics
+
+  def _draw(self, sampler, x, y):
+    """One step's host batch: `batch_size` labelled examples drawn with replacement."""
+    idx = sampler.integers(0, len(x), self.batch_size)
+    return {"x": x[idx], "y": y[idx]}
 
   def _export_fn(self, state):
     return {"params": self._params(state["trainable"], state["frozen"]), **state["model_state"]}
@@ -202,12 +211,11 @@ class Finetuner:
       raise ValueError(f"finetune.steps={steps}: fine-tuning needs at least one step")
     stop_at = min(int(stop_at or steps), steps)
     state = self.init_state(variables, seed)
-    hp_arrays = jax.device_put({k: np.float32(hp[k]) for k in TRACED}, self.model.replicated)
+    hp_arrays = jax.device_put({k: np.float32(hp[k]) for k in self.traced}, self.model.replicated)
     sampler = np.random.default_rng(seed)
     best, below, history, step = (float("nan"), stop_at), 0, [], 0
     for step in range(1, stop_at + 1):
-      idx = sampler.integers(0, len(x), self.batch_size)
-      batch = model_lib.to_global({"x": x[idx], "y": y[idx]}, self.model.batch_sharding)
+      batch = model_lib.to_global(self._draw(sampler, x, y), self.model.batch_sharding)
       state, metrics = self._step(state, batch, hp_arrays)
       last = step == stop_at
       if log_every and (step % log_every == 0 or last):

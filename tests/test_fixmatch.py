@@ -1,0 +1,129 @@
+"""FixMatch: the pseudo-label loss against numpy, its threshold, the strong view, the step on 1 vs 8
+devices, and both study methods end to end."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ssl_jax import config as config_lib
+from ssl_jax import label_efficiency
+from ssl_jax import train
+from ssl_jax.data import sources
+from ssl_jax.finetune import fixmatch
+from ssl_jax.finetune import inputs
+from test_finetune import HP
+from test_finetune import _images
+from test_finetune import _model
+from test_finetune import _pretrained_like
+
+
+def _numpy_loss(weak, strong, threshold, prior_ratio=None):
+  z = weak - weak.max(-1, keepdims=True)
+  p = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
+  if prior_ratio is not None:
+    p = p * prior_ratio
+    p = p / p.sum(-1, keepdims=True)
+  mask = p.max(-1) >= threshold
+  s = strong - strong.max(-1, keepdims=True)
+  log_q = s - np.log(np.exp(s).sum(-1, keepdims=True))
+  ce = -log_q[np.arange(len(p)), p.argmax(-1)]
+  return float(np.mean(mask * ce)), float(mask.mean())
+
+
+@pytest.mark.parametrize("align", [False, True])
+def test_pseudo_label_loss_matches_numpy(align):
+  rng = np.random.default_rng(0)
+  weak = (3 * rng.standard_normal((32, 5))).astype(np.float32)
+  strong = rng.standard_normal((32, 5)).astype(np.float32)
+  ratio = (0.2 / np.array([0.4, 0.1, 0.2, 0.2, 0.1])).astype(np.float32) if align else None
+  loss, extra = fixmatch.pseudo_label_loss(jnp.asarray(weak), jnp.asarray(strong), 0.7,
+                                           None if ratio is None else jnp.asarray(ratio))
+  want, rate = _numpy_loss(weak.astype(np.float64), strong.astype(np.float64), 0.7, ratio)
+  np.testing.assert_allclose(float(loss), want, rtol=1e-5)
+  assert float(extra["mask_rate"]) == pytest.approx(rate) and 0 < rate < 1
+  # the pseudo-labels are targets: no gradient reaches the weak logits
+  grad_weak = jax.grad(lambda w: fixmatch.pseudo_label_loss(w, jnp.asarray(strong), 0.7)[0])(
+      jnp.asarray(weak))
+  assert not np.any(np.asarray(grad_weak))
+
+
+def test_threshold_is_honoured():
+  # weak confidences exactly 0.5, 0.8 and 0.95 (two classes); strong logits all zero: CE = log 2
+  p = np.array([0.5, 0.8, 0.95])
+  weak = jnp.asarray(np.stack([np.log(p), np.log(1 - p)], -1), jnp.float32)
+  strong = jnp.zeros((3, 2))
+  for threshold, kept in ((0.95, 1), (0.8, 2), (0.5, 3), (0.96, 0)):
+    loss, extra = fixmatch.pseudo_label_loss(weak, strong, threshold - 1e-6)
+    assert float(extra["mask_rate"]) == pytest.approx(kept / 3), threshold
+    np.testing.assert_allclose(float(loss), kept / 3 * np.log(2), rtol=1e-6)
+
+
+def test_strong_view_erases_a_square_and_keeps_shape():
+  x = np.full((4, 16, 16, 1), 255, np.uint8)
+  erased = np.asarray(inputs.erase(jax.random.PRNGKey(0), jnp.ones((4, 16, 16, 1)), size=0.4))
+  assert erased.shape == (4, 16, 16, 1)
+  zeros = (erased == 0).sum(axis=(1, 2, 3))
+  assert np.all(zeros > 0) and np.all(zeros <= 7 * 7)  # one square of side round(6.4), clipped
+  strong = inputs.Images(image_size=16).strong(jax.random.PRNGKey(1), jnp.asarray(x))
+  assert strong.shape == (4, 16, 16, 1) and float(strong.min()) == 0.0
+
+
+def _finetuner(mesh_data):
+  model = _model(mesh_data)
+  key = ("fixmatch-test",)
+  if key not in model.finetuners:
+    model.finetuners[key] = fixmatch.FixMatchFinetuner(model, batch_size=8, unlabeled_ratio=2,
+                                                       align=True)
+  return model.finetuners[key]
+
+
+def test_fixmatch_step_on_8_devices_equals_one_device():
+  assert jax.device_count() == 8, "conftest sets 8 simulated devices"
+  x, y = _images(8, seed=3)
+  pool, _ = _images(16, seed=4)
+  hp_values = {**HP, "fixmatch_threshold": 0.3, "fixmatch_weight": 1.0}
+  results = []
+  for mesh_data in (1, 8):
+    finetuner = _finetuner(mesh_data)
+    model = finetuner.model
+    state = finetuner.init_state(_pretrained_like(_model(1).init(2)), seed=2)
+    hp = jax.device_put({k: np.float32(hp_values[k]) for k in fixmatch.TRACED}, model.replicated)
+    for step in range(2):
+      batch = jax.device_put({"x": x, "y": y, "u": pool[::-1] if step else pool},
+                             model.batch_sharding)
+      state, metrics = finetuner._step(state, batch, hp)  # pylint: disable=protected-access
+    results.append((jax.device_get(state["trainable"]), jax.device_get(state["weak_mean"]),
+                    {k: float(v) for k, v in metrics.items()}))
+  (p1, w1, m1), (p8, w8, m8) = results
+  assert 0 < m1["mask_rate"] <= 1  # the unlabelled term took part
+  for k in ("loss", "mask_rate"):
+    np.testing.assert_allclose(m8[k], m1[k], rtol=1e-5)
+  np.testing.assert_allclose(w8, w1, rtol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-4), p8, p1)
+
+
+def test_both_fixmatch_methods_run_in_the_study():
+  x, y = _images(48, seed=5)
+  train_source = sources.ArraySource(x[:32], y[:32])
+  test_source = sources.ArraySource(x[32:], y[32:])
+  c = config_lib.base_config()
+  c.model.depth, c.model.width_multiplier, c.model.stem = 10, 0.125, "small_stride2"
+  c.data.num_classes, c.data.image_size = 4, 16
+  c.mesh.data = 1
+  c.label_efficiency.methods = ("ssl_fixmatch", "scratch_fixmatch")
+  c.label_efficiency.labels_per_class = (1,)
+  c.label_efficiency.num_draws = 1
+  c.finetune.fixmatch_steps = 3
+  c.finetune.fixmatch_batch_size = 4
+  c.finetune.fixmatch_unlabeled_ratio = 2
+  encoder = _pretrained_like(_model(1).init(0))
+  pretrained = {k: v["encoder"] for k, v in encoder.items()}
+  sharding = jax.sharding.NamedSharding(train.make_mesh(c), jax.sharding.PartitionSpec())
+  rows = label_efficiency.run(c, None, train_source, test_source, sharding,
+                              pretrained_encoder=pretrained)
+  by_method = {r["method"]: r for r in rows}
+  assert set(by_method) == {"ssl_fixmatch", "scratch_fixmatch"}
+  for row in rows:
+    assert row["mode"] == "fixmatch" and 0 <= row["accuracy_mean"] <= 1
+    assert row["hyperparameters"]["fixmatch_threshold"] == 0.95
+    assert row["trainable_params"] == row["total_params"]
