@@ -13,6 +13,7 @@ positions in DINOv2; a different stem and block naming in ResNet), so they are r
 error naming what is accepted, rather than loaded into a model that computes something else.
 """
 import dataclasses
+import json
 import os
 from typing import Any
 
@@ -41,7 +42,6 @@ class Generic:
 
 
 def _model_type(directory):
-  import json  # pylint: disable=g-import-not-at-top
   path = os.path.join(directory, "config.json")
   if not os.path.isfile(path):
     raise ValueError(f"config.generic_model={directory!r}: no config.json there; accepted: "

@@ -84,7 +84,11 @@ class EncoderMethod:
     return self.finetuner(hp).fit(
         self.model.init(seed, self.init), x, y, hp=hp, seed=seed, stop_at=hp.get("stop_at"),
         val=val, eval_every=self.config.eval_every, patience=self.config.patience,
-        log_every=log_every)
+        log_every=log_every, **self.fit_inputs())
+
+  def fit_inputs(self):
+    """What the finetuner's fit takes beyond the labels (FixMatch: its unlabelled pool)."""
+    return {}
 
   def score(self, fitted, x, y):
     return self.model.accuracy(fitted.variables, x, y)
@@ -139,15 +143,15 @@ class DistillMethod:
     return self.student.counts(hp)
 
 
-class FixMatchMethod:
+class FixMatchMethod(EncoderMethod):
   """FixMatch (finetune/fixmatch.py) from `init` (None: random weights) on the drawn labels and
   every training image (`pool`, labels unused): `full` fine-tuning plus the pseudo-label term, for
   `steps` steps of `batch_size` labelled and `fixmatch_unlabeled_ratio` times as many pool images.
   Its grid is `finetune.grid.fixmatch`; with too few labels for CV it takes the grid's first point."""
-  mode = "fixmatch"
 
   def __init__(self, model, finetune_config, pool, init=None):
-    self.model, self.config, self.pool, self.init = model, finetune_config, pool, init
+    super().__init__(model, "fixmatch", finetune_config, init=init)
+    self.pool = pool
 
   @staticmethod
   def defaults(finetune_config):
@@ -165,17 +169,8 @@ class FixMatchMethod:
       self.model.finetuners[key] = fixmatch.FixMatchFinetuner(self.model, **settings)
     return self.model.finetuners[key]
 
-  def fit(self, hp, x, y, *, seed, val=None, log_every=0):
-    return self.finetuner(hp).fit(
-        self.model.init(seed, self.init), x, y, pool=self.pool, hp=hp, seed=seed,
-        stop_at=hp.get("stop_at"), val=val, eval_every=self.config.eval_every,
-        patience=self.config.patience, log_every=log_every)
-
-  def score(self, fitted, x, y):
-    return self.model.accuracy(fitted.variables, x, y)
-
-  def counts(self, hp):
-    return self.finetuner(hp).trainable_params(), self.model.num_params()
+  def fit_inputs(self):
+    return {"pool": self.pool}
 
 
 class LinearMethod:

@@ -312,10 +312,8 @@ class MLMHead(nn.Module):
   @nn.compact
   def __call__(self, hidden, word_embeddings):
     c = self.config
-    # the bias first: Flax counts parameter draws per run, and transformers' head (whose draws
-    # a run reproduces) creates it before the transform's kernel
-    bias = self.param("bias", nn.initializers.zeros, (c.vocab_size,))
     x = _TransformBlock(c, self.dtype, name="transform")(hidden)
+    bias = self.param("bias", nn.initializers.zeros, (c.vocab_size,))
     logits = jnp.einsum("...d,vd->...v", x, word_embeddings.astype(self.dtype))
     return logits + bias.astype(self.dtype)
 

@@ -135,7 +135,7 @@ def load(directory):
   kind, state = read_state(directory)
   if kind == "torch":
     return to_flax(state)
-  tree = {k: v for k, v in state.items()}
+  tree = dict(state)
   if "bert" not in tree:  # a bare FlaxBertModel's msgpack: the encoder's tree at the top
     tree = {"bert": tree}
   return _as_float32(tree)
