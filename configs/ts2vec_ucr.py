@@ -62,7 +62,9 @@ def get_config(arg=None):
   c.label_efficiency.labels_per_class = (1, 5, -1)  # -1: every training label
   c.label_efficiency.num_draws = 3
   c.label_efficiency.methods = ("ssl_svm", "supervised_scratch", "nn1_euclidean", "raw_logreg")
-  c.finetune.steps = 200  # supervised_scratch: AdamW, cosine from 1e-3, batches of 8
+  # supervised_scratch: the encoder and a head from random weights, fine-tuned in finetune/'s
+  # `full` mode (AdamW, cosine from 1e-3, label smoothing, jitter-and-scale views), batches of 8
+  c.finetune.steps = 200
   c.finetune.batch_size = 8
   c.finetune.learning_rate = 1e-3
   c.finetune.weight_decay = 0.01

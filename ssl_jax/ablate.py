@@ -14,8 +14,8 @@ to the recipe is the recipe's run). Settings are one-at-a-time around the recipe
 
 Every run is evaluated the same way: kNN and the collapse diagnostics on the final encoder, a
 linear probe at `ablation.labels_per_class` over `ablation.num_draws` label draws, and full
-fine-tuning at `ablation.finetune_labels_per_class` (ssl_jax/label_efficiency.py and
-ssl_jax/finetune/, with their CV-on-the-labels rules).
+fine-tuning at `ablation.finetune_labels_per_class` (ssl_jax/study/ and ssl_jax/finetune/, with
+their CV-on-the-labels rules).
 
 Writes DIR/ablation.json (`{"rows": [...]}`, one row per task and setting), DIR/ablation.md (a
 table sorted by the probe at 10 labels per class, or the closest budget), DIR/ablation.png (one
@@ -25,7 +25,6 @@ says so) and an unfinished run resumes from its last checkpoint.
 """
 import copy
 import hashlib
-import importlib
 import inspect
 import json
 import math
@@ -36,6 +35,7 @@ import time
 
 import numpy as np
 
+from ssl_jax import checkpoint
 from ssl_jax import config as config_lib
 from ssl_jax import tasks as tasks_lib
 
@@ -43,17 +43,12 @@ ROW_FILE = "ablation.json"
 
 
 def image_tasks():
-  """Registered tasks whose inputs are images (a task class's `modality`, 'image' by default)."""
-  found = []
-  for name in tasks_lib.available():
-    cls = importlib.import_module(f"ssl_jax.tasks.{name}").Task
-    if getattr(cls, "modality", "image") == "image":
-      found.append(name)
-  return found
+  """Registered tasks whose inputs are images (a task class's `modality`)."""
+  return [name for name in tasks_lib.available() if tasks_lib.get(name).modality == "image"]
 
 
 def task_keywords(name):
-  cls = importlib.import_module(f"ssl_jax.tasks.{name}").Task
+  cls = tasks_lib.get(name)
   return {p.name for p in inspect.signature(cls).parameters.values() if p.kind == p.KEYWORD_ONLY}
 
 
@@ -176,7 +171,7 @@ def config_hash(run_config):
 def evaluate(run_config, result, ablation):
   """The one protocol: kNN, collapse, linear probe at several budgets, fine-tuning at one."""
   from ssl_jax import evaluators  # pylint: disable=g-import-not-at-top
-  from ssl_jax import label_efficiency  # pylint: disable=g-import-not-at-top
+  from ssl_jax.modalities import image  # pylint: disable=g-import-not-at-top
   data = evaluators.EvalData(*result.train_source.arrays(), *result.test_source.arrays(),
                              num_classes=run_config.data.num_classes,
                              augment=dict(run_config.augment))
@@ -195,8 +190,8 @@ def evaluate(run_config, result, ablation):
     c.label_efficiency.methods = methods
     c.label_efficiency.labels_per_class = tuple(budgets)
     c.label_efficiency.num_draws = ablation.num_draws
-    out.extend(label_efficiency.run(c, result.features_of, result.train_source, result.test_source,
-                                    result.components.batch_sharding, pretrained_encoder=encoder))
+    out.extend(image.study_rows(c, result.features_of, result.train_source, result.test_source,
+                                result.components.mesh, pretrained_encoder=encoder))
   found["linear_probe"] = {str(r["labels_per_class"]): r["accuracy_mean"] for r in probe_rows}
   found["linear_probe_std"] = {str(r["labels_per_class"]): r["accuracy_std"] for r in probe_rows}
   found["finetune_accuracy"] = finetune_rows[0]["accuracy_mean"]
@@ -221,13 +216,6 @@ def run_one(task, setting, run_config, run_dir, ablation):
   row.update(evaluate(run_config, result, ablation))
   row["config_hash"] = config_hash(run_config)
   return row
-
-
-def _write_json(path, payload):
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(payload, f, indent=2)
-  os.replace(tmp, path)  # atomic: a kill never leaves half a file
 
 
 def sort_budget(rows):
@@ -290,10 +278,8 @@ def plot(rows, path):
 
 
 def write_outputs(workdir, rows):
-  _write_json(os.path.join(workdir, ROW_FILE), {"rows": rows})
-  with open(os.path.join(workdir, "ablation.md.tmp"), "w") as f:
-    f.write(format_markdown(rows))
-  os.replace(os.path.join(workdir, "ablation.md.tmp"), os.path.join(workdir, "ablation.md"))
+  checkpoint.write_atomically(os.path.join(workdir, ROW_FILE), json.dumps({"rows": rows}, indent=2))
+  checkpoint.write_atomically(os.path.join(workdir, "ablation.md"), format_markdown(rows))
   plot(rows, os.path.join(workdir, "ablation.png"))
 
 

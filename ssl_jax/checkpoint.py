@@ -15,6 +15,15 @@ import orbax.checkpoint as ocp
 from etils import epath
 
 
+def write_atomically(path, text):
+  """Writes `text` to the local file `path` through a temporary file and a rename: a kill never
+  leaves half a file, and the previous version stays until the new one is complete."""
+  tmp = f"{path}.tmp"
+  with open(tmp, "w") as f:
+    f.write(text)
+  os.replace(tmp, path)
+
+
 def _absolute(directory):
   """Local paths made absolute (orbax needs it); URIs such as gs://bucket/dir kept as they are."""
   directory = os.fspath(directory)

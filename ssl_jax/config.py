@@ -62,7 +62,7 @@ def base_config():
   c.data.train_subset = ""  # file of indices or file names restricting the train split (label subsets)
   c.data.eval_batch_size = 512
 
-  # text runs (data.source bbc_news | jsonl:DIR | tfds:NAME; ssl_jax/text_eval.py)
+  # text runs (data.source bbc_news | jsonl:DIR | tfds:NAME; ssl_jax/modalities/text.py)
   c.text = ml_collections.ConfigDict()
   c.text.max_len = 128  # tokens per text ([CLS] ... [SEP]), truncated; padded to a multiple of 8
   c.text.vocab_size = 8000  # WordPiece vocabulary trained on the unlabelled texts (no checkpoint)
@@ -130,7 +130,7 @@ def base_config():
   c.label_efficiency.enabled = False
   c.label_efficiency.labels_per_class = (1, 5, 10, 50)
   c.label_efficiency.num_draws = 5
-  # also: ssl_finetune_last, ssl_lora, generic_probe, generic_finetune (ssl_jax/label_efficiency.py)
+  # also: ssl_finetune_last, ssl_lora, generic_probe, generic_finetune (ssl_jax/study/methods.py)
   c.label_efficiency.methods = ("ssl_linear_probe", "supervised_scratch", "ssl_finetune",
                                 "pixels_logreg")
 
@@ -188,6 +188,13 @@ def base_config():
   c.finetune.fixmatch_threshold = 0.95
   c.finetune.fixmatch_weight = 1.0
   c.finetune.fixmatch_align = False
+  # FixMatch's start: this many pool images per class, those label propagation on the starting
+  # encoder's features is surest of, join the labels with their propagated labels (0: off)
+  c.finetune.fixmatch_labelprop = 0
+  # ssl_labelprop and FixMatch's start (finetune/labelprop.py): kNN graph size, spreading alpha
+  # (chosen on the validation digits at 1 label per class, experiments/README.md)
+  c.finetune.labelprop_neighbors = 50
+  c.finetune.labelprop_alpha = 0.7
   c.finetune.probe_steps = 300  # linear: full-batch Adam steps of the head on frozen features
   c.finetune.probe_learning_rate = 0.05
   c.finetune.probe_weight_decay = 1e-4  # linear: L2 penalty on the head's kernel
@@ -207,6 +214,8 @@ def base_config():
       full=dict(learning_rate=(), weight_decay=(), label_smoothing=(), layer_decay=()),
       fixmatch=dict(learning_rate=(), weight_decay=(), label_smoothing=(), fixmatch_threshold=(),
                     fixmatch_weight=()),
+      # cheap: no training; CV where every class has finetune.kfold labels
+      labelprop=dict(labelprop_neighbors=(50, 20, 10), labelprop_alpha=(0.7, 0.9)),
       # adapters starting at zero need a larger step than full fine-tuning (experiments/README.md)
       lora=dict(learning_rate=(1e-2,), weight_decay=(), label_smoothing=(), lora_rank=(),
                 lora_alpha=())))
@@ -260,9 +269,13 @@ def override(config, assignments):
       node[leaf] = _parse_literal(raw)  # a new task or evaluator setting; its reader checks it
       continue
     current = node[leaf]
-    value = raw if isinstance(current, str) else _parse_literal(raw)
-    if isinstance(current, tuple) and isinstance(value, list):
+    if isinstance(current, tuple):  # "a,b", "a," or "a" (names or literals), or a literal tuple
+      value = _parse_literal(raw)
+      if not isinstance(value, (list, tuple)):
+        value = [_parse_literal(part.strip()) for part in raw.split(",") if part.strip()]
       value = tuple(value)
+    else:
+      value = raw if isinstance(current, str) else _parse_literal(raw)
     try:
       node[leaf] = value
     except TypeError as e:

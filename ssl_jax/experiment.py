@@ -1,35 +1,44 @@
-"""One command per study: pre-train, then (if configured) the label-efficiency study."""
+"""One command per study: pre-train, then (if configured) the label-efficiency study.
+
+The task's modality (ssl_jax/modalities/) reads the data and pre-trains, then builds the study's
+methods on its splits; the study's loop (study/loop.py) and its report (study/report.py) are the
+same for every modality. Writes DIR/results.json (the study's rows and the run's facts) and
+DIR/label_efficiency.png, and prints the table.
+"""
 import os
+import time
 
 import jax
 
 from ssl_jax import evaluators
-from ssl_jax import label_efficiency
-from ssl_jax import timeseries_eval
+from ssl_jax import modalities
 from ssl_jax import train
+from ssl_jax.study import loop
+from ssl_jax.study import report
 
 
 def validate(config):
-  """Fails on unknown task or evaluator settings before any data is read."""
+  """Fails on unknown task, evaluator or study settings before any data is read."""
   train.build_task(config)
   evaluators.build_all(config.evals, data=None)
+  modalities.of(config).check(config)
 
 
 def run(config, workdir):
   validate(config)
-  modality = getattr(train.build_task(config), "modality", "image")
-  if modality == "timeseries":
-    return timeseries_eval.run(config, workdir)[0]  # the UCR SVM protocol and a few-label study
-  if modality == "text":
-    from ssl_jax import text_eval  # pylint: disable=g-import-not-at-top
-    return text_eval.run(config, workdir)[0]  # tokenizer, MLM pre-training(s), the text study
-  result = train.train(config, workdir)
-  extra = {"pretraining": result.history[-1] if result.history else {}}
+  modality = modalities.of(config)
+  started = time.perf_counter()
+  pretrained = modality.pretrain(config, workdir)
+  extra, rows, title = dict(pretrained.extra), [], None
   if config.label_efficiency.enabled:
-    rows = label_efficiency.run(config, result.features_of, result.train_source, result.test_source,
-                                result.components.batch_sharding,
-                                pretrained_encoder=result.components.encoder_variables(result.state))
-    if jax.process_index() == 0:
-      label_efficiency.write(workdir, rows, extra, title=label_efficiency.title_of(config))
-      print(f"wrote {os.path.join(workdir, 'results.json')} and label_efficiency.png", flush=True)
-  return result
+    study_started = time.perf_counter()
+    study = modality.study(config, pretrained)
+    rows = loop.run(config, study.built, study.train_labels, study.test_labels)
+    extra.update(study.extra, study_seconds=time.perf_counter() - study_started,
+                 total_seconds=time.perf_counter() - started)
+    title = study.title
+  if jax.process_index() == 0:
+    report.write(workdir, rows, extra, title=title)
+    print(f"wrote {os.path.join(workdir, 'results.json')}"
+          + (" and label_efficiency.png" if rows else ""), flush=True)
+  return pretrained.run

@@ -62,6 +62,15 @@ def test_override_types_and_unknown_keys():
     config_lib.override(config, ["model.nope=1"])
   with pytest.raises(TypeError, match="global_batch_size"):
     config_lib.override(config, ["global_batch_size=lots"])
+  # a tuple key takes "a,b", "a," or "a": names or numbers, one or several
+  for raw, want in (("ssl_labelprop", ("ssl_labelprop",)), ("ssl_labelprop,", ("ssl_labelprop",)),
+                    ("ssl_finetune,pixels_logreg", ("ssl_finetune", "pixels_logreg")),
+                    ("('ssl_finetune',)", ("ssl_finetune",)), ("", ())):
+    config_lib.override(config, [f"label_efficiency.methods={raw}"])
+    assert config.label_efficiency.methods == want, raw
+  for raw, want in (("1", (1,)), ("1,5", (1, 5)), ("1, 5, 10", (1, 5, 10))):
+    config_lib.override(config, [f"label_efficiency.labels_per_class={raw}"])
+    assert config.label_efficiency.labels_per_class == want, raw
 
 
 def test_main_writes_config_json_and_refuses_bad_flags(tmp_path):

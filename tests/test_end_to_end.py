@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from ssl_jax import checkpoint
+from ssl_jax import config as config_lib
 from ssl_jax import experiment
-from ssl_jax import label_efficiency
 from ssl_jax import main as main_lib
 from ssl_jax import models
 from ssl_jax.data import subsets
@@ -69,7 +69,7 @@ def test_main_job_writes_results_and_plot(pretrained):
   rows = results["label_efficiency"]
   cells = {(r["labels_per_class"], r["method"]) for r in rows}
   assert cells == {(b, m) for b in (1, 10) for m in STUDIED}
-  assert set(label_efficiency.METHODS) < set(STUDIED)
+  assert set(config_lib.base_config().label_efficiency.methods) < set(STUDIED)
   for r in rows:
     assert r["n_draws"] == 2 and 0.0 <= r["accuracy_mean"] <= 1.0 and len(r["accuracies"]) == 2
     assert 0 < r["trainable_params"] <= r["total_params"] and r["hyperparameters"]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ssl_jax import config as config_lib
-from ssl_jax import label_efficiency
+from ssl_jax.modalities import image
 from ssl_jax import models
 from ssl_jax import train
 from ssl_jax.finetune import inputs
@@ -136,9 +136,9 @@ def test_a_distilling_method_needs_its_teacher_in_the_study():
   c.label_efficiency.methods = ("supervised_scratch", "ssl_distill")
   with pytest.raises(ValueError, match="ssl_distill, which distils ssl_finetune's fit .* add "
                                        "'ssl_finetune'"):
-    label_efficiency.check_methods(c)
+    image.check(c)
   c.label_efficiency.methods = ("supervised_scratch", "scratch_distill")
-  label_efficiency.check_methods(c)
+  image.check(c)
 
 
 def test_kfold_is_stratified_disjoint_and_deterministic():

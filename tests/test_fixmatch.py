@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 
 from ssl_jax import config as config_lib
-from ssl_jax import label_efficiency
 from ssl_jax import train
 from ssl_jax.data import sources
 from ssl_jax.finetune import fixmatch
 from ssl_jax.finetune import inputs
+from ssl_jax.finetune import protocol
+from ssl_jax.modalities import image
 from test_finetune import HP
 from test_finetune import _images
 from test_finetune import _model
@@ -110,20 +111,46 @@ def test_both_fixmatch_methods_run_in_the_study():
   c.model.depth, c.model.width_multiplier, c.model.stem = 10, 0.125, "small_stride2"
   c.data.num_classes, c.data.image_size = 4, 16
   c.mesh.data = 1
-  c.label_efficiency.methods = ("ssl_fixmatch", "scratch_fixmatch")
+  c.label_efficiency.methods = ("ssl_fixmatch", "scratch_fixmatch", "ssl_labelprop")
   c.label_efficiency.labels_per_class = (1,)
   c.label_efficiency.num_draws = 1
   c.finetune.fixmatch_steps = 3
   c.finetune.fixmatch_batch_size = 4
   c.finetune.fixmatch_unlabeled_ratio = 2
+  c.finetune.fixmatch_labelprop = 2  # both start from label propagation's 2 surest per class
+  c.finetune.labelprop_neighbors = 4  # FixMatch's start; ssl_labelprop takes its grid's
+  c.finetune.grid.labelprop = dict(labelprop_neighbors=(6,), labelprop_alpha=())
   encoder = _pretrained_like(_model(1).init(0))
   pretrained = {k: v["encoder"] for k, v in encoder.items()}
   sharding = jax.sharding.NamedSharding(train.make_mesh(c), jax.sharding.PartitionSpec())
-  rows = label_efficiency.run(c, None, train_source, test_source, sharding,
+  features_of = lambda images: _model(1).features(pretrained, images)
+  rows = image.study_rows(c, features_of, train_source, test_source, sharding.mesh,
                               pretrained_encoder=pretrained)
   by_method = {r["method"]: r for r in rows}
-  assert set(by_method) == {"ssl_fixmatch", "scratch_fixmatch"}
-  for row in rows:
+  assert set(by_method) == {"ssl_fixmatch", "scratch_fixmatch", "ssl_labelprop"}
+  for name in ("ssl_fixmatch", "scratch_fixmatch"):
+    row = by_method[name]
     assert row["mode"] == "fixmatch" and 0 <= row["accuracy_mean"] <= 1
     assert row["hyperparameters"]["fixmatch_threshold"] == 0.95
+    assert row["hyperparameters"]["fixmatch_labelprop"] == 2
     assert row["trainable_params"] == row["total_params"]
+  row = by_method["ssl_labelprop"]
+  assert row["mode"] == "labelprop" and 0 <= row["accuracy_mean"] <= 1
+  assert row["trainable_params"] == 0 and row["total_params"] > 0
+  assert row["hyperparameters"] == {"labelprop_neighbors": 6, "labelprop_alpha": 0.7}
+
+
+def test_labelprop_start_adds_the_surest_pool_rows():
+  x, y = _images(4, seed=6)
+  pool, _ = _images(24, seed=7)
+  c = config_lib.base_config()
+  encoder = _pretrained_like(_model(1).init(0))
+  method = protocol.FixMatchMethod(_model(1), c.finetune, pool,
+                                   init={k: v["encoder"] for k, v in encoder.items()})
+  hp = {**method.defaults(c.finetune), "fixmatch_labelprop": 3, "labelprop_neighbors": 5}
+  px, py = method.propagated(hp, x, y, seed=0)
+  assert np.array_equal(px[:4], x) and np.array_equal(py[:4], y)
+  assert 4 < len(px) <= 4 + 3 * 4 and len(px) == len(py)
+  added = {bytes(row) for row in px[4:]}
+  assert added <= {bytes(row) for row in pool}  # pool images, each once
+  assert len(added) == len(px) - 4

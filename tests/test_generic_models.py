@@ -7,7 +7,7 @@ import pytest
 
 from ssl_jax import config as config_lib
 from ssl_jax import generic_models
-from ssl_jax import label_efficiency
+from ssl_jax.modalities import image
 from ssl_jax import train
 from ssl_jax.data import sources
 from ssl_jax.finetune import inputs
@@ -32,10 +32,10 @@ def test_image_study_refuses_generic_methods():
   c.generic_model = str(package.get_model_path())
   c.label_efficiency.methods = ("generic_probe",)
   with pytest.raises(ValueError, match="the image study's generic baseline needs a vision"):
-    label_efficiency.check_methods(c)
+    image.check(c)
   c.generic_model = ""
   with pytest.raises(ValueError, match="need config.generic_model"):
-    label_efficiency.check_methods(c)
+    image.check(c)
 
 
 def test_minilm_text_encoder_separates_topics_and_takes_lora():

@@ -297,7 +297,7 @@ def test_the_study_streams_large_decoded_splits(tmp_path, monkeypatch):
   subsets, test scores batch by batch) and gives the rows it gives in memory."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
   from jax.sharding import NamedSharding, PartitionSpec  # pylint: disable=g-import-not-at-top
-  from ssl_jax import label_efficiency  # pylint: disable=g-import-not-at-top
+  from ssl_jax.modalities import image as image_modality  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   for i in range(16):
     os.makedirs(tmp_path / "imgs" / f"c{i % 2}", exist_ok=True)
@@ -318,9 +318,9 @@ def test_the_study_streams_large_decoded_splits(tmp_path, monkeypatch):
   sharding = NamedSharding(train.make_mesh(c), PartitionSpec(train.BATCH_AXES))
   rows = {}
   for limit in (2**30, 0):
-    monkeypatch.setattr(label_efficiency, "IN_MEMORY_BYTES", limit)
+    monkeypatch.setattr(image_modality, "IN_MEMORY_BYTES", limit)
     train_source, test_source = split("train"), split("test")
-    rows[limit] = label_efficiency.run(c, None, train_source, test_source, sharding)
+    rows[limit] = image_modality.study_rows(c, None, train_source, test_source, sharding.mesh)
     decoded = train_source._arrays is not None or test_source._arrays is not None
     assert decoded == (limit > 0)  # streamed: neither split was decoded whole
   for want, got in zip(rows[2**30], rows[0]):

@@ -12,8 +12,8 @@ from ssl_jax import config as config_lib
 from ssl_jax import experiment
 from ssl_jax import generic_models
 from ssl_jax import models
-from ssl_jax import text_eval
 from ssl_jax.data import text
+from ssl_jax.modalities import text as text_modality
 from ssl_jax.models import bert_checkpoint
 from text_helpers import make_dir
 
@@ -61,8 +61,8 @@ def _losses(workdir):
 
 def test_text_run_resumes_exactly_and_exports(corpus_dir, tmp_path):
   c = text_config(corpus_dir)
-  corpus = text_eval.load_corpus(c)
-  whole = text_eval.pretrain(c, str(tmp_path / "whole"), corpus)
+  corpus = text_modality.load_corpus(c)
+  whole = text_modality.pretrain_encoder(c, str(tmp_path / "whole"), corpus)
   interrupted = str(tmp_path / "interrupted")
   shutil.copytree(str(tmp_path / "whole"), interrupted)  # then "crash" after step 4
   shutil.rmtree(os.path.join(interrupted, "checkpoints", "6"))
@@ -72,7 +72,7 @@ def test_text_run_resumes_exactly_and_exports(corpus_dir, tmp_path):
   with open(os.path.join(interrupted, "metrics.jsonl"), "w") as f:
     f.writelines(kept)
   vocabulary = open(os.path.join(interrupted, "tokenizer", "tokenizer.json")).read()
-  resumed = text_eval.pretrain(c, interrupted, corpus)
+  resumed = text_modality.pretrain_encoder(c, interrupted, corpus)
   want, got = _losses(str(tmp_path / "whole")), _losses(interrupted)
   assert sorted(got) == list(range(1, 7)) and all(np.isfinite(list(want.values())))
   for step in range(1, 7):
@@ -133,14 +133,14 @@ def test_text_job_refuses_bad_settings(corpus_dir):
   c = text_config(corpus_dir)
   c.label_efficiency.enabled = True
   c.label_efficiency.methods = ("pixels_logreg",)
-  with pytest.raises(ValueError, match=r"label_efficiency.methods has \['pixels_logreg'\]; text"):
-    text_eval.check_methods(c)
+  with pytest.raises(ValueError, match=r"label_efficiency.methods has \['pixels_logreg'\]; the text"):
+    text_modality.check(c)
   c.label_efficiency.methods = ("tapt_finetune",)
   with pytest.raises(ValueError, match="need config.generic_model, a local BERT checkpoint"):
-    text_eval.check_methods(c)
+    text_modality.check(c)
   c.text.label_pool_per_class = 3
   with pytest.raises(ValueError, match="label_pool_per_class=3 is below the largest budget 50"):
-    text_eval.label_pool(c, text.load(c.data.source))
+    text_modality.label_pool(c, text.load(c.data.source))
   with pytest.raises(KeyError, match="task_kwargs has keys \\['bogus'\\]"):
     experiment.validate(text_config(corpus_dir, **{"task_kwargs.bogus": 1}))
 

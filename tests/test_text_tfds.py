@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from ssl_jax import text_eval
+from ssl_jax.modalities import text as text_modality
 from ssl_jax.data import prepare
 from ssl_jax.data import text
 from text_helpers import make_dir
@@ -57,10 +57,10 @@ def test_text_job_reads_tfds_through_config_data_dir(prepared):
   root, data_dir = prepared
   c = config_lib.base_config()
   c.data.source, c.data.data_dir, c.data.num_classes = "tfds:tiny_text", data_dir, 3
-  _same_corpus(text_eval.load_corpus(c), text.load(f"jsonl:{root}"))
+  _same_corpus(text_modality.load_corpus(c), text.load(f"jsonl:{root}"))
   c.data.num_classes = 4
   with pytest.raises(ValueError, match=r"tfds:tiny_text has 3 classes but config.data.num_classes=4"):
-    text_eval.load_corpus(c)
+    text_modality.load_corpus(c)
 
 
 def test_prepare_refuses_what_jsonl_refuses_and_leaves_nothing(prepared, tmp_path):

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ssl_jax import timeseries_eval
+from ssl_jax import experiment
 from ssl_jax import train
 from ssl_jax.losses.ts2vec import hierarchical_contrastive
 from ssl_jax.models.ts_dilated_conv import TSEncoder
@@ -110,17 +110,21 @@ def test_resume_equals_uninterrupted_run(data_path, tmp_path):
 def test_end_to_end_beats_the_majority_class(data_path, tmp_path):
   """configs/ts2vec_ucr.py (tiny): pre-train, SVM protocol, study; results.json in the schema."""
   c = tiny_config(data_path, total_steps=20)
-  _, extra = timeseries_eval.run(c, str(tmp_path))
+  experiment.run(c, str(tmp_path))
   with open(tmp_path / "results.json") as f:
     results = json.load(f)
   majority = 1 / 3
   assert results["test_accuracy"] >= majority + 0.25, results["test_accuracy"]
   assert results["svm_C"] == np.inf and results["iterations"] == 20  # 24 series: no search
   assert results["num_classes"] == 3 and results["features"] == 2 and results["length"] == 16
-  assert results["train_seconds"] > 0 and extra["test_accuracy"] == results["test_accuracy"]
+  assert results["train_seconds"] > 0 and results["study_seconds"] > 0
   rows = results["label_efficiency"]
-  assert {r["method"] for r in rows} == set(timeseries_eval.METHODS)
+  assert [r["method"] for r in rows if r["labels_per_class"] == 1] == list(c.label_efficiency.methods)
   assert sorted({r["labels_per_class"] for r in rows}) == [1, 8]  # 1 and all (8 per class)
   assert all(r["all_labels"] for r in rows if r["labels_per_class"] == 8)
   assert all(0 <= r["accuracy_mean"] <= 1 for r in rows)
+  # the deterministic methods fit "every label" once; the trained ones once per draw
+  assert {r["method"]: r["n_draws"] for r in rows if r["labels_per_class"] == 8} == {
+      "ssl_svm": 1, "supervised_scratch": 2, "nn1_euclidean": 1, "raw_logreg": 1}
+  assert all(r["trainable_params"] <= r["total_params"] for r in rows)
   assert os.path.isfile(tmp_path / "label_efficiency.png")

@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 
 import ours  # noqa: E402
 from ssl_jax import config as config_lib  # noqa: E402
-from ssl_jax import label_efficiency  # noqa: E402
+from ssl_jax.modalities import image  # noqa: E402
 from ssl_jax import train  # noqa: E402
 
 
@@ -70,8 +70,8 @@ def main():
     fc.label_efficiency.methods = ("ssl_finetune",)
     fc.label_efficiency.labels_per_class = (c.ablation.finetune_labels_per_class,)
     fc.label_efficiency.num_draws = args.draws
-    row, = label_efficiency.run(fc, run.features_of, run.train_source, run.test_source,
-                                run.components.batch_sharding, pretrained_encoder=encoder)
+    row, = image.study_rows(fc, run.features_of, run.train_source, run.test_source,
+                            run.components.mesh, pretrained_encoder=encoder)
     accuracies = [float(a) for a in row.get("accuracies", [])]
     print(json.dumps(dict(method=args.method, seed=args.seed, steps=args.steps, setting=point,
                           overrides=overrides, val_accuracy=round(100 * row["accuracy_mean"], 2),

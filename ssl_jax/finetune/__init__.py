@@ -7,6 +7,6 @@
 with label smoothing, AdamW, a light per-modality augmentation (inputs.py), early stopping on a
 validation fold, and k-fold CV that picks hyperparameters from a small grid (kfold.py,
 protocol.py). Train and eval steps are jitted and sharded over the pre-training mesh (model.py,
-step.py). The study (`ssl_jax/label_efficiency.py`) and the standalone command
+step.py). The study (`ssl_jax/study/`) and the standalone command
 (`python -m ssl_jax.finetune`, standalone.py) both go through protocol.py.
 """

@@ -87,7 +87,7 @@ class Series:
     x = x.astype(jnp.float32)
     k_scale, k_noise = jax.random.split(rng)
     factor = 1 + self.scale * jax.random.normal(k_scale, (x.shape[0],) + (1,) * (x.ndim - 1))
-    std = jnp.std(x, axis=tuple(range(1, x.ndim)), keepdims=True)
+    std = jnp.nanstd(x, axis=tuple(range(1, x.ndim)), keepdims=True)  # NaN: missing values
     return x * factor + self.jitter * std * jax.random.normal(k_noise, x.shape)
 
   def strong(self, rng, x):

@@ -25,7 +25,8 @@ GRID_KEYS = {"linear": ("probe_learning_rate", "probe_weight_decay", "label_smoo
              "full": ("learning_rate", "weight_decay", "label_smoothing", "layer_decay"),
              "lora": ("learning_rate", "weight_decay", "label_smoothing", "lora_rank", "lora_alpha"),
              "fixmatch": ("learning_rate", "weight_decay", "label_smoothing", "fixmatch_threshold",
-                          "fixmatch_weight")}
+                          "fixmatch_weight"),
+             "labelprop": ("labelprop_neighbors", "labelprop_alpha")}
 REPORTED = {"linear": ("probe_learning_rate", "probe_weight_decay", "probe_steps", "label_smoothing"),
             "last_n": ("learning_rate", "weight_decay", "last_n", "backbone_lr_multiplier"),
             "full": ("learning_rate", "weight_decay", "layer_decay"),
@@ -33,13 +34,15 @@ REPORTED = {"linear": ("probe_learning_rate", "probe_weight_decay", "probe_steps
             "distill": ("learning_rate", "weight_decay", "distill_steps", "distill_batch_size",
                         "distill_temperature"),
             "fixmatch": ("learning_rate", "weight_decay", "fixmatch_threshold", "fixmatch_weight",
-                         "fixmatch_unlabeled_ratio", "fixmatch_align")}
+                         "fixmatch_unlabeled_ratio", "fixmatch_align", "fixmatch_labelprop"),
+            "labelprop": ("labelprop_neighbors", "labelprop_alpha")}
 TRAINING = ("label_smoothing", "steps", "stop_at", "batch_size")
 HYPERPARAMETERS = ("learning_rate", "weight_decay", "label_smoothing", "steps", "batch_size",
                    "backbone_lr_multiplier", "layer_decay", "last_n", "lora_rank", "lora_alpha",
                    "probe_learning_rate", "probe_weight_decay", "probe_steps", "distill_steps",
                    "distill_batch_size", "distill_temperature", "fixmatch_threshold",
-                   "fixmatch_weight", "fixmatch_unlabeled_ratio", "fixmatch_align")
+                   "fixmatch_weight", "fixmatch_unlabeled_ratio", "fixmatch_align",
+                   "fixmatch_labelprop", "labelprop_neighbors", "labelprop_alpha")
 
 
 def check_mode(mode, key="finetune.mode"):
@@ -57,7 +60,9 @@ def grid_choices(finetune_config, mode):
 
 
 def reported(mode, hp):
-  keys = REPORTED[mode] + (() if mode in ("linear", "distill") else TRAINING)
+  if mode not in REPORTED:  # a method without this module's hyperparameters (an SVM, 1-NN)
+    return {}
+  keys = REPORTED[mode] + (() if mode in ("linear", "distill", "labelprop") else TRAINING)
   return {k: hp[k] for k in keys if k in hp}
 
 
@@ -171,6 +176,26 @@ class FixMatchMethod(EncoderMethod):
 
   def fit_inputs(self):
     return {"pool": self.pool}
+
+  def fit(self, hp, x, y, *, seed, val=None, log_every=0):
+    """EncoderMethod.fit, after `fixmatch_labelprop` > 0 adds that many pool images per class
+    with the labels label propagation gives them on the starting encoder's features."""
+    if int(hp["fixmatch_labelprop"]) > 0:
+      x, y = self.propagated(hp, x, y, seed)
+    return super().fit(hp, x, y, seed=seed, val=val, log_every=log_every)
+
+  def propagated(self, hp, x, y, seed):
+    """(x, y) and the pool rows label propagation is surest of (finetune/labelprop.py)."""
+    from ssl_jax.finetune import labelprop  # pylint: disable=g-import-not-at-top
+    start = self.model.init(seed, self.init)
+    encoder = {k: v["encoder"] for k, v in start.items() if "encoder" in v}
+    features = lambda images: self.model.features(encoder, images)
+    spread = labelprop.spread(features(x), y, features(self.pool),
+                              neighbors=hp["labelprop_neighbors"], alpha=hp["labelprop_alpha"])
+    rows, labels = labelprop.confident(spread.label_distributions_[len(x):],
+                                       int(hp["fixmatch_labelprop"]), self.model.num_classes)
+    return (np.concatenate([np.asarray(x), np.asarray(self.pool[rows])]),
+            np.concatenate([np.asarray(y), labels.astype(np.asarray(y).dtype)]))
 
 
 class LinearMethod:

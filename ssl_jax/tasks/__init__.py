@@ -11,7 +11,8 @@ knows nothing else about it:
                    state that gradients do not train (EMA target networks, queues, centres): made
                    from the initial variables, updated inside the jitted step after the optimiser
                    step, sharded like the parameters and checkpointed with them.
-`chunkable` (False by default) says the loss is a function of the views' embeddings alone, with
+`modality` ("image" by default; "text", "timeseries") names the ssl_jax/modalities/ entry that
+loads the task's data and runs its study. `chunkable` (False by default) says the loss is a function of the views' embeddings alone, with
 no task state; such tasks subclass `EmbeddingTask`, and `config.micro_batch_size` may then run
 their step chunk by chunk with the exact full-batch gradient (`ssl_jax/chunked.py`).
 `encoder_variables` says which encoder the evaluators read (the online one by default);
@@ -39,6 +40,7 @@ CONTEXT = ("augment", "image_size", "num_classes", "total_steps", "steps_per_epo
 class Task:
   """Base class of every pretext task; see the module docstring for the contract."""
   chunkable = False  # True: EmbeddingTask's split into inputs / embed / embedding_loss
+  modality = "image"  # the ssl_jax/modalities/ entry that loads its data and runs its study
 
   def __init__(self, *, augment=None, image_size=None, num_classes=None, total_steps=None,
                steps_per_epoch=None, num_examples=None):
@@ -165,14 +167,19 @@ def available():
   return sorted(m.name for m in pkgutil.iter_modules(__path__))
 
 
-def build(name, *, task_kwargs=None, **context):
-  """The task `name` with `task_kwargs` (validated against its signature) and the loop's context."""
+def get(name):
+  """The Task class of task `name`."""
   if name not in available():
     raise ValueError(f"unknown config.task {name!r}; accepted: {available()}")
+  return importlib.import_module(f"ssl_jax.tasks.{name}").Task
+
+
+def build(name, *, task_kwargs=None, **context):
+  """The task `name` with `task_kwargs` (validated against its signature) and the loop's context."""
+  cls = get(name)
   unexpected = sorted(set(context) - set(CONTEXT))
   if unexpected:
     raise TypeError(f"tasks.build got context {unexpected}; the context keys are {CONTEXT}")
-  cls = importlib.import_module(f"ssl_jax.tasks.{name}").Task
   own = [p.name for p in inspect.signature(cls).parameters.values()
          if p.kind == p.KEYWORD_ONLY and p.name not in CONTEXT]
   task_kwargs = dict(task_kwargs or {})

@@ -15,7 +15,7 @@ slots weigh 0), and the MLM head and its vocabulary-sized decoder run on those P
 not on all L tokens: at L=128 that is 6.4x less decoder work than scoring every position.
 
 The tokenizer (its special and continuation ids) comes from `task_kwargs.tokenizer`, a directory
-the text loop (text_eval.py) fills in. The model is the registry's encoder (models/bert.py)
+the text modality (modalities/text.py) fills in. The model is the registry's encoder (models/bert.py)
 plus BERT's MLM head under `cls`, the decoder tied to the word embeddings; `save_pretrained`
 writes it as a Hugging Face `BertForMaskedLM` checkpoint (models/bert_checkpoint.py).
 """
@@ -117,7 +117,7 @@ class MaskedLM(nn.Module):
 
 
 class Task(tasks.Task):
-  modality = "text"  # experiment.py runs it through text_eval (tokenizer, text study)
+  modality = "text"  # ssl_jax/modalities/text.py: tokenizer, TAPT, export, text study
   architecture = "BertForMaskedLM"  # what `save_pretrained` writes
 
   def __init__(self, *, mask_prob=0.15, mask_token_prob=0.8, random_token_prob=0.1,

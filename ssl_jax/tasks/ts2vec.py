@@ -87,7 +87,7 @@ class EncoderOnly(nn.Module):
 
 
 class Task(tasks.Task):
-  modality = "timeseries"  # experiment.py evaluates it with timeseries_eval (the UCR protocol)
+  modality = "timeseries"  # ssl_jax/modalities/timeseries.py: the UCR SVM protocol, the study
 
   def __init__(self, *, alpha=0.5, temporal_unit=0, mask_prob=0.5, length_buckets=4,
                average_weights=True, **context):

@@ -1,0 +1,75 @@
+"""The study layer's shared pieces: the modality registry, method checks, the loop's draws on
+"every label", the table with missing cells."""
+import numpy as np
+import pytest
+
+from ssl_jax import config as config_lib
+from ssl_jax import modalities
+from ssl_jax.finetune import step as step_lib
+from ssl_jax.study import loop
+from ssl_jax.study import methods
+from ssl_jax.study import report
+
+
+def test_each_task_finds_its_modality():
+  c = config_lib.base_config()
+  for task, name in (("simclr", "image"), ("mae", "image"), ("mlm", "text"),
+                     ("mlm_nsp", "text"), ("ts2vec", "timeseries")):
+    c.task = task
+    assert modalities.of(c).NAME == name
+  with pytest.raises(ValueError, match="unknown modality 'audio'; accepted"):
+    modalities.get("audio")
+  for name in modalities.MODALITIES:  # every modality offers only names the study can build
+    assert set(modalities.get(name).METHODS) <= set(methods.ENCODER_METHODS) | set(methods.BASELINES)
+
+
+def test_check_names_the_modality_and_the_missing_teacher():
+  with pytest.raises(ValueError, match=r"has \['tfidf_logreg'\]; the image study's methods"):
+    methods.check(["tfidf_logreg"], modalities.get("image").METHODS, "image")
+  with pytest.raises(ValueError, match="add 'supervised_scratch'"):
+    methods.check(["scratch_distill"], modalities.get("image").METHODS, "image")
+
+
+class _Counting:
+  """A method that records its fits: deterministic or not."""
+  mode = "counting"
+
+  def __init__(self, deterministic):
+    self.deterministic, self.fits = deterministic, []
+
+  def fit(self, hp, x, y, *, seed, val=None, log_every=0):
+    self.fits.append((len(y), seed))
+    return step_lib.Fit(None, {}, 0, 0, float("nan"), [])
+
+  def score(self, fitted, x, y):
+    return len(self.fits) / 10
+
+  def counts(self, hp):
+    return 0, 0
+
+
+def test_every_label_is_fitted_once_by_a_deterministic_method():
+  c = config_lib.base_config()
+  c.label_efficiency.labels_per_class = (1, 50, -1)  # 50: more than a class has, skipped
+  c.label_efficiency.num_draws = 3
+  labels = np.repeat(np.arange(3), [4, 5, 6])
+  x = np.arange(len(labels))[:, None]
+  fixed, drawn = _Counting(True), _Counting(False)
+  notes = []
+  rows = loop.run(c, {"fixed": (fixed, x, x), "drawn": (drawn, x, x)}, labels, labels, notes.append)
+  assert any("skipping 50 labels per class: class 0 has 4" in n for n in notes)
+  assert [f[0] for f in fixed.fits] == [3, 3, 3, 15] and [f[0] for f in drawn.fits] == [3] * 3 + [15] * 3
+  by = {(r["labels_per_class"], r["method"]): r for r in rows}
+  assert by[6, "fixed"]["n_draws"] == 1 and by[6, "drawn"]["n_draws"] == 3
+  assert by[6, "fixed"]["all_labels"] and "all_labels" not in by[1, "fixed"]
+  assert by[1, "drawn"]["hyperparameters"] == {} and by[1, "drawn"]["mode"] == "counting"
+  # the draws' seeds: one per budget and draw, the same for every method
+  assert [s for _, s in fixed.fits[:3]] == [s for _, s in drawn.fits[:3]]
+  assert len({s for _, s in drawn.fits}) == 6
+
+
+def test_table_marks_missing_cells():
+  rows = [{"labels_per_class": 1, "method": "a", "accuracy_mean": 0.5, "accuracy_std": 0.1},
+          {"labels_per_class": 5, "method": "b", "accuracy_mean": 0.75, "accuracy_std": 0.0}]
+  lines = report.format_table(rows).splitlines()
+  assert lines[1].split("|")[2].strip() == "-" and "75.00 +-  0.00 %" in lines[2]
