@@ -6,9 +6,9 @@
 The main job's data and encoder (configs/default.py: 4,000 digits for pre-training, 1,000 held
 out for testing; ResNet-10 at width 0.25; MAE's ViT-mu with 4 px patches is the exception), the
 same seed, batch and number of steps for every task, and each task's own loss settings and
-optimiser from its `configs/<task>_cifar10.py:tiny` recipe (ssl_jax/ablate.py), with the settings
-that a 120-step budget needs chosen on the validation split (`ablation.overrides` below; how they
-were chosen: experiments/budget_recipes.md). Evaluation: kNN
+optimiser from its `configs/<task>_cifar10.py:tiny` recipe (ssl_jax/ablation/planning.py), with
+the settings that a 120-step budget needs chosen on the validation split (`ablation.overrides`
+below; how they were chosen: experiments/budget_recipes.md). Evaluation: kNN
 (k=20), the collapse diagnostics, a linear probe at 1/10/100 labels per class over 3 label draws
 and full fine-tuning at 10 labels per class. Sweeps, one knob at a time around each recipe:
 MAE's mask ratio 0.5/0.75/0.9 (excessive masking); weak and strong crops and jitter, affine
@@ -24,6 +24,7 @@ experiments/README.md (section "Pretext ablation").
 import os
 
 from ssl_jax import config as config_lib
+from ssl_jax.ablation import planning
 
 WEAK = {"augment.crop_scale": (0.8, 1.0), "augment.jitter_strength": 0.1}
 STRONG = {"augment.crop_scale": (0.08, 1.0), "augment.jitter_strength": 1.0}
@@ -36,6 +37,7 @@ NO_ELASTIC = {"augment.elastic_prob": 0.0}  # the main job's views without the e
 def get_config(arg=None):
   args = config_lib.parse_arg(arg, quick=False)
   c = config_lib.load(os.path.join(os.path.dirname(__file__), "default.py"))
+  c.ablation = planning.defaults()  # the ablation's own section (ssl_jax/ablation/planning.py)
   c.label_efficiency.enabled = False  # the ablation runs its own protocol
   # fine-tuning: the main job's steps, batch and augmentation at base_config's learning rate,
   # without the main job's CV over learning rate and weight decay (8 more fits per run)

@@ -12,9 +12,11 @@ Published: 92.10% online linear top-1 after 1000 epochs (solo-learn README, ResN
 """
 from ssl_jax import config as config_lib
 
+recipes = config_lib.load_module("recipes.py", beside=__file__)
+
 
 def get_config(arg=None):
-  c, args = config_lib.cifar10(arg, task="barlow_twins", task_kwargs=dict(
+  c, args = recipes.cifar10(arg, task="barlow_twins", task_kwargs=dict(
       projection_dims=(2048, 2048, 2048), lambd=0.0051, scale_loss=0.1))
   c.optimizer.name = "lars"
   c.optimizer.base_learning_rate = 0.3

@@ -12,9 +12,11 @@ Published: 92.58% online linear top-1 after 1000 epochs (solo-learn README, ResN
 """
 from ssl_jax import config as config_lib
 
+recipes = config_lib.load_module("recipes.py", beside=__file__)
+
 
 def get_config(arg=None):
-  c, args = config_lib.cifar10(arg, task="byol", task_kwargs=dict(
+  c, args = recipes.cifar10(arg, task="byol", task_kwargs=dict(
       projection_dims=(4096, 256), prediction_dims=(4096, 256), base_momentum=0.99,
       final_momentum=1.0))
   c.optimizer.name = "lars"

@@ -12,9 +12,11 @@ Published: 88.85% online linear top-1 after 1000 epochs (solo-learn README, ResN
 """
 from ssl_jax import config as config_lib
 
+recipes = config_lib.load_module("recipes.py", beside=__file__)
+
 
 def get_config(arg=None):
-  c, args = config_lib.cifar10(arg, task="deepcluster_v2", task_kwargs=dict(
+  c, args = recipes.cifar10(arg, task="deepcluster_v2", task_kwargs=dict(
       num_prototypes=(3000, 3000, 3000), projection_dims=(2048, 128), temperature=0.1,
       kmeans_iterations=10, cluster_every_steps=0))
   c.optimizer.name = "lars"

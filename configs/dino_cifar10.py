@@ -15,9 +15,11 @@ Published: 89.52% online linear top-1 after 1000 epochs (solo-learn README, ResN
 """
 from ssl_jax import config as config_lib
 
+recipes = config_lib.load_module("recipes.py", beside=__file__)
+
 
 def get_config(arg=None):
-  c, args = config_lib.cifar10(arg, task="dino", vit=False, task_kwargs=dict(
+  c, args = recipes.cifar10(arg, task="dino", vit=False, task_kwargs=dict(
       hidden_dims=(2048, 2048), bottleneck_dim=256, num_prototypes=4096, student_temperature=0.1,
       teacher_temperature=0.07, warmup_teacher_temperature=0.04, teacher_warmup_fraction=0.05,
       center_momentum=0.9, base_momentum=0.9995, final_momentum=1.0, num_local_crops=0))
@@ -25,7 +27,7 @@ def get_config(arg=None):
   c.optimizer.base_learning_rate = 0.3
   c.optimizer.weight_decay = 1e-6
   if args["vit"]:
-    config_lib.use_vit(c, tiny=args["tiny"])
+    recipes.use_vit(c, tiny=args["tiny"])
   if args["tiny"]:
     c.task_kwargs.hidden_dims = (256,)
     c.task_kwargs.bottleneck_dim = 64

@@ -13,9 +13,11 @@ Published: 92.94% online linear top-1 after 1000 epochs (solo-learn README, ResN
 """
 from ssl_jax import config as config_lib
 
+recipes = config_lib.load_module("recipes.py", beside=__file__)
+
 
 def get_config(arg=None):
-  c, args = config_lib.cifar10(arg, task="moco_v2", task_kwargs=dict(
+  c, args = recipes.cifar10(arg, task="moco_v2", task_kwargs=dict(
       temperature=0.2, queue_size=32768, projection_dims=(2048, 256), head_norm="none",
       base_momentum=0.99, final_momentum=0.999))
   c.augment.crop_scale = (0.2, 1.0)

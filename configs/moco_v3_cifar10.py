@@ -13,16 +13,18 @@ Published: 93.10% online linear top-1 after 1000 epochs (solo-learn README, ResN
 """
 from ssl_jax import config as config_lib
 
+recipes = config_lib.load_module("recipes.py", beside=__file__)
+
 
 def get_config(arg=None):
-  c, args = config_lib.cifar10(arg, task="moco_v3", vit=False, task_kwargs=dict(
+  c, args = recipes.cifar10(arg, task="moco_v3", vit=False, task_kwargs=dict(
       temperature=0.2, projection_dims=(4096, 256), prediction_dims=(4096, 256),
       base_momentum=0.99, final_momentum=1.0))
   c.optimizer.name = "lars"
   c.optimizer.base_learning_rate = 0.3
   c.optimizer.weight_decay = 1e-6
   if args["vit"]:
-    config_lib.use_vit(c, tiny=args["tiny"])
+    recipes.use_vit(c, tiny=args["tiny"])
   if args["tiny"]:
     c.task_kwargs.projection_dims = (256, 64)
     c.task_kwargs.prediction_dims = (256, 64)

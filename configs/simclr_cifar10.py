@@ -15,9 +15,11 @@ only checks that the pipeline learns; our measured figures are in experiments/RE
 """
 from ssl_jax import config as config_lib
 
+recipes = config_lib.load_module("recipes.py", beside=__file__)
+
 
 def get_config(arg=None):
-  c, args = config_lib.cifar10(arg, task="simclr", bs=512, task_kwargs=dict(
+  c, args = recipes.cifar10(arg, task="simclr", bs=512, task_kwargs=dict(
       temperature=0.5, projection_dims=(512, 512, 128)))
   c.optimizer.name = "lars"
   c.optimizer.base_learning_rate = 1.0

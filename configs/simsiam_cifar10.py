@@ -13,9 +13,11 @@ SimSiam paper reports 91.8% kNN-free linear accuracy on CIFAR-10 after 800 epoch
 """
 from ssl_jax import config as config_lib
 
+recipes = config_lib.load_module("recipes.py", beside=__file__)
+
 
 def get_config(arg=None):
-  c, args = config_lib.cifar10(arg, task="simsiam", task_kwargs=dict(
+  c, args = recipes.cifar10(arg, task="simsiam", task_kwargs=dict(
       projection_dims=(2048, 2048), prediction_dims=(512, 2048)))
   c.augment.crop_scale = (0.2, 1.0)
   c.optimizer.name = "sgd"

@@ -14,9 +14,11 @@ Published: 89.17% online linear top-1 after 1000 epochs (solo-learn README, ResN
 """
 from ssl_jax import config as config_lib
 
+recipes = config_lib.load_module("recipes.py", beside=__file__)
+
 
 def get_config(arg=None):
-  c, args = config_lib.cifar10(arg, task="swav", task_kwargs=dict(
+  c, args = recipes.cifar10(arg, task="swav", task_kwargs=dict(
       hidden_dims=(2048,), embedding_dim=128, num_prototypes=3000, temperature=0.1, epsilon=0.05,
       sinkhorn_iterations=3, freeze_prototypes_steps=195, queue_length=3840, num_local_crops=0))
   c.optimizer.name = "lars"

@@ -84,7 +84,7 @@ def main():
   size = args.image_size
   variables = model.init(jax.random.PRNGKey(0), jnp.zeros((2, size, size, 3)), train=False)
   params, rest = variables["params"], {k: v for k, v in variables.items() if k != "params"}
-  batch = {"image": np.random.default_rng(0).integers(0, 256, (args.batch, size, size, 3), np.uint8)}
+  batch = {"inputs": np.random.default_rng(0).integers(0, 256, (args.batch, size, size, 3), np.uint8)}
   rng = jax.random.PRNGKey(1)
   num_chunks = args.batch // args.micro_batch
   print(f"backend={jax.default_backend()} depth={args.depth} width={args.width} image={size} "

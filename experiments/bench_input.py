@@ -58,7 +58,7 @@ def _folder_source(root, n, cifar):
   rng = np.random.default_rng(1)
   for i in range(n):
     if cifar is not None:
-      image = np.asarray(Image.fromarray(cifar[i]["image"]).resize((224, 224), Image.BICUBIC))
+      image = np.asarray(Image.fromarray(cifar[i]["inputs"]).resize((224, 224), Image.BICUBIC))
     else:
       image = _smooth(rng, 224)
     Image.fromarray(image).save(os.path.join(root, f"{i:05d}.jpg"), quality=90)

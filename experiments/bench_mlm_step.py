@@ -78,7 +78,7 @@ def main():
     rng = np.random.default_rng(0)
     ids = rng.integers(5, VOCAB, (args.batch, args.length)).astype(np.int32)
     ids[:, 0], ids[:, -1] = 2, 3  # [CLS] ... [SEP], full length
-    batch = jax.device_put({"image": ids, "label": np.zeros(args.batch, np.int32),
+    batch = jax.device_put({"inputs": ids, "label": np.zeros(args.batch, np.int32),
                             "index": np.arange(args.batch, dtype=np.int32)}, comps.batch_sharding)
     state = comps.init_state(jax.random.PRNGKey(0))
     compiled = comps.train_step.lower(state, batch).compile()

@@ -93,7 +93,7 @@ def prepare(args, batch, micro_batch, library):
   state = comps.init_state(jax.random.PRNGKey(0))
   images = np.random.default_rng(0).integers(0, 256, (batch, args.image_size, args.image_size, 3),
                                              dtype=np.uint8)
-  data = jax.device_put({"image": images, "label": np.zeros(batch, np.int32)}, comps.batch_sharding)
+  data = jax.device_put({"inputs": images, "label": np.zeros(batch, np.int32)}, comps.batch_sharding)
   start = time.perf_counter()
   compiled = comps.train_step.lower(state, data).compile()
   compile_s = time.perf_counter() - start

@@ -47,6 +47,7 @@ def bench_ours(x, path, iters, length_buckets):
   import sys  # pylint: disable=g-import-not-at-top
   sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
   import jax  # pylint: disable=g-import-not-at-top
+  from ssl_jax import sharding as sharding_lib
   from ssl_jax import config as config_lib  # pylint: disable=g-import-not-at-top
   from ssl_jax import train  # pylint: disable=g-import-not-at-top
   from ssl_jax.data import pipeline, timeseries  # pylint: disable=g-import-not-at-top
@@ -59,11 +60,11 @@ def bench_ours(x, path, iters, length_buckets):
     source = timeseries.SeriesSource(data, "train")
   else:
     source = timeseries.npz(path, "train")
-  comps = train.build(config, input_shape=source[0]["image"].shape, steps_per_epoch=len(source) // 8,
+  comps = train.build(config, input_shape=source[0]["inputs"].shape, steps_per_epoch=len(source) // 8,
                       total_steps=config.total_steps)
   state = comps.init_state(jax.random.PRNGKey(0))
   batches = pipeline.train_iterator(source, global_batch_size=config.global_batch_size, seed=0)
-  step = lambda s: comps.train_step(s, pipeline.to_global(
+  step = lambda s: comps.train_step(s, sharding_lib.from_process_local(
       {k: v for k, v in next(batches).items() if k != "index"}, comps.batch_sharding))
   start = time.perf_counter()
   state, metrics = step(state)

@@ -163,7 +163,7 @@ def _compiled_step(comps, batch):
 def _images(batch, size):
   import numpy as np  # pylint: disable=g-import-not-at-top
   images = np.random.default_rng(0).integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
-  return {"image": images, "label": np.zeros(batch, np.int32)}
+  return {"inputs": images, "label": np.zeros(batch, np.int32)}
 
 
 def _throughput(run, *, steps, items):
@@ -228,6 +228,7 @@ def environment(s, record):
 
 def simclr_r50(s, record):
   import bench_input  # pylint: disable=g-import-not-at-top
+  from ssl_jax import sharding as sharding_lib  # pylint: disable=g-import-not-at-top
   from ssl_jax.data import pipeline, sources  # pylint: disable=g-import-not-at-top
   size, batch = s["image_size"], s["batch"]
   comps = _build(_simclr_config(s, batch), (size, size, 3))
@@ -250,10 +251,10 @@ def simclr_r50(s, record):
       host = s["host_batches"] * batch / (time.perf_counter() - start)
     record(host_pipeline_images_per_s=round(host, 1), workers=s["workers"],
            cpu_cores=os.cpu_count())
-    sharding = run["data"]["image"].sharding
+    sharding = run["data"]["inputs"].sharding
     with pipeline.train_iterator(source, **options) as it:  # the pipeline feeding the step
-      feed = lambda: pipeline.to_global({k: v for k, v in next(it).items() if k != "index"},
-                                        sharding)
+      feed = lambda: sharding_lib.from_process_local(
+          {k: v for k, v in next(it).items() if k != "index"}, sharding)
       for _ in range(3):  # workers start, buffers fill
         run["state"], metrics = run["compiled"](run["state"], feed())
       metrics["loss"].block_until_ready()
@@ -313,7 +314,7 @@ def bert_base_mlm(s, record):
     ids = np.random.default_rng(0).integers(5, bench_mlm_step.VOCAB, (s["batch"], s["length"]))
     ids = ids.astype(np.int32)
     ids[:, 0], ids[:, -1] = 2, 3  # [CLS] ... [SEP], full length
-    batch = {"image": ids, "label": np.zeros(s["batch"], np.int32),
+    batch = {"inputs": ids, "label": np.zeros(s["batch"], np.int32),
              "index": np.arange(s["batch"], dtype=np.int32)}
     run = _compiled_step(comps, batch)
     figures = _throughput(run, steps=s["steps"], items=s["batch"] * s["length"])
@@ -382,6 +383,7 @@ def cifar10_knn(s, record):
   from ssl_jax import config as config_lib  # pylint: disable=g-import-not-at-top
   from ssl_jax import evaluators  # pylint: disable=g-import-not-at-top
   from ssl_jax import train  # pylint: disable=g-import-not-at-top
+  from ssl_jax import sharding as sharding_lib  # pylint: disable=g-import-not-at-top
   from ssl_jax.data import pipeline, sources  # pylint: disable=g-import-not-at-top
   source = s["source"]
   if source.startswith("npz:") and not os.path.isfile(source[4:]):
@@ -400,7 +402,7 @@ def cifar10_knn(s, record):
   c = config_lib.finalize(c)
   train_source, test_source = train.load_data(c)
   steps_per_epoch, total_steps = train.schedule_lengths(c, len(train_source))
-  comps = train.build(c, input_shape=train_source[0]["image"].shape,
+  comps = train.build(c, input_shape=train_source[0]["inputs"].shape,
                       steps_per_epoch=steps_per_epoch, total_steps=total_steps,
                       num_examples=len(train_source))
   (train_x, train_y), (test_x, test_y) = map(sources.eval_arrays, (train_source, test_source))
@@ -418,7 +420,7 @@ def cifar10_knn(s, record):
     def next_batch():
       local = next(it)
       local["index"] = local["index"].astype(np.int32)  # as train.train does
-      return pipeline.to_global(local, comps.batch_sharding)
+      return sharding_lib.from_process_local(local, comps.batch_sharding)
 
     first = next_batch()
     start = time.perf_counter()

@@ -28,7 +28,7 @@ def measure(folder, way, size):
   source = sources.build(f"folder:{folder}", "train", holdout_per_class=0, image_size=size)
   start = time.perf_counter()
   images, labels = source.arrays() if way == "arrays" else sources.eval_arrays(source, max_bytes=0)
-  features = [b["image"][b["mask"]].mean(axis=(1, 2)) for b in pipeline.padded_batches(images, labels, 256)]
+  features = [b["inputs"][b["mask"]].mean(axis=(1, 2)) for b in pipeline.padded_batches(images, labels, 256)]
   features = np.concatenate(features)
   peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # KiB on Linux
   print(f"{way}: {len(features)} features in {time.perf_counter() - start:.1f} s, "

@@ -4,7 +4,7 @@
 
 For mesh.fsdp = 1, 2, 4, 8 (data = 8 / fsdp) it builds the training loop's components and reads
 what one device holds from the state sharding the loop uses (`Components.state_sharding`, rule
-`train.param_sharding`): the shard shape of every leaf, without allocating the arrays
+`sharding.param_sharding`): the shard shape of every leaf, without allocating the arrays
 (tests/test_scale_out.py checks this count against allocated shards). "large" are the leaves of at
 least 2**16 elements, the ones the rule shards.
 """
@@ -19,6 +19,7 @@ import argparse  # noqa: E402
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
+
 
 from ssl_jax import config as config_lib  # noqa: E402
 from ssl_jax import train  # noqa: E402

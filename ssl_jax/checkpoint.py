@@ -15,13 +15,17 @@ import orbax.checkpoint as ocp
 from etils import epath
 
 
-def write_atomically(path, text):
-  """Writes `text` to the local file `path` through a temporary file and a rename: a kill never
-  leaves half a file, and the previous version stays until the new one is complete."""
-  tmp = f"{path}.tmp"
-  with open(tmp, "w") as f:
-    f.write(text)
-  os.replace(tmp, path)
+def write_atomically(path, data):
+  """Writes `data` (text or bytes) to `path` (local, or remote such as gs://... through epath)
+  through a temporary file and a rename: a kill never leaves half a file, and the previous
+  version stays until the new one is complete."""
+  path = epath.Path(path)
+  temporary = path.parent / (path.name + ".tmp")
+  if isinstance(data, bytes):
+    temporary.write_bytes(data)
+  else:
+    temporary.write_text(data)
+  temporary.replace(path)
 
 
 def _absolute(directory):
@@ -69,31 +73,41 @@ class Checkpointer:
     self.manager.close()
 
 
-def _latest(directory):
-  """A manager over another run's checkpoint directory and its latest step."""
+def _latest(directory, what="checkpoint directory"):
+  """A manager over another run's checkpoint directory (or its workdir) and its latest step."""
+  directory = os.fspath(directory)
+  if epath.Path(directory, "checkpoints").is_dir():
+    directory = os.path.join(directory, "checkpoints")
   if not epath.Path(directory).is_dir():
-    raise FileNotFoundError(f"checkpoint directory {directory!r} does not exist")
+    raise FileNotFoundError(f"{what}={directory!r} does not exist (expected a run's WORKDIR or "
+                            "WORKDIR/checkpoints)")
   manager = ocp.CheckpointManager(_absolute(directory))
   step = manager.latest_step()
   if step is None:
     manager.close()
-    raise FileNotFoundError(f"no checkpoint found in {directory!r}")
+    raise FileNotFoundError(f"{what}={directory!r} holds no checkpoint")
   return manager, step
 
 
 def restore_from(directory, abstract_state):
   """Latest checkpoint under another run's checkpoint directory (config.resume)."""
-  manager, step = _latest(directory)
+  manager, step = _latest(directory, "config.resume")
   restored = manager.restore(step, args=ocp.args.Composite(
       state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
   manager.close()
   return restored["state"], restored["data"]
 
 
-def restore_params(directory):
-  """Params and model state (e.g. BatchNorm statistics) of another run, whatever its optimiser."""
-  manager, step = _latest(directory)
+def restore_saved(directory, what="config.init_from"):
+  """(the saved train state as a dict of host arrays, its step): the latest checkpoint of another
+  run, whatever its optimiser and mesh. `what` names the setting in errors."""
+  manager, step = _latest(directory, what)
   restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
   manager.close()
-  state = restored["state"]
+  return restored["state"], step
+
+
+def restore_params(directory):
+  """Params and model state (e.g. BatchNorm statistics) of another run, whatever its optimiser."""
+  state, _ = restore_saved(directory)
   return {"params": state["params"], "model_state": state["model_state"]}

@@ -1,281 +1,148 @@
-"""Experiment configs: the base schema every config starts from, loading, validation, saving.
+"""Experiment configs: loading, overrides, dotted keys, validation against the schema.
 
-A config file defines `get_config(arg=None)` and starts from `base_config()`, so every key the
-library reads exists here with its type; anything else is a typo and is refused before work starts.
+A config file defines `get_config(arg=None)` and starts from `base_config()` (config_schema.py),
+so every key the library reads exists with its type; anything else is a typo and is refused
+before work starts, naming the key and the closest valid one. configs/ is not a package: `load`
+reads a config file by path, and a config reads a helper beside it the same way
+(`load_module("recipes.py", beside=__file__)`: configs/recipes.py holds the CIFAR-10 and ViT
+recipes that several configs share).
+
+Command lines take ml_collections `config_flags`' syntax (`--config=PATH.py[:ARG]`,
+`--config.KEY=VALUE`; ssl_jax/main.py), parsed by `override` rather than by config_flags itself:
+config_flags (1.1) adds a key to a free-form dict (`--config.task_kwargs.mask_ratio=0.5`) only
+with `accept_new_attributes`, which needs an unlocked config and takes a new key anywhere, and it
+reads `a,b` or `a,` for a tuple of names as the one name 'a,b' or 'a,'. A dotted key
+(`model.bert.size`) is read with `get`; `derive` makes a copy with changes.
 """
 import ast
+import difflib
 import importlib.util
 import os
+from typing import Callable, NamedTuple
 
 import ml_collections
 
-# Free-form sub-dicts: their keys are checked by the component that reads them.
-FREE_FORM = ("evals", "task_kwargs", "ablation.overrides", "ablation.sweeps")
+from ssl_jax.config_schema import base_config
+
+FREE_FORM = ("evals", "task_kwargs")  # dicts whose keys the component reading them checks
 
 
-def base_config():
-  c = ml_collections.ConfigDict()
-  c.seed = 0
-  c.task = "simclr"  # a module of ssl_jax/tasks/
-  # the task's own settings (temperature, head widths, momentum, ...), checked against its signature
-  c.task_kwargs = ml_collections.ConfigDict(dict(temperature=0.5))
-  c.global_batch_size = 256
-  # > 0: exact chunked backward (GradCache; ssl_jax/chunked.py) over chunks of this many examples
-  # (all their views): memory scales with the chunk. Divides global_batch_size; chunkable tasks only
-  # (simclr, barlow_twins, vicreg). BatchNorm statistics become per chunk ("ghost" BN); models
-  # without BatchNorm (model.norm=group, task_kwargs.head_norm=none) get the exact gradient. 0: off
-  c.micro_batch_size = 0
-  c.micro_batch_loop = "auto"  # unroll | scan | auto (unroll on CPU, scan on GPU/TPU)
-  # False (unroll only): keep each chunk's activations instead of recomputing them: no memory
-  # saving, one forward pass less; for speed where small chunks run faster (XLA:CPU: 1.8x with
-  # chunks of 32 at batch 256, under load; experiments/chunked.md)
-  c.micro_batch_recompute = True
-  c.total_epochs = 100.0
-  c.total_steps = -1  # > 0 overrides total_epochs
-  c.log_every_steps = 50
-  c.checkpoint_every_steps = 500
-  c.keep_checkpoints = 3
-  c.resume = ""  # a checkpoint directory to resume from when the workdir has none
-  c.init_from = ""  # a checkpoint directory whose params initialise a fresh run
-  c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1))
-  # persistent XLA compilation cache: 'auto' (~/.cache/ssl_jax/xla on GPU/TPU, off on CPU), '' off, DIR
-  c.compilation_cache_dir = "auto"
-  c.profile_steps = ()  # (first, last): a jax.profiler trace of those steps in WORKDIR/profile
-
-  c.data = ml_collections.ConfigDict()
-  # mnist | npz:PATH (arrays, the CIFAR-10 JPEG bundle, or x_train/y_train/x_test/y_test series)
-  # | tfds:NAME | folder:PATH | ucr:NAME (time series through aeon)
-  c.data.source = "mnist"
-  c.data.data_dir = ""  # TFDS data_dir for tfds:NAME ('': $TFDS_DATA_DIR or ~/tensorflow_datasets)
-  c.data.train_split = "train"
-  c.data.eval_split = "test"
-  c.data.image_size = 28
-  c.data.channels = 1
-  c.data.num_classes = 10
-  c.data.holdout_per_class = 100  # embedded MNIST has no test split: hold these out per class
-  # the held-out test split's own seed, so that config.seed changes the training, not the test set
-  c.data.holdout_seed = 0
-  c.data.num_workers = 0  # grain worker processes for host-side decode (0: in the main process)
-  c.data.read_threads = 2  # grain threads reading batches (per process or worker)
-  c.data.prefetch = 2  # batches read ahead (per worker)
-  c.data.skip_corrupt = False  # folders: skip unreadable files, listing them in WORKDIR/skipped_files.txt
-  c.data.train_subset = ""  # file of indices or file names restricting the train split (label subsets)
-  c.data.eval_batch_size = 512
-
-  # text runs (data.source bbc_news | jsonl:DIR | tfds:NAME; ssl_jax/modalities/text.py)
-  c.text = ml_collections.ConfigDict()
-  c.text.max_len = 128  # tokens per text ([CLS] ... [SEP]), truncated; padded to a multiple of 8
-  c.text.vocab_size = 8000  # WordPiece vocabulary trained on the unlabelled texts (no checkpoint)
-  c.text.lowercase = True
-  c.text.min_frequency = 2  # WordPiece: pieces seen fewer times are not in the vocabulary
-  c.text.label_pool_per_class = 0  # > 0: the study draws labels from this many per class (cost)
-  c.text.test_per_class = 0  # > 0: score on a seeded sample of this many test texts per class
-  # TAPT (Gururangan et al. 2020): continued MLM of config.generic_model on the task's texts, for
-  # the study's tapt_* methods
-  c.text.tapt = ml_collections.ConfigDict(dict(steps=100, batch_size=16, learning_rate=1e-4,
-                                               warmup_steps=10))
-
-  c.augment = ml_collections.ConfigDict(dict(
-      crop_scale=(0.08, 1.0), crop_ratio=(3 / 4, 4 / 3), flip_prob=0.5, jitter_prob=0.8,
-      jitter_strength=0.5, grayscale_prob=0.2, blur_prob=0.0, blur_sigma=(0.1, 2.0),
-      solarize_prob=0.0, solarize_threshold=0.5,
-      affine_prob=0.0, rotate_degrees=0.0, shear_degrees=0.0, translate=0.0,
-      elastic_prob=0.0, elastic_alpha=0.0, elastic_sigma=4.0))  # image_ops.augment_view's keywords
-
-  c.model = ml_collections.ConfigDict()
-  c.model.name = "resnet"  # an encoder of ssl_jax/models/ (the registry)
-  c.model.depth = 18  # resnet: 10 (small CPU variant), 18, 34, 50; ts_dilated_conv: residual blocks
-  c.model.width_multiplier = 1.0
-  # small: 3x3 stride 1, no max-pool (32px images); small_stride2: the same at stride 2 (cheap on
-  # CPU for 28px digits); imagenet: 7x7 stride 2 + max-pool
-  c.model.stem = "small"
-  c.model.norm = "batch"  # batch (statistics over the global batch) | group
-  # resnet: each block's last BatchNorm scale starts at 0 (True; SimCLR's TF code) or 1 (torchvision)
-  c.model.zero_init_residual = True
-  c.model.conv_impl = "auto"
-  # XLA:CPU's library for convolutions: eigen (3-18x faster here) | ynnpack (XLA's default); models/conv.py
-  c.model.cpu_conv_library = "eigen"
-  c.model.dtype = "float32"  # activations; parameters and optimiser state stay float32
-  c.model.variant = "ti"  # vit: mu (CPU tests), ti, s, b
-  c.model.patch_size = 4  # vit: pixels per patch side (16 at 224 px, 4 at 32 px)
-  c.model.posemb = "sincos2d"  # vit: sincos2d | learn
-  c.model.pool = "gap"  # vit: cls (class token) | gap (global average pooling)
-  c.model.hidden_dims = 64  # ts_dilated_conv: channels of the residual blocks
-  c.model.repr_dims = 320  # ts_dilated_conv: representation channels per timestep
-  # bert (models/bert.py): size tiny | mini | small | medium | base (the BERT miniatures) or a local
-  # BERT checkpoint directory (config.json + model.safetensors: continued pre-training); > 0
-  # overrides a dimension;
-  # vocab_size 0: the run's tokenizer's (text runs set it); features by model.pool: cls | mean
-  c.model.bert = ml_collections.ConfigDict(dict(
-      size="mini", num_layers=0, hidden_size=0, num_heads=0, intermediate_size=0, vocab_size=0,
-      max_positions=512, dropout=0.1))
-
-  c.optimizer = ml_collections.ConfigDict()
-  c.optimizer.name = "lars"  # lars | sgd | adamw
-  c.optimizer.base_learning_rate = 0.3  # scaled by global_batch_size / 256
-  c.optimizer.lr_scaling = "linear"  # linear | sqrt | none
-  c.optimizer.weight_decay = 1e-6
-  c.optimizer.momentum = 0.9
-  c.optimizer.warmup_epochs = 10.0
-  c.optimizer.schedule = "cosine"  # cosine | constant
-  c.optimizer.no_decay_regex = r"(^|/)(bias|scale)$"  # biases and norm parameters
-  c.optimizer.frozen_regex = ""  # parameters matching this are not updated
-  c.optimizer.lr_multipliers = ()  # ((regex, multiplier), ...): every matching multiplier applies
-  c.optimizer.grad_clip_norm = 0.0
-
-  c.online_probe = False  # a stop-gradient linear head trained on labels alongside pre-training
-  c.evals = ml_collections.ConfigDict()  # name -> dict(type=..., every_steps=..., ...)
-
-  c.label_efficiency = ml_collections.ConfigDict()
-  c.label_efficiency.enabled = False
-  c.label_efficiency.labels_per_class = (1, 5, 10, 50)
-  c.label_efficiency.num_draws = 5
-  # also: ssl_finetune_last, ssl_lora, generic_probe, generic_finetune (ssl_jax/study/methods.py)
-  c.label_efficiency.methods = ("ssl_linear_probe", "supervised_scratch", "ssl_finetune",
-                                "pixels_logreg")
-
-  # the pretext ablation (python -m ssl_jax.ablate; configs/ablate.py): every task, one protocol
-  c.ablation = ml_collections.ConfigDict()
-  c.ablation.tasks = ()  # () = every registered image task
-  c.ablation.recipe = "configs/{task}_cifar10.py:tiny"  # task_kwargs and optimiser of each task
-  c.ablation.overrides = ml_collections.ConfigDict()  # task -> ("KEY=VALUE", ...) for that task
-  c.ablation.sweeps = ml_collections.ConfigDict()  # name -> dict(settings=({KEY: VALUE},), tasks=())
-  c.ablation.labels_per_class = (1, 10, 100)  # linear-probe budgets
-  c.ablation.num_draws = 3  # label draws per budget
-  c.ablation.finetune_labels_per_class = 10  # full fine-tuning budget
-  c.ablation.knn_k = 20
-  c.ablation.knn_temperature = 0.1
-
-  # a BERT-family checkpoint (hub name or local directory); when set, the text study adds
-  # generic_probe and generic_finetune (ssl_jax/generic_models.py)
-  c.generic_model = ""
-
-  # fine-tuning on few labels (ssl_jax/finetune/): the study's trained methods and
-  # `python -m ssl_jax.finetune`
-  c.finetune = ml_collections.ConfigDict()
-  c.finetune.mode = "full"  # linear | last_n | full | lora (the standalone command's mode)
-  c.finetune.init_from = ""  # standalone: a pre-training checkpoint directory (WORKDIR/checkpoints)
-  c.finetune.steps = 150  # length of the cosine learning-rate schedule
-  c.finetune.batch_size = 32  # examples per step, drawn with replacement from the labelled set
-  c.finetune.learning_rate = 3e-3  # AdamW peak
-  c.finetune.weight_decay = 0.0  # decoupled; not on biases, norms, embeddings
-  c.finetune.label_smoothing = 0.1
-  c.finetune.augment = True  # light per-modality augmentation of the labelled examples
-  c.finetune.crop_scale = (0.5, 1.0)  # images: random-resized-crop area (flip: augment.flip_prob)
-  # images: chance of an elastic distortion of strength augment.elastic_alpha / elastic_sigma
-  c.finetune.elastic_prob = 0.0
-  c.finetune.last_n = 1  # last_n: trained layer units (blocks / stages / transformer layers)
-  # last_n: the unfrozen units' learning-rate factor; 1.0 beat 0.1 in CV on MNIST (experiments/)
-  c.finetune.backbone_lr_multiplier = 1.0
-  c.finetune.layer_decay = 1.0  # full: unit i of L at lr * layer_decay ** (L - 1 - i); 1: off
-  c.finetune.layer_regex = ""  # how encoder parameters group into units ('': numbered prefixes)
-  c.finetune.lora_rank = 4
-  c.finetune.lora_alpha = 8.0  # adapters scaled by lora_alpha / lora_rank
-  # 3x3 convolutions of ResNet blocks; attention query and value of our ViT and BERT
-  c.finetune.lora_regex = (r"(BasicBlock_\d+/Conv_\d+|Bottleneck_\d+/Conv_1|attention/(self|attention)"
-                           r"/(query|value)|MultiHeadDotProductAttention_\d+/(query|value))/kernel$")
-  # ssl_distill / scratch_distill (SimCLRv2's distillation, finetune/protocol.py:DistillMethod):
-  # the student's steps and batch on every training image, and the softmax temperature
-  c.finetune.distill_steps = 300
-  c.finetune.distill_batch_size = 128
-  c.finetune.distill_temperature = 1.0
-  # ssl_fixmatch / scratch_fixmatch (FixMatch, finetune/fixmatch.py): steps, labelled batch, pool
-  # images per labelled one, the pseudo-label confidence threshold and the unlabelled term's
-  # weight (the paper's 0.95, 1 and 7), and distribution alignment of the weak predictions
-  c.finetune.fixmatch_steps = 300
-  c.finetune.fixmatch_batch_size = 16
-  c.finetune.fixmatch_unlabeled_ratio = 7
-  c.finetune.fixmatch_threshold = 0.95
-  c.finetune.fixmatch_weight = 1.0
-  c.finetune.fixmatch_align = False
-  # FixMatch's start: this many pool images per class, those label propagation on the starting
-  # encoder's features is surest of, join the labels with their propagated labels (0: off)
-  c.finetune.fixmatch_labelprop = 0
-  # ssl_labelprop and FixMatch's start (finetune/labelprop.py): kNN graph size, spreading alpha
-  # (chosen on the validation digits at 1 label per class, experiments/README.md)
-  c.finetune.labelprop_neighbors = 50
-  c.finetune.labelprop_alpha = 0.7
-  c.finetune.probe_steps = 300  # linear: full-batch Adam steps of the head on frozen features
-  c.finetune.probe_learning_rate = 0.05
-  c.finetune.probe_weight_decay = 1e-4  # linear: L2 penalty on the head's kernel
-  c.finetune.kfold = 3  # CV folds on the labelled set (< 2, or a class with fewer labels: no CV)
-  # CV also for a one-point grid: a CV estimate and an early-stopping step, at k more fits each
-  c.finetune.cv_single_point = False
-  c.finetune.eval_every = 25  # steps between validation-fold evaluations (early stopping)
-  c.finetune.patience = 0  # stop after this many evaluations below the best (0: run to the end)
-  # per-mode CV grids (keys: finetune/protocol.py:GRID_KEYS): () keeps the value above, one value
-  # sets it for that mode alone, several are chosen between by the CV mean
-  c.finetune.grid = ml_collections.ConfigDict(dict(
-      # cheap: the head alone, on cached features
-      linear=dict(probe_learning_rate=(), probe_weight_decay=(1e-4, 1e-3, 1e-2),
-                  label_smoothing=(0.0, 0.1)),
-      last_n=dict(learning_rate=(), weight_decay=(), label_smoothing=(), last_n=(),
-                  backbone_lr_multiplier=()),
-      full=dict(learning_rate=(), weight_decay=(), label_smoothing=(), layer_decay=()),
-      fixmatch=dict(learning_rate=(), weight_decay=(), label_smoothing=(), fixmatch_threshold=(),
-                    fixmatch_weight=()),
-      # cheap: no training; CV where every class has finetune.kfold labels
-      labelprop=dict(labelprop_neighbors=(50, 20, 10), labelprop_alpha=(0.7, 0.9)),
-      # adapters starting at zero need a larger step than full fine-tuning (experiments/README.md)
-      lora=dict(learning_rate=(1e-2,), weight_decay=(), label_smoothing=(), lora_rank=(),
-                lora_alpha=())))
-  return c
+class Schema(NamedTuple):
+  """What a command accepts: `defaults()` holds every key with its type; the keys of the dicts
+  at the dotted paths `free_form` are checked by the component that reads them."""
+  defaults: Callable[[], ml_collections.ConfigDict]
+  free_form: tuple = FREE_FORM
 
 
-def load(path_and_arg):
-  """Loads `path.py[:arg]` and calls its get_config(arg)."""
-  path, _, arg = path_and_arg.partition(":")
+BASE = Schema(base_config)
+
+
+def load_module(path, beside=None):
+  """Executes the Python file `path` (relative to the file `beside`) and returns it as a module."""
+  path = os.path.join(os.path.dirname(os.path.abspath(beside)), path) if beside else path
   if not os.path.isfile(path):
     raise FileNotFoundError(f"config file {path!r} does not exist (expected configs/NAME.py[:ARG])")
   spec = importlib.util.spec_from_file_location("ssl_jax_user_config", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
+  return module
+
+
+def load(path_and_arg):
+  """Loads `path.py[:arg]` and calls its get_config(arg)."""
+  path, _, arg = path_and_arg.partition(":")
+  module = load_module(path)
   if not hasattr(module, "get_config"):
     raise AttributeError(f"config file {path!r} defines no get_config(arg=None)")
   return module.get_config(arg or None)
 
 
-def check_known_keys(config, reference=None, prefix=""):
-  """Raises KeyError naming the first key of `config` that the base schema does not have."""
-  reference = base_config() if reference is None else reference
+def _dotted_keys(config, prefix=""):
   for key, value in config.items():
-    name = f"{prefix}{key}"
-    if key not in reference:
-      known = ", ".join(sorted(reference.keys()))
-      raise KeyError(f"unknown config key {name!r}; known keys here: {known}")
-    if name in FREE_FORM:
-      continue
+    yield f"{prefix}{key}"
     if isinstance(value, ml_collections.ConfigDict):
-      check_known_keys(value, reference[key], prefix=f"{name}.")
-    elif isinstance(reference[key], ml_collections.ConfigDict):
-      raise TypeError(f"config key {name!r} must be a dict of settings, got {value!r}")
+      yield from _dotted_keys(value, f"{prefix}{key}.")
 
 
-def override(config, assignments):
+def unknown_key(key, config):
+  """A KeyError naming `key` and the closest of `config`'s dotted keys."""
+  close = difflib.get_close_matches(key, list(_dotted_keys(config)), n=1, cutoff=0.5)
+  hint = f"; closest valid key: {close[0]!r}" if close else ""
+  return KeyError(f"unknown config key {key!r}{hint}")
+
+
+def check_known_keys(config, schema=BASE):
+  """Raises KeyError naming the first key of `config` that the schema does not have."""
+  reference = schema.defaults()
+
+  def check(node, ref, prefix):
+    for key, value in node.items():
+      name = f"{prefix}{key}"
+      if key not in ref:
+        raise unknown_key(name, reference)
+      if name in schema.free_form:
+        continue
+      if isinstance(value, ml_collections.ConfigDict):
+        check(value, ref[key], f"{name}.")
+      elif isinstance(ref[key], ml_collections.ConfigDict):
+        raise TypeError(f"config key {name!r} must be a dict of settings, got {value!r}")
+
+  check(config, reference, "")
+
+
+def _parent(config, key):
+  """(the dict holding `key`, its last part): 'a.b.c' -> (config.a.b, 'c')."""
+  *parents, leaf = key.split(".")
+  node = config
+  for i, part in enumerate(parents):
+    if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+      raise unknown_key(".".join(parents[:i + 1]), config)
+    node = node[part]
+  if not isinstance(node, ml_collections.ConfigDict):
+    raise KeyError(f"config key {'.'.join(parents)!r} is a value, not a dict holding {leaf!r}")
+  return node, leaf
+
+
+def get(config, key):
+  """The value at a dotted key: get(config, 'model.bert.size')."""
+  node, leaf = _parent(config, key)
+  if leaf not in node:
+    raise unknown_key(key, config)
+  return node[leaf]
+
+
+def derive(config, changes):
+  """A resolved copy of `config` (locked if it was) with {'a.b': value} changes (new keys too)."""
+  c = config.copy_and_resolve_references()
+  with c.unlocked():
+    for key, value in changes.items():
+      node, leaf = _parent(c, key)
+      node[leaf] = value
+  return c
+
+
+def override(config, assignments, schema=BASE):
   """Applies `key.sub=value` strings (value parsed like the key's current type)."""
   for item in assignments:
     key, sep, raw = item.partition("=")
     if not sep:
       raise ValueError(f"override {item!r} must look like key.sub=value")
-    parent, _, leaf = key.rpartition(".")
-    node = config
-    for part in parent.split(".") if parent else []:
-      if part not in node:
-        raise KeyError(f"unknown config key {key!r} (no {part!r})")
-      node = node[part]
+    node, leaf = _parent(config, key)
     if leaf not in node:
-      if not _free_form(parent):
-        raise KeyError(f"unknown config key {key!r}")
-      node[leaf] = _parse_literal(raw)  # a new task or evaluator setting; its reader checks it
+      parent = key.rpartition(".")[0]
+      # a new task or evaluator setting: its reader checks it
+      if not any(parent == f or parent.rpartition(".")[0] == f for f in schema.free_form):
+        raise unknown_key(key, config)
+      node[leaf] = parse_value(raw)
       continue
     current = node[leaf]
     if isinstance(current, tuple):  # "a,b", "a," or "a" (names or literals), or a literal tuple
-      value = _parse_literal(raw)
+      value = parse_value(raw)
       if not isinstance(value, (list, tuple)):
-        value = [_parse_literal(part.strip()) for part in raw.split(",") if part.strip()]
+        value = [parse_value(part.strip()) for part in raw.split(",") if part.strip()]
       value = tuple(value)
     else:
-      value = raw if isinstance(current, str) else _parse_literal(raw)
+      value = raw if isinstance(current, str) else parse_value(raw)
     try:
       node[leaf] = value
     except TypeError as e:
@@ -283,13 +150,8 @@ def override(config, assignments):
   return config
 
 
-def _free_form(parent):
-  """New keys may go into a free-form dict and one level below it (an evaluator's settings)."""
-  return any(parent == f or (parent.startswith(f + ".") and parent.count(".") == f.count(".") + 1)
-             for f in FREE_FORM)
-
-
-def _parse_literal(raw):
+def parse_value(raw):
+  """A command-line value: true/false/none (any case), a Python literal, else the string."""
   lowered = {"true": True, "false": False, "none": None}
   if raw.lower() in lowered:
     return lowered[raw.lower()]
@@ -299,9 +161,23 @@ def _parse_literal(raw):
     return raw
 
 
-def finalize(config, workdir=None):
+def parse_arg(arg, **defaults):
+  """`get_config` variants: 'tiny,epochs=100,bs=512' -> {'tiny': True, 'epochs': 100, 'bs': 512}.
+
+  Keys must be among `defaults`; values take the default's type.
+  """
+  values = dict(defaults)
+  for item in filter(None, (arg or "").split(",")):
+    key, sep, raw = item.partition("=")
+    if key not in defaults:
+      raise KeyError(f"config argument {key!r} unknown; accepted: {sorted(defaults)}")
+    values[key] = type(defaults[key])(parse_value(raw)) if sep else True
+  return values
+
+
+def finalize(config, workdir=None, schema=BASE):
   """Validates, locks and (on process 0) writes DIR/config.json."""
-  check_known_keys(config)
+  check_known_keys(config, schema)
   if config.global_batch_size < 2:
     raise ValueError(f"global_batch_size={config.global_batch_size}: contrastive training needs >= 2")
   if config.micro_batch_size < 0 or (
@@ -319,78 +195,3 @@ def finalize(config, workdir=None):
       epath.Path(workdir).mkdir(parents=True, exist_ok=True)
       (epath.Path(workdir) / "config.json").write_text(config.to_json(indent=2))
   return config
-
-
-def use_vit(c, *, tiny):
-  """The ViT variant of a CIFAR-10 recipe (`:vit`): ViT-S, or ViT-mu for `:tiny`, on 4 px patches,
-  AdamW at 1.5e-4 (1e-3 for `:tiny`) with weight decay 0.1."""
-  c.model.name = "vit"
-  c.model.variant = "mu" if tiny else "s"
-  c.model.patch_size = 4
-  c.optimizer.name = "adamw"
-  c.optimizer.base_learning_rate = 1e-3 if tiny else 1.5e-4
-  c.optimizer.weight_decay = 0.1
-
-
-def parse_arg(arg, **defaults):
-  """`get_config` variants: 'tiny,epochs=100,bs=512' -> {'tiny': True, 'epochs': 100, 'bs': 512}.
-
-  Keys must be among `defaults`; values take the default's type.
-  """
-  values = dict(defaults)
-  for item in filter(None, (arg or "").split(",")):
-    key, sep, raw = item.partition("=")
-    if key not in defaults:
-      raise KeyError(f"config argument {key!r} unknown; accepted: {sorted(defaults)}")
-    values[key] = type(defaults[key])(_parse_literal(raw)) if sep else True
-  return values
-
-
-def cifar10(arg, *, task, task_kwargs, epochs=1000, bs=256, **more_args):
-  """The CIFAR-10 pre-training setting every `configs/<task>_cifar10.py` shares.
-
-  ResNet-18 with the 3x3 stride-1 stem, `bs` images per step for `epochs` epochs, an online probe,
-  kNN / linear-probe / collapse evaluators. `arg`: 'tiny' (ResNet-10 at width 0.25, 100 steps of
-  batch 128, evaluators at the end: a CPU run of minutes), 'epochs=N', 'bs=N', and the config's
-  own `more_args` (e.g. 'vit'). Returns (config, parsed args).
-  """
-  args = parse_arg(arg, tiny=False, epochs=epochs, bs=bs, **more_args)
-  c = base_config()
-  c.task = task
-  c.task_kwargs = ml_collections.ConfigDict(task_kwargs)
-  c.data.source = "tfds:cifar10"
-  c.data.image_size = 32
-  c.data.channels = 3
-  c.data.num_classes = 10
-  c.global_batch_size = args["bs"]
-  c.total_epochs = float(args["epochs"])
-  c.augment.crop_scale = (0.08, 1.0)
-  c.augment.jitter_strength = 0.5
-  c.augment.blur_prob = 0.0
-  c.model.depth = 18
-  c.model.stem = "small"
-  # solo-learn's and lightly's recipes run torchvision's ResNet: each block's last BatchNorm scale
-  # starts at 1. At 0, MoCo v2 and DINO collapse on the digits in both implementations
-  # (experiments/parity.md)
-  c.model.zero_init_residual = False
-  c.optimizer.warmup_epochs = 10.0
-  c.online_probe = True
-  c.log_every_steps = 100
-  c.checkpoint_every_steps = 2000
-  steps_per_epoch = 50_000 // c.global_batch_size
-  c.evals.knn = dict(type="knn", every_steps=10 * steps_per_epoch, k=200, temperature=0.1)
-  c.evals.linear_probe = dict(type="linear_probe", every_steps=100 * steps_per_epoch, steps=1000)
-  c.evals.collapse = dict(type="collapse", every_steps=10 * steps_per_epoch)
-  if args["tiny"]:
-    c.model.depth = 10
-    c.model.width_multiplier = 0.25
-    c.global_batch_size = 128
-    c.total_steps = 100
-    c.optimizer.warmup_epochs = 0.05
-    c.log_every_steps = 10
-    c.checkpoint_every_steps = 50
-    c.evals.knn = dict(type="knn", every_steps=100, k=200, temperature=0.1)
-    c.evals.linear_probe = dict(type="linear_probe", every_steps=100, steps=300)
-    c.evals.collapse = dict(type="collapse", every_steps=100)
-  return c, args
-

@@ -21,6 +21,7 @@ import flax.linen as nn
 import numpy as np
 
 from ssl_jax.models import bert
+from ssl_jax.models import bert_config
 from ssl_jax.models import bert_checkpoint
 
 ACCEPTED = "BERT-family text checkpoints (model_type 'bert', e.g. all-MiniLM-L6-v2, bert-base-uncased)"
@@ -60,7 +61,7 @@ def load(name_or_path):
     raise ValueError(f"config.generic_model={name_or_path!r} is a {kind!r} model{why}; accepted: "
                      f"{ACCEPTED}")
   from ssl_jax.data import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
-  config = bert.Config.from_json(os.path.join(directory, "config.json"))
+  config = bert_config.Config.from_json(os.path.join(directory, "config.json"))
   tokenizer = tokenizer_lib.load(directory)
   pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else config.pad_token_id
   encoder = bert.BertEncoder(config, pool="mean", pad_id=int(pad_id or 0))

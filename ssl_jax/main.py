@@ -6,7 +6,9 @@ import sys
 from ssl_jax import config as config_lib
 
 
-def parse(argv):
+def parse(argv, schema=config_lib.BASE):
+  """(locked config, workdir) from `--config=PATH.py[:ARG] --workdir=DIR [--config.KEY=VALUE ...]`;
+  an unknown key or a wrong type stops here, before any work (ssl_jax/config.py)."""
   parser = argparse.ArgumentParser(description=__doc__)
   parser.add_argument("--config", required=True, help="configs/NAME.py[:ARG]")
   parser.add_argument("--workdir", required=True, help="checkpoints, metrics and results go here")
@@ -16,8 +18,8 @@ def parse(argv):
     if not item.startswith("--config."):
       parser.error(f"unrecognised argument {item!r}; overrides look like --config.KEY=VALUE")
     overrides.append(item[len("--config."):])
-  config = config_lib.override(config_lib.load(args.config), overrides)
-  return config_lib.finalize(config, args.workdir), args.workdir
+  config = config_lib.override(config_lib.load(args.config), overrides, schema)
+  return config_lib.finalize(config, args.workdir, schema), args.workdir
 
 
 EXPLICIT = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")

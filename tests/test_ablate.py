@@ -7,17 +7,20 @@ import pytest
 from ssl_jax import ablate
 from ssl_jax import config as config_lib
 from ssl_jax import main as main_lib
+from ssl_jax.ablation import planning
+from ssl_jax.ablation import running
 
 
 def _config(*overrides, arg=""):
   c = config_lib.load("configs/ablate.py" + (f":{arg}" if arg else ""))
-  return config_lib.finalize(config_lib.override(c, list(overrides)))
+  return config_lib.finalize(config_lib.override(c, list(overrides), planning.SCHEMA),
+                             schema=planning.SCHEMA)
 
 
 def test_plan_covers_every_image_task_with_one_budget_and_the_sweeps():
-  runs = ablate.plan(_config())
-  names = [ablate.run_name(t, s) for t, s, _ in runs]
-  image = ablate.image_tasks()
+  runs = planning.plan(_config())
+  names = [planning.run_name(t, s) for t, s, _ in runs]
+  image = planning.image_tasks()
   assert "ts2vec" not in image and {"simclr", "mae", "jigsaw", "dino"} <= set(image)
   assert [t for t, s, _ in runs if not s] == image  # every task's recipe run, in order
   assert len(names) == len(set(names))
@@ -34,7 +37,7 @@ def test_plan_covers_every_image_task_with_one_budget_and_the_sweeps():
   assert swept == {"swav", "dino", "deepcluster_v2"}
   assert {t for t, s, _ in runs if "augment.crop_scale" in s} == {"simclr", "byol"}
   # each run carries its task's recipe (loss settings, optimiser) and its sweep value
-  by_name = {ablate.run_name(t, s): c for t, s, c in runs}
+  by_name = {planning.run_name(t, s): c for t, s, c in runs}
   recipe = config_lib.load("configs/byol_cifar10.py:tiny")
   byol = by_name["byol"]
   # the recipe's loss settings with the ablation's short-budget override laid over them, in the
@@ -58,21 +61,21 @@ def test_plan_covers_every_image_task_with_one_budget_and_the_sweeps():
 
 
 def test_quick_variant_has_no_sweeps_and_a_smaller_budget():
-  runs = ablate.plan(_config(arg="quick"))
-  assert [t for t, _, _ in runs] == ablate.image_tasks() and all(not s for _, s, _ in runs)
+  runs = planning.plan(_config(arg="quick"))
+  assert [t for t, _, _ in runs] == planning.image_tasks() and all(not s for _, s, _ in runs)
   assert {c.total_steps for _, _, c in runs} == {30}
 
 
 def test_bad_ablation_settings_fail_naming_the_key():
   with pytest.raises(ValueError, match=r"ablation.tasks has \['sim_clr'\]"):
-    ablate.plan(_config("ablation.tasks=('sim_clr',)"))
+    planning.plan(_config("ablation.tasks=('sim_clr',)"))
   with pytest.raises(ValueError, match="ablation.sweeps.mask_ratio must be"):
-    ablate.plan(_config("ablation.sweeps.mask_ratio={'values': (0.5,)}"))
+    planning.plan(_config("ablation.sweeps.mask_ratio={'values': (0.5,)}"))
   with pytest.raises(FileNotFoundError, match="no recipe"):
-    ablate.plan(_config("ablation.recipe=configs/{task}_imagenet.py"))
+    planning.plan(_config("ablation.recipe=configs/{task}_imagenet.py"))
   with pytest.raises(KeyError, match="does not take"):  # checked when the run's task is built
     from ssl_jax import train  # pylint: disable=g-import-not-at-top
-    runs = ablate.plan(_config("ablation.tasks=('simclr',)",
+    runs = planning.plan(_config("ablation.tasks=('simclr',)",
                                "ablation.overrides.simclr=('task_kwargs.mask_ratio=0.5',)"))
     train.build_task(runs[0][2])
 
@@ -86,27 +89,27 @@ TINY = ["--config=configs/ablate.py:quick", "--config.ablation.tasks=('rotation'
 
 def _ablate(args):
   """What `python -m ssl_jax.ablate ARGS` runs (main() would initialise jax.distributed again)."""
-  return ablate.run(*main_lib.parse(args))
+  return running.run(*ablate.parse(args))
 
 
 @pytest.mark.slow
 def test_ablation_writes_its_outputs_and_resumes_after_a_kill(tmp_path, monkeypatch):
   workdir = str(tmp_path / "ablate")
-  evaluate = ablate.evaluate
+  evaluate = running.evaluate
 
   def killed_on_simclr(run_config, result, ablation):
     if run_config.task == "simclr":  # after its pre-training finished: a kill during evaluation
       raise KeyboardInterrupt
     return evaluate(run_config, result, ablation)
 
-  monkeypatch.setattr(ablate, "evaluate", killed_on_simclr)
+  monkeypatch.setattr(running, "evaluate", killed_on_simclr)
   with pytest.raises(KeyboardInterrupt):
     _ablate(TINY + [f"--workdir={workdir}"])
   first = json.load(open(os.path.join(workdir, "ablation.json")))["rows"]
   assert [r["task"] for r in first] == ["rotation"]
   assert os.listdir(os.path.join(workdir, "runs", "simclr", "checkpoints"))
 
-  monkeypatch.setattr(ablate, "evaluate", evaluate)
+  monkeypatch.setattr(running, "evaluate", evaluate)
   rows = _ablate(TINY + [f"--workdir={workdir}"])
   assert rows[0] == first[0]  # the finished row is kept as it was
   simclr = rows[1]
@@ -124,9 +127,29 @@ def test_ablation_writes_its_outputs_and_resumes_after_a_kill(tmp_path, monkeypa
     _ablate(TINY + [f"--workdir={workdir}", "--config.seed=1"])
 
 
-def test_main_parse_accepts_ablation_sweep_overrides(tmp_path):
-  config, _ = main_lib.parse(["--config=configs/ablate.py", f"--workdir={tmp_path}",
+def test_parse_accepts_ablation_sweep_overrides(tmp_path):
+  config, _ = ablate.parse(["--config=configs/ablate.py", f"--workdir={tmp_path}",
                               "--config.ablation.sweeps.temperature="
                               "{'settings': ({'task_kwargs.temperature': 0.3},), 'tasks': ()}"])
-  runs = ablate.plan(config)
+  runs = planning.plan(config)
   assert {t for t, s, _ in runs if "task_kwargs.temperature" in s} >= {"simclr", "moco_v2"}
+
+
+def test_the_ablation_section_is_the_ablations_own(tmp_path):
+  """`ablation` is not a library key: the ablation adds it with its defaults and schema, its
+  unknown keys are refused before any work, and its runs' configs hold the library's keys only."""
+  assert "ablation" not in config_lib.base_config()
+  config = _config("ablation.tasks=('simclr',)")
+  assert config.ablation.knn_k == planning.defaults().knn_k == 20
+  assert all("ablation" not in c for _, _, c in planning.plan(config))
+  with pytest.raises(KeyError, match="'ablation.knn_kk'; closest valid key: 'ablation.knn_k'"):
+    ablate.parse(["--config=configs/ablate.py", f"--workdir={tmp_path}",
+                  "--config.ablation.knn_kk=3"])
+  config = config_lib.load("configs/ablate.py")
+  config.ablation.sweepz = ()  # a typo in a config file
+  with pytest.raises(KeyError, match="'ablation.sweepz'; closest valid key: 'ablation.sweeps'"):
+    config_lib.check_known_keys(config, planning.SCHEMA)
+  with pytest.raises(KeyError, match="unknown config key 'ablation'"):  # the library's command
+    main_lib.parse(["--config=configs/ablate.py", f"--workdir={tmp_path}"])
+  with pytest.raises(KeyError, match="no 'ablation' section"):
+    planning.plan(config_lib.load("configs/default.py"))

@@ -18,6 +18,7 @@ import pytest
 from safetensors import numpy as safetensors_numpy
 
 from ssl_jax.models import bert
+from ssl_jax.models import bert_config
 from ssl_jax.models import bert_checkpoint
 
 DATA = pathlib.Path(__file__).parent / "data"
@@ -31,8 +32,8 @@ SENTENCES = [  # make_bert_goldens.py's
 
 
 def _config():
-  return bert.Config(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=24, max_position_embeddings=24)
+  return bert_config.Config(vocab_size=50, hidden_size=16, num_hidden_layers=2,
+                            num_attention_heads=2, intermediate_size=24, max_position_embeddings=24)
 
 
 def _state():

@@ -53,13 +53,13 @@ def _full_batch(task_name, norm="group", head_norm="none"):
   def grad(params, batch, rng):
     return jax.value_and_grad(
         lambda p: task.loss(model, {"params": p, **rest}, {}, batch, rng, 0), has_aux=True)(params)
-  return _run(grad, variables["params"], {"image": _images()}, jax.random.PRNGKey(1))
+  return _run(grad, variables["params"], {"inputs": _images()}, jax.random.PRNGKey(1))
 
 
 def _chunked(task_name, *, micro_batch_size, devices, loop="unroll", recompute=True, norm="group",
              head_norm="none"):
   task, model, variables = _setup(task_name, norm, head_norm)
-  batch, rng = {"image": _images()}, jax.random.PRNGKey(1)
+  batch, rng = {"inputs": _images()}, jax.random.PRNGKey(1)
   constrain, params = None, variables["params"]
   if devices > 1:
     mesh = jax.make_mesh((devices,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
@@ -112,7 +112,7 @@ def test_chunked_gradient_equals_full_batch(task_name, devices, micro_batch_size
 def test_batchnorm_is_per_chunk():
   """With BatchNorm, the chunked step is the gradient of the loss on chunk-wise (ghost) BN embeddings."""
   task, model, variables = _setup("simclr", "batch", "batch")
-  batch, rng, micro = {"image": _images()}, jax.random.PRNGKey(1), 8
+  batch, rng, micro = {"inputs": _images()}, jax.random.PRNGKey(1), 8
 
   def ghost_loss(params, batch):  # the model applied to each chunk (examples c, c + C, ...) alone
     views = task.inputs(batch, rng)
@@ -156,7 +156,7 @@ def _build(c):
 
 
 def test_train_step_with_chunks_equals_without():
-  batch = {"image": _images(2), "label": np.arange(BATCH, dtype=np.int32) % 4}
+  batch = {"inputs": _images(2), "label": np.arange(BATCH, dtype=np.int32) % 4}
   results = []
   for micro in (0, 8):  # 8 devices: 2 chunks of 8 examples, 1 per device per chunk
     comps = _build(_config(micro_batch_size=micro))
@@ -169,7 +169,7 @@ def test_train_step_with_chunks_equals_without():
   for name in want_metrics:
     np.testing.assert_allclose(got_metrics[name], want_metrics[name], rtol=1e-4, atol=1e-6, err_msg=name)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
-               got_state.params, want_state.params)  # the online probe's too
+               (got_state.params, got_state.probe), (want_state.params, want_state.probe))
 
 
 def test_refusals_name_the_task_and_key():

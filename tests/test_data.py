@@ -35,7 +35,7 @@ def test_npz_arrays_and_bad_files(tmp_path):
   source = sources.build(f"npz:{path}", "train")
   assert len(source) == 5 and source[3]["label"] == 3
   np.savez(tmp_path / "unlab.npz", images=np.zeros((5, 4, 4), np.uint8))
-  assert sources.build(f"npz:{tmp_path / 'unlab.npz'}", "train")[0]["image"].shape == (4, 4, 1)
+  assert sources.build(f"npz:{tmp_path / 'unlab.npz'}", "train")[0]["inputs"].shape == (4, 4, 1)
   with pytest.raises(FileNotFoundError, match="missing.npz"):
     sources.build(f"npz:{tmp_path / 'missing.npz'}", "train")
   np.savez(tmp_path / "bad.npz", images=np.zeros((5, 4, 4, 3), np.uint8), labels=np.arange(4))
@@ -103,7 +103,7 @@ def test_process_slices_assemble_the_single_process_batch():
   for _ in range(6):
     want = next(whole)
     got = [next(p) for p in parts]
-    np.testing.assert_array_equal(np.concatenate([g["image"] for g in got]), want["image"])
+    np.testing.assert_array_equal(np.concatenate([g["inputs"] for g in got]), want["inputs"])
     assert not set(got[0]["index"]) & set(got[1]["index"])
   with pytest.raises(ValueError, match="divide over 3 processes"):
     pipeline.train_dataset(_source(), global_batch_size=8, seed=1, process_index=0, process_count=3)
@@ -112,6 +112,6 @@ def test_process_slices_assemble_the_single_process_batch():
 def test_padded_batches_count_every_example_once():
   images = np.arange(11, dtype=np.uint8).reshape(11, 1, 1, 1)
   batches = list(pipeline.padded_batches(images, np.arange(11), 4))
-  assert [b["image"].shape[0] for b in batches] == [4, 4, 4]
-  real = np.concatenate([b["image"][b["mask"]] for b in batches]).ravel()
+  assert [b["inputs"].shape[0] for b in batches] == [4, 4, 4]
+  real = np.concatenate([b["inputs"][b["mask"]] for b in batches]).ravel()
   np.testing.assert_array_equal(real, np.arange(11))

@@ -53,7 +53,7 @@ def test_mixed_formats_modes_and_sizes_become_the_configured_shape(tmp_path):
     images, labels = source.arrays()
     assert images.shape == (4, 8, 8, channels) and images.dtype == np.uint8
     assert labels.tolist() == [0, 0, 1, 1]
-    assert source.read(0)["image"].size == (30, 20)  # full resolution for host-side crops
+    assert source.read(0)["inputs"].size == (30, 20)  # full resolution for host-side crops
 
 
 def test_unlabelled_flat_folder_and_split_folders(tmp_path):

@@ -22,6 +22,7 @@ def _source():
 def _worker(address, process_id, out):
   import jax  # pylint: disable=g-import-not-at-top
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  from ssl_jax import sharding as sharding_lib  # pylint: disable=g-import-not-at-top
   from ssl_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   jax.distributed.initialize(address, num_processes=2, process_id=process_id)
   mesh = jax.make_mesh((jax.device_count(),), ("data",), devices=jax.devices())
@@ -30,11 +31,11 @@ def _worker(address, process_id, out):
   local_index, global_index, global_image = [], [], []
   for _ in range(STEPS):
     local = next(it)
-    batch = pipeline.to_global(local, sharding)
-    assert batch["image"].shape == (GLOBAL_BATCH, 3, 3, 1), batch["image"].shape
+    batch = sharding_lib.from_process_local(local, sharding)
+    assert batch["inputs"].shape == (GLOBAL_BATCH, 3, 3, 1), batch["inputs"].shape
     local_index.append(local["index"])
     global_index.append(multihost_utils.process_allgather(batch["index"], tiled=True))
-    global_image.append(multihost_utils.process_allgather(batch["image"], tiled=True))
+    global_image.append(multihost_utils.process_allgather(batch["inputs"], tiled=True))
   np.savez(out, local_index=np.stack(local_index), global_index=np.stack(global_index),
            global_image=np.stack(global_image), devices=jax.device_count())
   jax.distributed.shutdown()
@@ -64,7 +65,7 @@ def test_two_processes_cover_each_epoch_once_and_match_one_process(tmp_path):
   want = [next(reference) for _ in range(STEPS)]
   for run in runs:  # every process sees the same assembled global batch as one process alone
     np.testing.assert_array_equal(run["global_index"], np.stack([w["index"] for w in want]))
-    np.testing.assert_array_equal(run["global_image"], np.stack([w["image"] for w in want]))
+    np.testing.assert_array_equal(run["global_image"], np.stack([w["inputs"] for w in want]))
   local = [run["local_index"] for run in runs]  # (STEPS, 4) each
   np.testing.assert_array_equal(np.concatenate(local, axis=1), np.stack([w["index"] for w in want]))
   for epoch in range(2):  # 24 examples, 3 global batches an epoch

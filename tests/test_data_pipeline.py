@@ -43,7 +43,7 @@ def test_folder_images_of_different_sizes_need_image_size(tmp_path):
   with pytest.raises(ValueError, match="have image shapes .* set config.data.image_size"):
     next(pipeline.train_iterator(source, global_batch_size=2, seed=0))
   resized = sources.build(f"folder:{tmp_path}", "train", image_size=4)
-  assert next(pipeline.train_iterator(resized, global_batch_size=2, seed=0))["image"].shape == (2, 4, 4, 3)
+  assert next(pipeline.train_iterator(resized, global_batch_size=2, seed=0))["inputs"].shape == (2, 4, 4, 3)
 
 
 def test_mid_epoch_resume_from_json_state_equals_uninterrupted_order():
@@ -84,5 +84,5 @@ def test_padded_eval_batches_over_a_decoded_source_count_every_example_once(tmp_
   images, labels = sources.build(f"folder:{tmp_path}", "train", image_size=4).arrays()
   batches = list(pipeline.padded_batches(images, labels, 3))
   assert len(batches) == 3 and int(sum(b["mask"].sum() for b in batches)) == 7
-  seen = np.concatenate([b["image"][b["mask"]][:, 0, 0, 0] for b in batches])
+  seen = np.concatenate([b["inputs"][b["mask"]][:, 0, 0, 0] for b in batches])
   np.testing.assert_array_equal(np.sort(seen), np.arange(7))

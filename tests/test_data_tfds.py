@@ -37,7 +37,7 @@ def test_folder_round_trip_through_prepare_tfds_and_grain(tmp_path):
     names = source.file_names()
     batch = next(pipeline.train_iterator(source, global_batch_size=9, seed=0))
     assert sorted(batch["index"].tolist()) == list(range(9))
-    for image, label, index in zip(batch["image"], batch["label"], batch["index"]):
+    for image, label, index in zip(batch["inputs"], batch["label"], batch["index"]):
       np.testing.assert_array_equal(image, saved[(split, names[index])])
       assert label == ["cat", "dog", "emu"].index(names[index].split("/")[0])
   subset_file = tmp_path / "names.txt"

@@ -14,7 +14,7 @@ from ssl_jax import main as main_lib
 from ssl_jax import models
 from ssl_jax.data import subsets
 from ssl_jax.evaluators import knn
-from ssl_jax.evaluators import linear_probe
+from ssl_jax.finetune import linear
 from ssl_jax.finetune import inputs
 from ssl_jax.finetune import model as model_lib
 from ssl_jax.finetune import standalone
@@ -55,9 +55,10 @@ def test_pretraining_beats_random_encoder(pretrained):
     feats_train = comps.features_of(state, train_x)
     feats_test = comps.features_of(state, test_x)
     predicted = knn.predict(feats_train, train_y, feats_test, num_classes=10, k=200, temperature=0.1)
-    probe = linear_probe.fit(feats_train[few], train_y[few], 10)
+    probe = linear.fit(feats_train[few], train_y[few], num_classes=10, mesh=None, steps=500,
+                       learning_rate=0.05, weight_decay=1e-4)
     scores[name] = {"knn": float(np.mean(predicted == test_y)),
-                    "probe_10_per_class": linear_probe.accuracy(probe, feats_test, test_y)}
+                    "probe_10_per_class": linear.accuracy(probe, feats_test, test_y)}
   print(scores)
   assert scores["ssl"]["knn"] > scores["random"]["knn"] + 0.05, scores
   assert scores["ssl"]["probe_10_per_class"] > scores["random"]["probe_10_per_class"] + 0.05, scores

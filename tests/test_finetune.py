@@ -5,10 +5,11 @@ import ml_collections
 import numpy as np
 import pytest
 
+from ssl_jax import sharding as sharding_lib
+
 from ssl_jax import config as config_lib
 from ssl_jax.modalities import image
 from ssl_jax import models
-from ssl_jax import train
 from ssl_jax.finetune import inputs
 from ssl_jax.finetune import kfold
 from ssl_jax.finetune import layers
@@ -52,7 +53,7 @@ def _model(mesh_data=1):
     c = _config(mesh_data)
     x, _ = _images(2)
     _MODELS[mesh_data] = model_lib.Model(
-        models.build_encoder(c.model, image_size=16), num_classes=4, mesh=train.make_mesh(c),
+        models.build_encoder(c.model, image_size=16), num_classes=4, mesh=sharding_lib.make_mesh(c),
         inputs=inputs.Images(image_size=16, crop_scale=(0.5, 1.0)), example=x, eval_batch_size=16)
   return _MODELS[mesh_data]
 
@@ -203,7 +204,7 @@ def test_time_series_and_token_inputs():
   c.model.name, c.model.depth, c.model.hidden_dims, c.model.repr_dims = "ts_dilated_conv", 2, 8, 16
   series = np.random.default_rng(0).normal(size=(4, 24, 1)).astype(np.float32)
   kind = inputs.for_arrays(series)
-  model = model_lib.Model(models.build_encoder(c.model), num_classes=2, mesh=train.make_mesh(c),
+  model = model_lib.Model(models.build_encoder(c.model), num_classes=2, mesh=sharding_lib.make_mesh(c),
                           inputs=kind, example=series)
   assert [n for n, _ in model.units] == ["encoder/input_fc", "encoder/block0", "encoder/block1",
                                          "encoder/block2"]
@@ -252,7 +253,7 @@ def test_lora_adapts_our_vit_attention_query_and_value():
   c.model.name, c.model.variant, c.model.patch_size = "vit", "mu", 8
   x, _ = _images(4)
   model = model_lib.Model(models.build_encoder(c.model, image_size=16), num_classes=4,
-                          mesh=train.make_mesh(c), inputs=inputs.Images(image_size=16), example=x)
+                          mesh=sharding_lib.make_mesh(c), inputs=inputs.Images(image_size=16), example=x)
   assert [n for n, _ in model.units] == ["encoder/embedding", "encoder/block0", "encoder/block1"]
   finetuner = step_lib.Finetuner(model, "lora", batch_size=4, lora_rank=2, lora_alpha=4.0,
                                  lora_regex=finetuner_regex())

@@ -5,8 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from ssl_jax import sharding as sharding_lib
+
 from ssl_jax import config as config_lib
-from ssl_jax import train
 from ssl_jax.data import sources
 from ssl_jax.finetune import fixmatch
 from ssl_jax.finetune import inputs
@@ -122,7 +123,7 @@ def test_both_fixmatch_methods_run_in_the_study():
   c.finetune.grid.labelprop = dict(labelprop_neighbors=(6,), labelprop_alpha=())
   encoder = _pretrained_like(_model(1).init(0))
   pretrained = {k: v["encoder"] for k, v in encoder.items()}
-  sharding = jax.sharding.NamedSharding(train.make_mesh(c), jax.sharding.PartitionSpec())
+  sharding = jax.sharding.NamedSharding(sharding_lib.make_mesh(c), jax.sharding.PartitionSpec())
   features_of = lambda images: _model(1).features(pretrained, images)
   rows = image.study_rows(c, features_of, train_source, test_source, sharding.mesh,
                               pretrained_encoder=pretrained)

@@ -5,10 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from ssl_jax import sharding as sharding_lib
+
 from ssl_jax import config as config_lib
 from ssl_jax import generic_models
 from ssl_jax.modalities import image
-from ssl_jax import train
 from ssl_jax.data import sources
 from ssl_jax.finetune import inputs
 from ssl_jax.finetune import layers
@@ -54,7 +55,7 @@ def test_minilm_text_encoder_separates_topics_and_takes_lora():
   # LoRA on the six layers' attention query and value kernels (training it: the ViT test below)
   c = config_lib.base_config()
   c.mesh.data = 1
-  model = model_lib.Model(generic.encoder, num_classes=2, mesh=train.make_mesh(c),
+  model = model_lib.Model(generic.encoder, num_classes=2, mesh=sharding_lib.make_mesh(c),
                           inputs=inputs.for_arrays(ids), example=ids)
   finetuner = step_lib.Finetuner(model, "lora", batch_size=4, lora_rank=2, lora_alpha=4.0,
                                  lora_regex=c.finetune.lora_regex)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from ssl_jax.data import color_ops
 from ssl_jax.data import image_ops
 
 ALL_OFF = dict(flip_prob=0.0, jitter_prob=0.0, grayscale_prob=0.0, blur_prob=0.0, solarize_prob=0.0)
@@ -155,12 +156,12 @@ def test_adjust_hue_matches_colorsys(delta):
   for pixel in PIXELS:
     h, s, v = colorsys.rgb_to_hsv(*pixel)
     expected.append(colorsys.hsv_to_rgb((h + delta) % 1.0, s, v))
-  got = jax.jit(image_ops.adjust_hue)(PIXELS.reshape(2, 4, 3), delta)
+  got = jax.jit(color_ops.adjust_hue)(PIXELS.reshape(2, 4, 3), delta)
   np.testing.assert_allclose(np.asarray(got).reshape(-1, 3), np.array(expected), atol=1e-5)
 
 
 def test_rgb_to_hsv_matches_colorsys():
-  hue, saturation, value = jax.jit(image_ops.rgb_to_hsv)(PIXELS)
+  hue, saturation, value = jax.jit(color_ops.rgb_to_hsv)(PIXELS)
   expected = np.array([colorsys.rgb_to_hsv(*p) for p in PIXELS])
   np.testing.assert_allclose(np.stack([hue, saturation, value], -1), expected, atol=1e-6)
 
@@ -168,30 +169,30 @@ def test_rgb_to_hsv_matches_colorsys():
 def test_brightness_contrast_saturation_match_numpy():
   image = random_images(4, (1, 6, 5, 3))[0]
   gray = image @ np.array([0.299, 0.587, 0.114])
-  np.testing.assert_allclose(image_ops.adjust_brightness(image, 1.3), np.clip(image * 1.3, 0, 1),
+  np.testing.assert_allclose(color_ops.adjust_brightness(image, 1.3), np.clip(image * 1.3, 0, 1),
                              atol=1e-6)
   mean = gray.mean()
-  np.testing.assert_allclose(image_ops.adjust_contrast(image, 0.6),
+  np.testing.assert_allclose(color_ops.adjust_contrast(image, 0.6),
                              np.clip(mean + 0.6 * (image - mean), 0, 1), atol=1e-6)
   gray = gray[..., None]
-  np.testing.assert_allclose(image_ops.adjust_saturation(image, 1.5),
+  np.testing.assert_allclose(color_ops.adjust_saturation(image, 1.5),
                              np.clip(gray + 1.5 * (image - gray), 0, 1), atol=1e-6)
   one_channel = image[..., :1]
-  np.testing.assert_allclose(image_ops.adjust_saturation(one_channel, 1.5), one_channel, atol=1e-6)
-  np.testing.assert_array_equal(image_ops.adjust_hue(one_channel, 0.3), one_channel)
-  np.testing.assert_allclose(image_ops.adjust_contrast(one_channel, 0.5),
+  np.testing.assert_allclose(color_ops.adjust_saturation(one_channel, 1.5), one_channel, atol=1e-6)
+  np.testing.assert_array_equal(color_ops.adjust_hue(one_channel, 0.3), one_channel)
+  np.testing.assert_allclose(color_ops.adjust_contrast(one_channel, 0.5),
                              one_channel.mean() + 0.5 * (one_channel - one_channel.mean()), atol=1e-6)
 
 
 def test_color_jitter_at_strength_zero_is_identity():
   image = random_images(5, (1, 6, 6, 3))[0]
-  jitter = jax.jit(functools.partial(image_ops.color_jitter, strength=0.0))
+  jitter = jax.jit(functools.partial(color_ops.color_jitter, strength=0.0))
   np.testing.assert_allclose(jitter(image, jnp.linspace(0, 1, 8)), image, atol=1e-5)
 
 
 def test_color_jitter_order_comes_from_its_uniforms():
   image = random_images(6, (1, 6, 6, 3))[0]
-  jitter = jax.jit(functools.partial(image_ops.color_jitter, strength=1.0))
+  jitter = jax.jit(functools.partial(color_ops.color_jitter, strength=1.0))
   factors_and_hue = [0.9, 0.1, 0.9, 0.8]
   forward = jitter(image, jnp.array(factors_and_hue + [0.1, 0.2, 0.3, 0.4]))
   backward = jitter(image, jnp.array(factors_and_hue + [0.4, 0.3, 0.2, 0.1]))

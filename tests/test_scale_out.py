@@ -16,6 +16,8 @@ import pytest
 from etils import epath
 from etils.epath import testing as epath_testing
 
+from ssl_jax import sharding as sharding_lib
+
 from ssl_jax import config as config_lib
 from ssl_jax import main as main_lib
 from ssl_jax import metrics as metrics_lib
@@ -24,7 +26,7 @@ from ssl_jax.data import pipeline
 from ssl_jax.data import sources
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LARGE = 2**16  # train.param_sharding's threshold: smaller leaves stay replicated
+LARGE = 2**16  # sharding_lib.param_sharding's threshold: smaller leaves stay replicated
 
 
 def tiny_config(data_path, **overrides):
@@ -226,7 +228,7 @@ def test_worker_processes_release_shared_memory_on_close():
   before = _shared_memory()
   it = pipeline.train_iterator(source, global_batch_size=8, seed=0, num_workers=1, prefetch=3)
   batch = next(it)  # the workers fill their buffers with more batches than this
-  assert batch["image"].shape == (8, 32, 32, 3)
+  assert batch["inputs"].shape == (8, 32, 32, 3)
   it.close()
   del batch
   gc.collect()
@@ -286,7 +288,7 @@ def test_large_decoded_splits_stream_to_the_evaluators(tmp_path):
     for key in want:
       np.testing.assert_array_equal(got[key], want[key])
   data = evaluators.EvalData(images, labels, images, labels, num_classes=2)
-  flat = lambda x: np.concatenate([b["image"][b["mask"]].reshape(-1, 192) for b in
+  flat = lambda x: np.concatenate([b["inputs"][b["mask"]].reshape(-1, 192) for b in
                                    pipeline.padded_batches(x, np.zeros(len(x)), 4)]).astype(np.float32)
   np.testing.assert_allclose(data.features(flat)[0], want_images.reshape(10, -1))
   assert isinstance(sources.eval_arrays(source)[0], np.ndarray)  # small: decoded once, cached
@@ -315,7 +317,7 @@ def test_the_study_streams_large_decoded_splits(tmp_path, monkeypatch):
   split = lambda name: sources.build(f"folder:{tmp_path / 'imgs'}", name, holdout_per_class=3,
                                      image_size=8)
   c.mesh.data = 2
-  sharding = NamedSharding(train.make_mesh(c), PartitionSpec(train.BATCH_AXES))
+  sharding = NamedSharding(sharding_lib.make_mesh(c), PartitionSpec(sharding_lib.BATCH_AXES))
   rows = {}
   for limit in (2**30, 0):
     monkeypatch.setattr(image_modality, "IN_MEMORY_BYTES", limit)

@@ -82,7 +82,7 @@ def components(data_path, task, mesh_data=1):
 
 
 def _batch(seed):
-  return {"image": np.random.default_rng(seed).integers(0, 255, (16, 16, 16, 3), dtype=np.uint8),
+  return {"inputs": np.random.default_rng(seed).integers(0, 255, (16, 16, 16, 3), dtype=np.uint8),
           "label": np.arange(16, dtype=np.int32) % 4, "index": np.arange(16, dtype=np.int32) * 3}
 
 
@@ -131,10 +131,12 @@ def _losses(workdir):
 @pytest.mark.parametrize("task", by_kind(sorted(TASK_KWARGS)))
 def test_resume_equals_uninterrupted_run(data_path, tmp_path, task):
   """A run killed after step 4 and resumed gives the uninterrupted losses and task state exactly;
-  the run ends with kNN and collapse evaluations in metrics.jsonl."""
+  the run ends with kNN, linear-probe and collapse evaluations in metrics.jsonl; the online
+  probe (a state field) resumes with the rest."""
   c = task_config(data_path, task, **{"mesh.data": 1})  # 1 device: 8 simulated ones cost 2 cores
   c.evals.knn = dict(type="knn", every_steps=6, k=10)
   c.evals.collapse = dict(type="collapse", every_steps=6, num_images=16)
+  c.evals.linear_probe = dict(type="linear_probe", every_steps=6, steps=20)
   whole = train.train(c, str(tmp_path / "whole"))
   interrupted = str(tmp_path / "interrupted")
   shutil.copytree(str(tmp_path / "whole"), interrupted)  # then "crash" after step 4
@@ -150,12 +152,13 @@ def test_resume_equals_uninterrupted_run(data_path, tmp_path, task):
   assert sorted(got) == list(range(1, 7))
   for step in range(1, 7):
     assert got[step] == want[step], f"{task} step {step}: resumed {got[step]} != {want[step]}"
-  same = jax.tree.map(np.array_equal, jax.device_get(resumed.state.task_state),
-                      jax.device_get(whole.state.task_state))
+  same = jax.tree.map(np.array_equal, jax.device_get((resumed.state.task_state, resumed.state.probe)),
+                      jax.device_get((whole.state.task_state, whole.state.probe)))
   assert all(jax.tree.leaves(same))
   final = [json.loads(line) for line in open(os.path.join(interrupted, "metrics.jsonl"))]
   evaluated = {k: v for row in final if row["step"] == 6 for k, v in row.items()}
-  for key in ("knn/accuracy", "collapse/std_fraction", "collapse/effective_rank",
+  assert 0.0 <= evaluated["linear_probe/accuracy"] <= 1.0
+  for key in ("knn/accuracy", "linear_probe/train_accuracy", "collapse/std_fraction", "collapse/effective_rank",
               "collapse/alignment", "collapse/uniformity"):
     assert np.isfinite(evaluated[key]), (task, key)
   if task == "mae":
@@ -200,7 +203,7 @@ def test_moco_queue_receives_both_views_keys(data_path):
   # the enqueued keys are the momentum encoder's projections of the two views at the step's key
   task, model = comps.task, comps.model
   rng = jax.random.fold_in(before.rng, 0)
-  views = tasks.merge_views(task.views(rng, jnp.asarray(batch["image"])))
+  views = tasks.merge_views(task.views(rng, jnp.asarray(batch["inputs"])))
   from ssl_jax.models.heads import EncoderWithHeads  # pylint: disable=g-import-not-at-top
   (keys, _), _ = model.apply(before.task_state["target"], views, train=True, mutable=["batch_stats"],
                              method=EncoderWithHeads.project)
@@ -302,7 +305,7 @@ def test_rotation_labels_match_rotations():
       seen["x"] = x
       return (jnp.zeros((x.shape[0], 4)), {"features": jnp.zeros((x.shape[0], 2))}), {}
 
-  task.loss(Recorder(), {}, {}, {"image": image}, jax.random.PRNGKey(0), 0)
+  task.loss(Recorder(), {}, {}, {"inputs": image}, jax.random.PRNGKey(0), 0)
   corners = [np.unravel_index(np.argmax(x[..., 0]), (8, 8)) for x in np.asarray(seen["x"])]
   assert corners == [(0, 7), (0, 0), (7, 0), (7, 7)]  # 0, 90, 180, 270 degrees counter-clockwise
 

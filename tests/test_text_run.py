@@ -60,9 +60,18 @@ def _losses(workdir):
 
 
 def test_text_run_resumes_exactly_and_exports(corpus_dir, tmp_path):
+  """... and the evaluators run on text (the collapse views drop tokens)."""
   c = text_config(corpus_dir)
+  c.evals.knn = dict(type="knn", every_steps=6, k=5)
+  c.evals.linear_probe = dict(type="linear_probe", every_steps=6, steps=20)
+  c.evals.collapse = dict(type="collapse", every_steps=6, num_images=16)
   corpus = text_modality.load_corpus(c)
   whole = text_modality.pretrain_encoder(c, str(tmp_path / "whole"), corpus)
+  rows = [json.loads(line) for line in open(tmp_path / "whole" / "metrics.jsonl")]
+  evaluated = {k: v for row in rows if row["step"] == 6 for k, v in row.items()}
+  for key in ("knn/accuracy", "linear_probe/accuracy", "collapse/alignment", "collapse/uniformity"):
+    assert np.isfinite(evaluated[key]), key
+  assert evaluated["collapse/alignment"] > 0  # the two views differ
   interrupted = str(tmp_path / "interrupted")
   shutil.copytree(str(tmp_path / "whole"), interrupted)  # then "crash" after step 4
   shutil.rmtree(os.path.join(interrupted, "checkpoints", "6"))
@@ -177,7 +186,7 @@ def test_mlm_step_on_8_devices_equals_one_device(corpus_dir, tmp_path):
   texts = corpus.pretraining_texts()
   tok, tok_dir = tokenizer_lib.for_run(str(tmp_path), texts, vocab_size=120)
   ids = text.encode(tok, texts + corpus.test_texts, max_len=24)[:8]
-  batch = {"image": ids, "label": np.zeros(8, np.int32), "index": np.arange(8, dtype=np.int32)}
+  batch = {"inputs": ids, "label": np.zeros(8, np.int32), "index": np.arange(8, dtype=np.int32)}
   results = []
   for data, fsdp in ((1, 1), (4, 2)):
     c = text_config(corpus_dir, **{"mesh.data": data, "mesh.fsdp": fsdp})

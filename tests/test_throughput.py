@@ -20,6 +20,8 @@ from jax._src.lib import guard_lib
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from ssl_jax import sharding as sharding_lib
+
 from ssl_jax import checkpoint as checkpoint_lib
 from ssl_jax import train
 from ssl_jax.data import pipeline
@@ -87,7 +89,7 @@ def test_device_prefetch_yields_the_same_batches_on_the_batch_sharding(data_path
   kwargs = dict(global_batch_size=16, seed=3, process_index=0, process_count=1)
   plain = pipeline.train_iterator(source, **kwargs)
   ahead = pipeline.train_iterator(source, **kwargs)
-  prefetched = pipeline.DevicePrefetch(ahead, lambda b: pipeline.to_global(b, sharding), size=2)
+  prefetched = pipeline.DevicePrefetch(ahead, lambda b: sharding_lib.from_process_local(b, sharding), size=2)
   for n in range(1, 7):  # more than an epoch (4 batches)
     want, got = next(plain), next(prefetched)
     assert sorted(got) == sorted(want)

@@ -7,6 +7,8 @@ import jax
 import numpy as np
 import pytest
 
+from ssl_jax import sharding as sharding_lib
+
 from ssl_jax import config as config_lib
 from ssl_jax import train
 from ssl_jax.data import sources
@@ -40,16 +42,24 @@ def _losses(workdir):
 
 def test_sharded_step_equals_single_device(data_path):
   assert jax.device_count() == 8, "conftest sets 8 simulated devices"
-  batch = {"image": np.random.default_rng(1).integers(0, 255, (16, 16, 16, 3), dtype=np.uint8),
+  batch = {"inputs": np.random.default_rng(1).integers(0, 255, (16, 16, 16, 3), dtype=np.uint8),
            "label": np.zeros(16, np.int32)}
   results = []
-  for mesh_data, fsdp in ((1, 1), (8, 1)):
-    c = tiny_config(data_path, **{"mesh.data": mesh_data, "mesh.fsdp": fsdp})
+  for mesh_data, fsdp, probe in ((1, 1, False), (8, 1, False), (8, 1, True)):
+    c = tiny_config(data_path, **{"mesh.data": mesh_data, "mesh.fsdp": fsdp, "online_probe": probe})
     comps = train.build(c, input_shape=(16, 16, 3), steps_per_epoch=4, total_steps=6)
     state = comps.init_state(jax.random.PRNGKey(0))
     state, metrics = comps.train_step(state, jax.device_put(batch, comps.batch_sharding))
     results.append((jax.device_get(state), jax.device_get(metrics)))
-  (want_state, want_metrics), others = results[0], results[1:]
+  (want_state, want_metrics), others = results[0], results[1:2]
+  # the online probe is a field of the state beside the params, trained on stop-gradient
+  # features: the encoder's update is the same with it as without it
+  probed, probed_metrics = results[2]
+  assert want_state.probe is None and set(probed.params) == set(want_state.params)
+  assert probed.probe["kernel"].shape == (64, 4) and "online_probe/accuracy" in probed_metrics
+  assert probed_metrics["ssl_loss"] < probed_metrics["loss"]
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+               probed.params, results[1][0].params)
   for got_state, got_metrics in others:
     np.testing.assert_allclose(got_metrics["loss"], want_metrics["loss"], rtol=1e-5)
     np.testing.assert_allclose(got_metrics["grad_norm"], want_metrics["grad_norm"], rtol=1e-4)
@@ -60,10 +70,10 @@ def test_sharded_step_equals_single_device(data_path):
 
 
 def test_fsdp_shards_large_parameters_only():
-  mesh = jax.make_mesh((4, 2), train.BATCH_AXES, axis_types=(jax.sharding.AxisType.Auto,) * 2)
+  mesh = jax.make_mesh((4, 2), sharding_lib.BATCH_AXES, axis_types=(jax.sharding.AxisType.Auto,) * 2)
   big = jax.ShapeDtypeStruct((3, 3, 128, 256), np.float32)
-  assert train.param_sharding(mesh, big).spec == jax.sharding.PartitionSpec(None, None, None, "fsdp")
-  assert train.param_sharding(mesh, jax.ShapeDtypeStruct((256,), np.float32)).spec == jax.sharding.PartitionSpec()
+  assert sharding_lib.param_sharding(mesh, big).spec == jax.sharding.PartitionSpec(None, None, None, "fsdp")
+  assert sharding_lib.param_sharding(mesh, jax.ShapeDtypeStruct((256,), np.float32)).spec == jax.sharding.PartitionSpec()
 
 
 def test_batch_must_divide_over_devices(data_path):

@@ -22,7 +22,7 @@ def test_npz_routes_to_series_with_remapped_labels(tmp_path):
   assert isinstance(train, timeseries.SeriesSource) and train.modality == "timeseries"
   assert len(train) == 24 and len(test) == 30
   example = train[0]
-  assert example["image"].shape == (16, 2) and example["image"].dtype == np.float32
+  assert example["inputs"].shape == (16, 2) and example["inputs"].dtype == np.float32
   assert sorted(set(train.labels)) == [0, 1, 2] and train.classes == ["3", "7", "11"]
   x, y = test.arrays()
   assert x.shape == (30, 16, 2) and np.isnan(x).any()  # NaN padding kept for evaluation
@@ -45,7 +45,7 @@ def test_variable_length_series_are_centred_for_training():
   x, y = _arrays(t=10)
   x[0, 6:] = np.nan
   source = timeseries.SeriesSource(timeseries.from_arrays(x, y, x, y, normalise=False), "train")
-  centred = source[0]["image"][:, 0]
+  centred = source[0]["inputs"][:, 0]
   assert np.isnan(centred[:2]).all() and np.isnan(centred[-2:]).all()
   np.testing.assert_allclose(centred[2:8], x[0, :6, 0], rtol=1e-6)
   np.testing.assert_allclose(source.arrays()[0][0, :6, 0], x[0, :6, 0], rtol=1e-6)  # as stored

@@ -47,7 +47,7 @@ def test_static_shape_loss_equals_the_reference_computation():
   x = np.random.default_rng(0).normal(size=(3, 13, 2)).astype(np.float32)
   variables = jax.jit(model.init)(jax.random.PRNGKey(0), jnp.asarray(x))
   ours = jax.jit(jax.value_and_grad(
-      lambda v, rng: task.loss(model, v, {}, {"image": x}, rng, 0)[0]))
+      lambda v, rng: task.loss(model, v, {}, {"inputs": x}, rng, 0)[0]))
 
   def reference(v, c):
     o = c["offset"]
@@ -87,9 +87,29 @@ def _losses(workdir):
     return {r["step"]: r["loss"] for r in map(json.loads, f) if "loss" in r}
 
 
+EVALS = dict(knn=dict(type="knn", every_steps=6, k=5), svm=dict(type="svm", every_steps=6),
+             linear_probe=dict(type="linear_probe", every_steps=6, steps=20),
+             collapse=dict(type="collapse", every_steps=6, num_images=16))
+
+
+def _evaluated(workdir, step):
+  """{metric: value} the evaluators wrote at `step`; every evaluator runs on every modality."""
+  rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+  found = {k: v for row in rows if row["step"] == step for k, v in row.items()}
+  for key in ("knn/accuracy", "svm/accuracy", "linear_probe/accuracy", "collapse/alignment",
+              "collapse/effective_rank", "collapse/uniformity"):
+    assert np.isfinite(found[key]), key
+  assert 0 < found["collapse/alignment"]  # the two views differ
+  return found
+
+
 def test_resume_equals_uninterrupted_run(data_path, tmp_path):
+  """... and the evaluators (kNN, SVM, probe, collapse with the series' own views) run on series."""
   c = tiny_config(data_path)
+  for name, spec in EVALS.items():
+    c.evals[name] = spec
   whole = train.train(c, str(tmp_path / "whole"))
+  _evaluated(str(tmp_path / "whole"), 6)
   interrupted = str(tmp_path / "interrupted")
   train.train(c, interrupted)
   shutil.rmtree(os.path.join(interrupted, "checkpoints", "6"))

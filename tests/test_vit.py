@@ -5,8 +5,9 @@ import ml_collections
 import numpy as np
 import pytest
 
+from ssl_jax import sharding as sharding_lib
+
 from ssl_jax import models
-from ssl_jax import train
 from ssl_jax.models import vit
 
 
@@ -73,7 +74,11 @@ def test_registry_builds_vit_and_fsdp_shards_its_kernels():
   assert {"resnet", "vit"} <= set(models.available())
   with pytest.raises(ValueError, match="unknown config.model.name 'vitt'"):
     models.build_encoder(ml_collections.ConfigDict(dict(name="vitt", dtype="float32")))
-  mesh = jax.make_mesh((4, 2), train.BATCH_AXES, axis_types=(jax.sharding.AxisType.Auto,) * 2)
+  # another encoder's setting, changed from its default, has no effect here: a warning names it
+  with pytest.warns(UserWarning, match=r"config.model.depth=10 has no effect: it is a setting of "
+                    r"\['resnet', 'ts_dilated_conv'\], not of the 'vit' encoder"):
+    models.build_encoder(ml_collections.ConfigDict({**config.to_dict(), "depth": 10}), image_size=32)
+  mesh = jax.make_mesh((4, 2), sharding_lib.BATCH_AXES, axis_types=(jax.sharding.AxisType.Auto,) * 2)
   shapes = jax.eval_shape(encoder.init, jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))
   mlp_kernel = shapes["params"]["block0"]["MlpBlock_0"]["Dense_0"]["kernel"]  # (192, 768)
-  assert train.param_sharding(mesh, mlp_kernel).spec == jax.sharding.PartitionSpec(None, "fsdp")
+  assert sharding_lib.param_sharding(mesh, mlp_kernel).spec == jax.sharding.PartitionSpec(None, "fsdp")

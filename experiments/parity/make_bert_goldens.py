@@ -144,11 +144,11 @@ def flax_goldens(out):
 def export(out):
   """Our load of the random checkpoint, then our export as BertForPreTraining."""
   sys.path.insert(0, os.getcwd())
-  from ssl_jax.models import bert, bert_checkpoint  # pylint: disable=g-import-not-at-top
+  from ssl_jax.models import bert_checkpoint, bert_config  # pylint: disable=g-import-not-at-top
   with tempfile.TemporaryDirectory() as d:
     write_checkpoint(d, random_state())
     params = bert_checkpoint.load(d)
-    config = bert.Config.from_json(os.path.join(d, "config.json"))
+    config = bert_config.Config.from_json(os.path.join(d, "config.json"))
   bert_checkpoint.save(out, config, params, "BertForPreTraining")
   print(f"wrote {out}")
 

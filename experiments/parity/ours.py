@@ -22,20 +22,20 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+ABLATE_CONFIG = os.path.join(HERE, "..", "..", "configs", "ablate.py")
 sys.path.insert(0, os.path.join(HERE, "..", ".."))
 sys.path.insert(0, HERE)
 
 import numpy as np  # noqa: E402
 
 import score  # noqa: E402
-from ssl_jax import ablate  # noqa: E402
 from ssl_jax import config as config_lib  # noqa: E402
+from ssl_jax.ablation import planning  # noqa: E402
 from ssl_jax import train  # noqa: E402
 
 
 def run_config(method, seed, steps, overrides):
-  c = ablate.recipe_config(config_lib.load(os.path.join(HERE, "..", "..", "configs", "ablate.py")),
-                           method)
+  c = planning.recipe_config(config_lib.load(ABLATE_CONFIG), method)
   c.seed = seed
   c.total_steps = steps
   c.checkpoint_every_steps = steps

@@ -64,11 +64,12 @@ def main():
   c = config_lib.finalize(c, workdir)
   run = train.train(c, workdir)  # resumes (no step left) when the run is already there
   encoder = run.components.encoder_variables(run.state)
+  ablation = config_lib.load(ours.ABLATE_CONFIG).ablation  # the ablation's fine-tuning budget
   for point in parse_grid(args.grid):
     fc = config_lib.override(copy.deepcopy(c), [f"{k}={v}" for k, v in point.items()])
     fc.unlock()
     fc.label_efficiency.methods = ("ssl_finetune",)
-    fc.label_efficiency.labels_per_class = (c.ablation.finetune_labels_per_class,)
+    fc.label_efficiency.labels_per_class = (ablation.finetune_labels_per_class,)
     fc.label_efficiency.num_draws = args.draws
     row, = image.study_rows(fc, run.features_of, run.train_source, run.test_source,
                             run.components.mesh, pretrained_encoder=encoder)

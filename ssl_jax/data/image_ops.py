@@ -8,7 +8,7 @@ digits and other orientation-bound images) follows the crop, then an optional el
 (Simard et al. 2003: a smoothed random displacement field, the classical model of handwriting
 variation); both are off by default and drawn from keys of their own, so views without them are
 exactly what they were before they existed. Pixels are float32 in [0, 1], channels last, 1 or 3
-channels.
+channels. The colour ops (jitter, grayscale, HSV) are data/color_ops.py's.
 """
 import math
 
@@ -17,7 +17,8 @@ import jax.scipy.ndimage  # noqa: F401  (affine warps)
 import jax.numpy as jnp
 import numpy as np
 
-_LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as torchvision and PIL use for grayscale
+from ssl_jax.data.color_ops import color_jitter, to_grayscale
+
 _CROP_TRIES = 10  # torchvision's RandomResizedCrop also gives up after 10 rejected boxes
 _CROP_UNIFORMS = 2 * _CROP_TRIES + 2  # area and aspect per try, then top and left
 _JITTER_UNIFORMS = 8  # three factors, the hue shift, four sort keys for the op order
@@ -35,7 +36,7 @@ def check_images(images, *, name="images"):
     hint = "; add a batch axis with images[None]" if len(shape) == 3 else ""
     raise ValueError(f"{name} must be 4-D (batch, height, width, channels), got shape {shape}{hint}")
   if dtype not in (jnp.float32, jnp.bfloat16):
-    hint = (f"; convert with images.astype(np.float32) / 255" if jnp.issubdtype(dtype, jnp.integer)
+    hint = ("; convert with images.astype(np.float32) / 255" if jnp.issubdtype(dtype, jnp.integer)
             else "; cast with images.astype(np.float32)")
     raise ValueError(f"{name} has dtype {dtype}, expected float32 or bfloat16 with values in [0, 1]"
                      f"{hint}")
@@ -221,85 +222,6 @@ def _tent_weights(start, length, in_size, out_size):
   centres = start + (jnp.arange(out_size) + 0.5) * length / out_size - 0.5
   centres = jnp.clip(centres, 0, in_size - 1)
   return jnp.maximum(0.0, 1 - jnp.abs(centres[:, None] - jnp.arange(in_size)))
-
-
-def color_jitter(image, uniforms, *, strength):
-  """SimCLR's colour distortion at strength s, its four ops in a random order, each clipped to [0, 1].
-
-  `uniforms`: _JITTER_UNIFORMS numbers in [0, 1) that fix the factors, the hue shift and the order.
-  """
-  u_factors, u_hue, u_order = jnp.split(uniforms, [3, 4])
-  low = jnp.maximum(0.0, 1 - 0.8 * strength)
-  factors = low + (1 + 0.8 * strength - low) * u_factors
-  hue_delta = 0.2 * strength * (2 * u_hue[0] - 1)
-  ops = (lambda x: adjust_brightness(x, factors[0]), lambda x: adjust_contrast(x, factors[1]),
-         lambda x: adjust_saturation(x, factors[2]), lambda x: adjust_hue(x, hue_delta))
-  order = jnp.argsort(u_order)  # a uniformly random permutation, cheaper to compile than permutation()
-  for step in range(len(ops)):  # unrolled: 3x faster than fori_loop on CPU, which cannot fuse steps
-    image = jax.lax.switch(order[step], ops, image)  # under vmap all four ops run, then a select
-  return image
-
-
-def to_grayscale(image):
-  """Luma of an (..., H, W, C) image, repeated to C channels."""
-  return jnp.broadcast_to(_luma(image), image.shape)
-
-
-def _luma(image):
-  if image.shape[-1] == 1:
-    return image
-  return image @ jnp.asarray(_LUMA, image.dtype)[:, None]
-
-
-def adjust_brightness(image, factor):
-  """Multiplies by `factor`, as torchvision and SimCLR v2 do (SimCLR v1 added a delta instead)."""
-  return jnp.clip(image * factor, 0, 1)
-
-
-def adjust_contrast(image, factor):
-  """Scales the distance from the image's mean luma, as torchvision does."""
-  mean = jnp.mean(_luma(image), axis=(-3, -2, -1), keepdims=True)
-  return jnp.clip(mean + factor * (image - mean), 0, 1)
-
-
-def adjust_saturation(image, factor):
-  """Scales the distance from each pixel's luma; a no-op for 1-channel images."""
-  gray = _luma(image)
-  return jnp.clip(gray + factor * (image - gray), 0, 1)
-
-
-def adjust_hue(image, delta):
-  """Rotates hue by `delta` turns (delta in [-0.5, 0.5]) in HSV space; a no-op for 1-channel images."""
-  if image.shape[-1] == 1:
-    return image
-  hue, saturation, value = rgb_to_hsv(image)
-  return jnp.clip(hsv_to_rgb(_wrap(hue + delta, 1), saturation, value), 0, 1)
-
-
-def _wrap(x, period):
-  """x mod period for period > 0; XLA's CPU remainder (jnp.mod) is ~4x slower than this."""
-  return x - period * jnp.floor(x / period)
-
-
-def rgb_to_hsv(image):
-  """(..., 3) RGB -> hue in turns [0, 1), saturation, value; the same case split as colorsys."""
-  r, g, b = image[..., 0], image[..., 1], image[..., 2]
-  value = jnp.max(image, axis=-1)
-  chroma = value - jnp.min(image, axis=-1)
-  saturation = jnp.where(value > 0, chroma / jnp.where(value > 0, value, 1), 0)
-  inverse_chroma = 1 / jnp.where(chroma > 0, chroma, 1)  # grey pixels: hue 0, and no 0/0 below
-  rc, gc, bc = ((value - c) * inverse_chroma for c in (r, g, b))
-  hue = jnp.where(r == value, bc - gc, jnp.where(g == value, 2 + rc - bc, 4 + gc - rc))
-  hue = jnp.where(chroma > 0, _wrap(hue / 6, 1), 0)
-  return hue, saturation, value
-
-
-def hsv_to_rgb(hue, saturation, value):
-  """Inverse of rgb_to_hsv, via the piecewise-linear form f(n) = v - v s clip(min(k, 4 - k), 0, 1)."""
-  def channel(n):
-    k = _wrap(n + 6 * hue, 6)
-    return value - value * saturation * jnp.clip(jnp.minimum(k, 4 - k), 0, 1)
-  return jnp.stack([channel(5), channel(3), channel(1)], axis=-1)
 
 
 def gaussian_blur(image, sigma):

@@ -3,9 +3,9 @@
 The global example stream is the dataset's indices, reshuffled every epoch (epochs run on without
 a gap, so every example appears exactly once per epoch); global batch b is stream positions
 [b*G, (b+1)*G). Each process reads and decodes only its contiguous slice of every global batch,
-and `to_global` (`make_array_from_process_local_data`) assembles the global `jax.Array`, so one
-process and N processes see the same global batches. Reading runs in grain threads, or in
-`num_workers` worker processes; the iterator's state (the next batch number, JSON) goes into
+and `sharding.from_process_local` (`make_array_from_process_local_data`) assembles the global
+`jax.Array`, so one process and N processes see the same global batches. Reading runs in grain
+threads, or in `num_workers` worker processes; the iterator's state (the next batch number, JSON) goes into
 checkpoints, and a resumed iterator yields exactly what the uninterrupted one would have, with
 any number of workers.
 
@@ -48,10 +48,10 @@ class _ReadExample(grain.transforms.Map):
     index = int(self.order[position])
     if not self.crops:
       example = self.source[index]
-      out = {"image": example["image"]}
+      out = {"inputs": example["inputs"]}
     else:
       example = self.source.read(index)
-      image = _pil(example["image"])
+      image = _pil(example["inputs"])
       rng = np.random.default_rng([self.seed, position])  # a crop depends on the stream position only
       default = getattr(self.source, "image_size", None) or min(image.size)
       views = [decode.random_resized_crop(image, rng, size or default, (low, high))
@@ -66,7 +66,7 @@ def _stack(examples):
   """Stacks a batch; differently sized images get an error naming two of them."""
   shapes = {}
   for ex in examples:
-    shapes.setdefault(ex.get("image", ex.get("view0")).shape, ex["index"])
+    shapes.setdefault(ex.get("inputs", ex.get("view0")).shape, ex["index"])
   if len(shapes) > 1:
     (s1, i1), (s2, i2) = list(shapes.items())[:2]
     raise ValueError(f"examples {i1} and {i2} have image shapes {s1} and {s2}; set "
@@ -171,21 +171,11 @@ def _absl_flags_parsed():
     flags.FLAGS.mark_as_parsed()
 
 
-def to_global(local_batch, sharding):
-  """Host-local numpy batch -> global jax.Arrays sharded along the batch axis.
-
-  An explicit copy, allowed under the loop's transfer guard: with several processes JAX builds
-  the array through a path (`make_array_from_callback`) that its guard counts as implicit.
-  """
-  with jax.transfer_guard_host_to_device("allow"):
-    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), local_batch)
-
-
 class DevicePrefetch:
   """Keeps `size` batches on the devices: the step's and `size - 1` read ahead (2: double buffer).
 
-  `put(local batch) -> device batch` (e.g. `to_global` onto the batch sharding) runs when a
-  batch is read ahead, so its host-to-device copy overlaps the step in flight, as in flax's
+  `put(local batch) -> device batch` (e.g. `sharding.from_process_local` onto the batch sharding)
+  runs when a batch is read ahead, so its host-to-device copy overlaps the step in flight, as in flax's
   `jax_utils.prefetch_to_device` but for any sharding. `get_state()` is the iterator's state
   after the last batch handed out, so a checkpoint resumes at the next batch the step would
   have seen, not after the batches still queued here.
@@ -221,13 +211,20 @@ class DevicePrefetch:
     self._iterator.close()
 
 
-def padded_batches(images, labels, batch_size):
-  """Yields fixed-size batches covering every example once; `mask` marks the real rows."""
-  n = len(images)
+def padded(arrays, batch_size):
+  """Yields (arrays' next rows padded to `batch_size`, mask of the real rows), covering every row
+  once: fixed-size batches, so one compiled function serves every length. Each array needs only
+  `len` and slicing (a lazily decoded split is decoded batch by batch)."""
+  n = len(arrays[0])
   for start in range(0, n, batch_size):
     stop = min(start + batch_size, n)
     pad = batch_size - (stop - start)
-    widths = [(0, pad)] + [(0, 0)] * (images.ndim - 1)
-    yield {"image": np.pad(images[start:stop], widths),
-           "label": np.pad(labels[start:stop], (0, pad)),
-           "mask": np.arange(batch_size) < (stop - start)}
+    rows = [np.asarray(a[start:stop]) for a in arrays]
+    yield ([np.pad(r, [(0, pad)] + [(0, 0)] * (r.ndim - 1)) for r in rows],
+           np.arange(batch_size) < (stop - start))
+
+
+def padded_batches(images, labels, batch_size):
+  """`padded` as batches {'inputs', 'label', 'mask'}."""
+  for (x, y), mask in padded((images, np.asarray(labels)), batch_size):
+    yield {"inputs": x, "label": y, "mask": mask}

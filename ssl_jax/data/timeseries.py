@@ -1,7 +1,7 @@
 """Time-series classification data (UCR/UEA): checked arrays, normalisation, and a source per split.
 
-A source has the loop's contract (`len`, `source[i] -> {"image": float32 (T, F), "label": int}`,
-`labels`, `arrays()`); the series travel under the loop's input key "image" whatever the modality,
+A source has the loop's contract (`len`, `source[i] -> {"inputs": float32 (T, F), "label": int}`,
+`labels`, `arrays()`); the series travel under the loop's input key "inputs", as images and tokens do,
 so the pipeline and the jitted step need no second code path. Selected by `config.data.source`:
   npz:PATH   arrays x_train (N, T[, F]), y_train, x_test, y_test (one file per UCR
              set); labels are any integers (or strings), remapped to 0..K-1
@@ -138,7 +138,7 @@ def centre_variable_length(x):
 
 
 class SeriesSource:
-  """One split of a SeriesData: `source[i] -> {"image": float32 (T, F), "label": int32}`.
+  """One split of a SeriesData: `source[i] -> {"inputs": float32 (T, F), "label": int32}`.
 
   The train split serves centred variable-length series to pre-training (see
   `centre_variable_length`); `arrays()` gives the series as stored, for evaluation.
@@ -160,7 +160,7 @@ class SeriesSource:
     return len(self.series)
 
   def __getitem__(self, index):
-    return {"image": self.training_series[index], "label": self.labels[index]}
+    return {"inputs": self.training_series[index], "label": self.labels[index]}
 
   read = __getitem__
 

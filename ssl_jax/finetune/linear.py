@@ -18,8 +18,7 @@ import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from ssl_jax import train
-from ssl_jax.finetune import model as model_lib
+from ssl_jax import sharding as sharding_lib
 
 STD_FLOOR = 0.1
 
@@ -45,7 +44,8 @@ def _fit(x, y, weight, hp, *, num_classes, steps):
 
 def fit(features, labels, *, num_classes, mesh, learning_rate, weight_decay, label_smoothing=0.0,
         steps=300, pad_to=None):
-  """{'kernel': (D, K), 'bias': (K,)} of a head fitted on (features, labels); see the docstring."""
+  """{'kernel': (D, K), 'bias': (K,)} of a head fitted on (features, labels); see the docstring.
+  `mesh` None: on the default device (the periodic evaluator's probe)."""
   features = np.asarray(features, np.float32)
   labels = np.asarray(labels)
   if labels.min() < 0 or labels.max() >= num_classes:
@@ -53,15 +53,17 @@ def fit(features, labels, *, num_classes, mesh, learning_rate, weight_decay, lab
   mean = features.mean(0)
   std = np.maximum(features.std(0), STD_FLOOR * features.std(0).mean() + 1e-8)
   n = len(features)
-  rows = math.ceil(max(pad_to or n, n) / mesh.size) * mesh.size
+  devices = 1 if mesh is None else mesh.size
+  rows = math.ceil(max(pad_to or n, n) / devices) * devices
   x = np.pad((features - mean) / std, ((0, rows - n), (0, 0)))
   y = np.pad(labels, (0, rows - n))
   weight = np.pad(np.ones(n, np.float32), (0, rows - n))
-  batch = NamedSharding(mesh, P(train.BATCH_AXES))
   hp = {"learning_rate": np.float32(learning_rate), "weight_decay": np.float32(weight_decay),
         "label_smoothing": np.float32(label_smoothing)}
-  rows_sharded = model_lib.to_global((x, y, weight), batch)
-  params = jax.device_get(_fit(*rows_sharded, hp, num_classes=num_classes, steps=steps))
+  rows_data = (x, y, weight)
+  if mesh is not None:
+    rows_data = sharding_lib.from_host_copies(rows_data, NamedSharding(mesh, P(sharding_lib.BATCH_AXES)))
+  params = jax.device_get(_fit(*rows_data, hp, num_classes=num_classes, steps=steps))
   kernel = params["w"] / std[:, None]
   return {"kernel": kernel, "bias": params["b"] - mean @ kernel}
 

@@ -14,7 +14,8 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from ssl_jax import train
+from ssl_jax import sharding as sharding_lib
+from ssl_jax.data import pipeline
 from ssl_jax.data import sources
 from ssl_jax.finetune import layers
 
@@ -28,24 +29,9 @@ class Classifier(nn.Module):
     return nn.Dense(self.num_classes, name="head")(self.encoder(x, train=train))
 
 
-def to_global(tree, sharding):
-  """Host numpy arrays, identical on every process, -> global jax.Arrays placed by `sharding`."""
-  return jax.tree.map(lambda a: jax.make_array_from_callback(a.shape, sharding, lambda i: a[i]), tree)
-
-
 def _rows(x):
   """`x` as something to slice batches from: a lazily decoded split stays lazy."""
   return x if isinstance(x, sources.LazyImages) else np.asarray(x)
-
-
-def padded(arrays, batch_size):
-  """Yields (batch arrays padded to `batch_size` rows, mask of real rows) covering every row once."""
-  n = len(arrays[0])
-  for start in range(0, n, batch_size):
-    stop = min(start + batch_size, n)
-    pad = batch_size - (stop - start)
-    yield ([np.pad(a[start:stop], [(0, pad)] + [(0, 0)] * (a.ndim - 1)) for a in arrays],
-           np.arange(batch_size) < stop - start)
 
 
 class Model:
@@ -57,7 +43,7 @@ class Model:
     # every jit of this model and its finetuners (models/conv.py: XLA:CPU's convolution library)
     self.compiler_options = compiler_options
     self.module = Classifier(encoder, num_classes)
-    self.batch_sharding = NamedSharding(mesh, P(train.BATCH_AXES))
+    self.batch_sharding = NamedSharding(mesh, P(sharding_lib.BATCH_AXES))
     self.replicated = NamedSharding(mesh, P())
     self.example = self.inputs.preprocess(jnp.asarray(np.asarray(example[:2])))
     self.abstract = jax.eval_shape(self.module.init, jax.random.PRNGKey(0), self.example)
@@ -75,7 +61,7 @@ class Model:
 
   def sharding(self, tree):
     """The mesh placement of a state or variables tree: FSDP rules of pre-training."""
-    return jax.tree.map(lambda x: train.param_sharding(self.mesh, x), tree)
+    return jax.tree.map(lambda x: sharding_lib.param_sharding(self.mesh, x), tree)
 
   def place(self, tree):
     return jax.device_put(tree, self.sharding(tree), may_alias=False)
@@ -113,8 +99,8 @@ class Model:
   def accuracy(self, variables, x, y):
     """Test accuracy of the classifier `variables` on (x, y): padded batches, masked rows."""
     correct = 0
-    for (bx, by), mask in padded((_rows(x), np.asarray(y)), self.eval_batch_size):
-      args = to_global((bx, by, mask), self.batch_sharding)
+    for (bx, by), mask in pipeline.padded((_rows(x), np.asarray(y)), self.eval_batch_size):
+      args = sharding_lib.from_host_copies((bx, by, mask), self.batch_sharding)
       correct += int(self._correct(variables, *args))
     return correct / len(x)
 
@@ -122,8 +108,8 @@ class Model:
     """fn(variables, batch) over padded batches of raw inputs x, real rows only, as numpy."""
     variables = self.place(variables)
     out = []
-    for (bx,), mask in padded((_rows(x),), self.eval_batch_size):
-      out.append(np.asarray(fn(variables, to_global(bx, self.batch_sharding)))[mask])
+    for (bx,), mask in pipeline.padded((_rows(x),), self.eval_batch_size):
+      out.append(np.asarray(fn(variables, sharding_lib.from_host_copies(bx, self.batch_sharding)))[mask])
     return np.concatenate(out)
 
   def features(self, encoder_variables, x):

@@ -21,12 +21,12 @@ import time
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 
 from ssl_jax import checkpoint as checkpoint_lib
 from ssl_jax import main as main_lib
 from ssl_jax import metrics as metrics_lib
 from ssl_jax import models
+from ssl_jax import sharding as sharding_lib
 from ssl_jax import train as train_lib
 from ssl_jax.finetune import inputs as inputs_lib
 from ssl_jax.finetune import layers
@@ -37,18 +37,7 @@ from ssl_jax.models import conv as conv_lib
 
 def restore_encoder(config, directory):
   """{collection: encoder subtree} of the pre-training checkpoint in `directory`, per its task."""
-  if os.path.isdir(os.path.join(directory, "checkpoints")):
-    directory = os.path.join(directory, "checkpoints")
-  if not os.path.isdir(directory):
-    raise FileNotFoundError(f"finetune.init_from={directory!r} does not exist (expected a "
-                            "pre-training run's WORKDIR/checkpoints)")
-  manager = ocp.CheckpointManager(os.path.abspath(directory))
-  step = manager.latest_step()
-  if step is None:
-    manager.close()
-    raise FileNotFoundError(f"finetune.init_from={directory!r} holds no checkpoint")
-  state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
-  manager.close()
+  state, step = checkpoint_lib.restore_saved(directory, "finetune.init_from")
   print(f"fine-tuning the encoder of {directory} step {step}", flush=True)
   task = train_lib.build_task(config)
   return jax.device_get(task.encoder_variables(state["params"], state["model_state"],
@@ -80,7 +69,7 @@ def run(config, workdir):
   test_x, test_y = test_source.arrays()
   encoder, init, origin = build_encoder(config)
   model = model_lib.Model(
-      encoder, num_classes=config.data.num_classes, mesh=train_lib.make_mesh(config),
+      encoder, num_classes=config.data.num_classes, mesh=sharding_lib.make_mesh(config),
       inputs=inputs_lib.for_arrays(x, image_size=config.data.image_size, crop_scale=ft.crop_scale,
                                    flip_prob=config.augment.flip_prob,
                                    elastic=inputs_lib.elastic_of(config)),
@@ -122,8 +111,8 @@ def run(config, workdir):
 
 def _write(workdir, config, results, fitted, variables):
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "results.json"), "w") as f:
-      json.dump(results, f, indent=2)
+    checkpoint_lib.write_atomically(os.path.join(workdir, "results.json"),
+                                    json.dumps(results, indent=2))
   writer = metrics_lib.MetricWriter(workdir, total_steps=fitted.steps_run,
                                     global_batch_size=config.finetune.batch_size)
   for entry in fitted.history:

@@ -15,8 +15,8 @@ Optimiser: AdamW (decoupled weight decay, none on biases, norms and embeddings) 
 learning rate over `steps`; the learning rate, weight decay, label smoothing, layer decay and
 backbone multiplier are traced inputs, so one compiled step serves a whole hyperparameter grid;
 only `last_n` and `lora_rank` (they change which arrays train) compile a new step.
-The state is sharded by `train.param_sharding` (FSDP over 'fsdp' for large arrays), batches over
-`train.BATCH_AXES`, as in pre-training.
+The state is sharded by `sharding.param_sharding` (FSDP over 'fsdp' for large arrays), batches
+over `sharding.BATCH_AXES`, as in pre-training.
 """
 import dataclasses
 import math
@@ -27,9 +27,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ssl_jax import sharding as sharding_lib
 from ssl_jax.finetune import layers
 from ssl_jax.finetune import lora
-from ssl_jax.finetune import model as model_lib
 
 TRACED = ("learning_rate", "weight_decay", "label_smoothing", "steps", "backbone_lr_multiplier",
           "layer_decay", "distill_temperature")
@@ -215,7 +215,7 @@ class Finetuner:
     sampler = np.random.default_rng(seed)
     best, below, history, step = (float("nan"), stop_at), 0, [], 0
     for step in range(1, stop_at + 1):
-      batch = model_lib.to_global(self._draw(sampler, x, y), self.model.batch_sharding)
+      batch = sharding_lib.from_host_copies(self._draw(sampler, x, y), self.model.batch_sharding)
       state, metrics = self._step(state, batch, hp_arrays)
       last = step == stop_at
       if log_every and (step % log_every == 0 or last):

@@ -31,6 +31,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from ssl_jax import config as config_lib
 from ssl_jax import models
 from ssl_jax import train
 from ssl_jax.data import text
@@ -45,19 +46,6 @@ from ssl_jax.study import methods as methods_lib
 NAME = "text"
 METHODS = ("ssl_linear_probe", "ssl_finetune", "ssl_lora", "supervised_scratch", "tfidf_logreg",
            "generic_probe", "generic_finetune", "tapt_probe", "tapt_finetune", "tapt_lora")
-
-
-def derive(config, changes):
-  """A copy of the (locked) config with {'a.b': value} changes (new keys allowed)."""
-  c = config.copy_and_resolve_references()
-  with c.unlocked():
-    for key, value in changes.items():
-      *parents, leaf = key.split(".")
-      node = c
-      for part in parents:
-        node = node[part]
-      node[leaf] = value
-  return c
 
 
 def load_corpus(config):
@@ -111,7 +99,7 @@ def pretrain_encoder(config, workdir, corpus):
   print(f"{corpus.name}: {len(texts)} pre-training texts, {len(corpus.test_texts)} test texts, "
         f"{len(tok)} tokens in the vocabulary, sequences of {ids.shape[1]} tokens "
         f"({100 * np.mean(ids[:, -1] != tok.pad_token_id):.0f} % truncated or full)", flush=True)
-  run_config = derive(config, {"task_kwargs.tokenizer": tok_dir,
+  run_config = config_lib.derive(config, {"task_kwargs.tokenizer": tok_dir,
                                "model.bert.vocab_size": 0 if checkpoint else len(tok)})
   run = train.train(run_config, workdir, data=(train_source, test_source))
   if jax.process_index() == 0:
@@ -131,7 +119,7 @@ def tapt_config(config, num_texts=0):
   tapt = config.text.tapt
   steps_per_epoch = max(num_texts // tapt.batch_size, 1)
   mlm_kwargs = {k: v for k, v in config.task_kwargs.items() if k != "random_next_prob"}
-  return derive(config, {
+  return config_lib.derive(config, {
       "task_kwargs": ml_collections.ConfigDict(mlm_kwargs),
       "task": "mlm", "model.name": "bert", "model.bert.size": config.generic_model,
       "model.bert.vocab_size": 0, "model.pool": "mean", "total_steps": int(tapt.steps),

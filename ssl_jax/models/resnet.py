@@ -103,6 +103,9 @@ class ResNet(nn.Module):
     return jnp.mean(x, axis=(1, 2)).astype(jnp.float32)
 
 
+SETTINGS = ("depth", "width_multiplier", "stem", "norm", "conv_impl", "zero_init_residual")  # config.model.*
+
+
 def encoder(model_config):
   """The registry's entry: a ResNet from config.model (depth, width, stem, norm, conv, dtype)."""
   return ResNet(depth=model_config.depth, width_multiplier=model_config.width_multiplier,

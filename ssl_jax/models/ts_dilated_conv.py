@@ -135,6 +135,9 @@ class TSEncoder(nn.Module):
     return jnp.max(h, axis=1).astype(jnp.float32)
 
 
+SETTINGS = ("depth", "hidden_dims", "repr_dims")  # config.model.*
+
+
 def encoder(model_config):
   return TSEncoder(hidden_dims=model_config.hidden_dims, repr_dims=model_config.repr_dims,
                    depth=model_config.depth, dtype=models.DTYPES[model_config.dtype])

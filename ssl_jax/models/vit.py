@@ -133,6 +133,9 @@ class ViT(nn.Module):
     return self.pooled(self.encode(self.embed(x)))
 
 
+SETTINGS = ("variant", "patch_size", "posemb", "pool")  # config.model.*
+
+
 def encoder(model_config, *, image_size):
   """The registry's entry: config.model.variant / patch_size / posemb / pool, at the data's size."""
   return ViT(variant=model_config.variant, patch_size=model_config.patch_size, image_size=image_size,

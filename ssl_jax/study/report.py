@@ -1,5 +1,6 @@
 """The study's outputs: DIR/results.json (a row per method and budget, and the run's facts), the
-printed table and DIR/label_efficiency.png."""
+printed table and DIR/label_efficiency.png. The ablation's report (ablation/report.py) shares the
+writer and the figure setup; its rows are the study's rows of each run, one table row a run."""
 import json
 import os
 
@@ -8,8 +9,7 @@ from ssl_jax import checkpoint
 
 def write(workdir, rows, extra, title=None):
   """DIR/results.json and, with rows, DIR/label_efficiency.png (titled `title`); prints the table."""
-  checkpoint.write_atomically(os.path.join(workdir, "results.json"),
-                              json.dumps({"label_efficiency": rows, **extra}, indent=2))
+  write_json(os.path.join(workdir, "results.json"), {"label_efficiency": rows, **extra})
   if rows:
     print(format_table(rows), flush=True)
     plot(rows, os.path.join(workdir, "label_efficiency.png"), title=title)
@@ -30,10 +30,20 @@ def format_table(rows):
   return "\n".join(lines)
 
 
-def plot(rows, path, title=None):
+def pyplot():
+  """matplotlib.pyplot on the file-only backend (no display on a training host)."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  return plt
+
+
+def write_json(path, payload):
+  checkpoint.write_atomically(path, json.dumps(payload, indent=2))
+
+
+def plot(rows, path, title=None):
+  plt = pyplot()
   fig, ax = plt.subplots(figsize=(6, 4))
   for method in dict.fromkeys(r["method"] for r in rows):
     mine = sorted((r for r in rows if r["method"] == method), key=lambda r: r["labels_per_class"])

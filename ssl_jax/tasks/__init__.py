@@ -4,7 +4,9 @@ The contract. A task subclasses `Task` below and decides three things; the loop 
 knows nothing else about it:
   model(encoder)   the trained network: the registry's encoder, as a submodule named `encoder`,
                    plus this task's heads (projector, predictor, prototypes, decoder, ...).
-  loss(...)        how a batch becomes views / masks / targets, which parts of the model run, and
+  loss(...)        how a batch ({"inputs": uint8 images, token ids or series, "label": int32
+                   (-1: unlabelled), "index": position in the training set}) becomes views /
+                   masks / targets, which parts of the model run, and
                    which loss (`ssl_jax/losses/`) is called. Returns the loss, scalar metrics, the
                    model's new BatchNorm statistics and `outputs` for `update_state`.
   init_state / update_state
@@ -12,8 +14,8 @@ knows nothing else about it:
                    from the initial variables, updated inside the jitted step after the optimiser
                    step, sharded like the parameters and checkpointed with them.
 `modality` ("image" by default; "text", "timeseries") names the ssl_jax/modalities/ entry that
-loads the task's data and runs its study. `chunkable` (False by default) says the loss is a function of the views' embeddings alone, with
-no task state; such tasks subclass `EmbeddingTask`, and `config.micro_batch_size` may then run
+loads the task's data and runs its study. `chunkable` (False by default) says the loss is a
+function of the views' embeddings alone, with no task state; such tasks subclass `EmbeddingTask`, and `config.micro_batch_size` may then run
 their step chunk by chunk with the exact full-batch gradient (`ssl_jax/chunked.py`).
 `encoder_variables` says which encoder the evaluators read (the online one by default);
 `artifacts` may return pictures the loop writes into the workdir at each evaluation (MAE's
@@ -108,7 +110,7 @@ class EmbeddingTask(Task):
 
   def inputs(self, batch, rng):
     """(V, B, ...) model inputs: V augmented views of the batch's B examples."""
-    return self.views(rng, batch["image"])
+    return self.views(rng, batch["inputs"])
 
   def embed(self, model, variables, inputs):
     """(V, b, ...) inputs -> (embeddings, outputs, new model state).

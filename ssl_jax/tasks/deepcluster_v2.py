@@ -54,8 +54,8 @@ class Task(tasks.Task):
             "balance": jnp.zeros((len(self.num_prototypes), 3), jnp.float32)}
 
   def loss(self, model, variables, task_state, batch, rng, step):
-    n = batch["image"].shape[0]
-    views = tasks.merge_views(self.views(rng, batch["image"]))
+    n = batch["inputs"].shape[0]
+    views = tasks.merge_views(self.views(rng, batch["inputs"]))
     (z, aux), new_state = model.apply(variables, views, train=True, mutable=["batch_stats"])
     z = kmeans.normalize(z).reshape((2, n, -1))
     targets = task_state["assignments"][:, batch["index"]]  # -1: no cluster yet, no loss

@@ -49,12 +49,12 @@ class Task(tasks.Task):
             "center": jnp.zeros((self.head["num_prototypes"],), jnp.float32)}
 
   def loss(self, model, variables, task_state, batch, rng, step):
-    n = batch["image"].shape[0]
-    global_views = tasks.merge_views(self.views(rng, batch["image"]))
+    n = batch["inputs"].shape[0]
+    global_views = tasks.merge_views(self.views(rng, batch["inputs"]))
     (student, aux), new_state = model.apply(variables, global_views, train=True, mutable=["batch_stats"])
     student = [student.reshape((2, n, -1))]
     if self.num_local_crops:
-      local_views = self.views(jax.random.fold_in(rng, LOCAL_CROPS_KEY), batch["image"], num_views=self.num_local_crops,
+      local_views = self.views(jax.random.fold_in(rng, LOCAL_CROPS_KEY), batch["inputs"], num_views=self.num_local_crops,
                                crop_size=self.local_crop_size, crop_scale=self.local_crop_scale)
       (local, _), local_state = model.apply({**variables, **new_state}, tasks.merge_views(local_views),
                                             train=True, mutable=["batch_stats"])

@@ -92,7 +92,7 @@ class Task(tasks.Task):
     return jax.vmap(cut)(views, offsets)
 
   def loss(self, model, variables, task_state, batch, rng, step):
-    views = self.views(rng, batch["image"], num_views=1)[0]
+    views = self.views(rng, batch["inputs"], num_views=1)[0]
     tiles = self.tiles(jax.random.fold_in(rng, 1), views)
     labels = jax.random.randint(jax.random.fold_in(rng, 2), (views.shape[0],), 0,
                                 len(self.permutations))

@@ -79,7 +79,7 @@ class Task(tasks.Task):
     return MAE(encoder, mask_ratio=self.mask_ratio, **self.decoder)
 
   def loss(self, model, variables, task_state, batch, rng, step):
-    views = self.views(rng, batch["image"], num_views=1)[0]
+    views = self.views(rng, batch["inputs"], num_views=1)[0]
     predictions, aux = self._forward(model, variables, views, jax.random.fold_in(rng, 1))
     targets = self._targets(model, views)
     loss, metrics = mae_lib.mae_loss(predictions, targets, aux["mask"], norm_pix=self.norm_pix)

@@ -167,7 +167,7 @@ class Task(tasks.Task):
                        random_token_prob=self.random_token_prob, whole_word=self.whole_word)
 
   def loss(self, model, variables, task_state, batch, rng, step):
-    ids = batch["image"].astype(jnp.int32)
+    ids = batch["inputs"].astype(jnp.int32)
     mask_rng, dropout_rng = jax.random.split(rng)
     m = self.mask(mask_rng, ids)
     logits, features = model.apply(variables, m["inputs"], m["positions"], train=True,

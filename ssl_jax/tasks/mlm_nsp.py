@@ -76,7 +76,7 @@ class Task(mlm.Task):
     return PreTraining(encoder.clone(add_pooling_layer=True))
 
   def loss(self, model, variables, task_state, batch, rng, step):
-    ids = batch["image"].astype(jnp.int32)
+    ids = batch["inputs"].astype(jnp.int32)
     pair_rng, mask_rng, dropout_rng = jax.random.split(rng, 3)
     v = self.vocab
     pair, types, label = make_pairs(pair_rng, ids, pad_id=v["pad_id"], cls_id=v["cls_id"],

@@ -40,11 +40,11 @@ class Task(tasks.Task):
             "queue_pointer": jax.numpy.zeros((), jax.numpy.int32)}
 
   def loss(self, model, variables, task_state, batch, rng, step):
-    n = batch["image"].shape[0]
+    n = batch["inputs"].shape[0]
     if 2 * n > self.queue_size:
       raise ValueError(f"task_kwargs.queue_size={self.queue_size} must hold the {2 * n} keys of "
                        "one step (2 x global_batch_size)")
-    views = tasks.merge_views(self.views(rng, batch["image"]))
+    views = tasks.merge_views(self.views(rng, batch["inputs"]))
     (q, aux), new_state = model.apply(variables, views, train=True, mutable=["batch_stats"])
     (k, _), target_state = model.apply(task_state["target"], views, train=True,
                                        mutable=["batch_stats"], method=EncoderWithHeads.project)

@@ -30,8 +30,8 @@ class Task(tasks.Task):
     return {"target": tasks.momentum_target(variables)}
 
   def loss(self, model, variables, task_state, batch, rng, step):
-    n = batch["image"].shape[0]
-    views = tasks.merge_views(self.views(rng, batch["image"]))
+    n = batch["inputs"].shape[0]
+    views = tasks.merge_views(self.views(rng, batch["inputs"]))
     (q, aux), new_state = model.apply(variables, views, train=True, mutable=["batch_stats"])
     (k, _), target_state = model.apply(task_state["target"], views, train=True,
                                        mutable=["batch_stats"], method=EncoderWithHeads.project)

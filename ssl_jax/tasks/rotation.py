@@ -22,7 +22,7 @@ class Task(tasks.Task):
     return EncoderWithHeads(encoder, MLPHead((*self.head_dims, 4)))
 
   def loss(self, model, variables, task_state, batch, rng, step):
-    views = self.views(rng, batch["image"], num_views=1)[0]
+    views = self.views(rng, batch["inputs"], num_views=1)[0]
     if views.shape[1] != views.shape[2]:
       raise ValueError(f"rotation needs square images, got {views.shape[1:3]}")
     rotated = jnp.concatenate([jnp.rot90(views, k, axes=(1, 2)) for k in range(4)])

@@ -20,8 +20,8 @@ class Task(tasks.Task):
                             MLPHead(self.prediction_dims))
 
   def loss(self, model, variables, task_state, batch, rng, step):
-    n = batch["image"].shape[0]
-    views = tasks.merge_views(self.views(rng, batch["image"]))
+    n = batch["inputs"].shape[0]
+    views = tasks.merge_views(self.views(rng, batch["inputs"]))
     (p, aux), new_state = model.apply(variables, views, train=True, mutable=["batch_stats"])
     z = aux["projection"]
     loss, metrics = simsiam(p[:n], p[n:], z[:n], z[n:])

@@ -48,18 +48,18 @@ class Task(tasks.Task):
             "queue_count": jnp.zeros((), jnp.int32)}
 
   def loss(self, model, variables, task_state, batch, rng, step):
-    n = batch["image"].shape[0]
+    n = batch["inputs"].shape[0]
     params = dict(variables["params"])
     head = dict(params["projection"])
     frozen = step < self.freeze_prototypes_steps
     head["prototypes"] = jnp.where(frozen, jax.lax.stop_gradient(head["prototypes"]), head["prototypes"])
     variables = {**variables, "params": {**params, "projection": head}}
-    global_views = tasks.merge_views(self.views(rng, batch["image"]))
+    global_views = tasks.merge_views(self.views(rng, batch["inputs"]))
     ((scores, embedding), aux), new_state = model.apply(variables, global_views, train=True,
                                                         mutable=["batch_stats"])
     scores = [scores.reshape((2, n, -1))]
     if self.num_local_crops:
-      local_views = self.views(jax.random.fold_in(rng, LOCAL_CROPS_KEY), batch["image"],
+      local_views = self.views(jax.random.fold_in(rng, LOCAL_CROPS_KEY), batch["inputs"],
                                num_views=self.num_local_crops, crop_size=self.local_crop_size,
                                crop_scale=self.local_crop_scale)
       ((local, _), _), new_state = model.apply({**variables, **new_state}, tasks.merge_views(local_views),

@@ -131,7 +131,7 @@ class Task(tasks.Task):
     return {"crop": crop, "left": left, "eleft": eleft, "eright": eright, "offset": offset}
 
   def loss(self, model, variables, task_state, batch, rng, step):
-    x = batch["image"].astype(jnp.float32)  # (B, T, F) series (the loop's input key)
+    x = batch["inputs"].astype(jnp.float32)  # (B, T, F) series (the loop's input key)
     b, t = x.shape[:2]
     crop_rng, mask_rng, dropout_rng = jax.random.split(rng, 3)
     c = self.crops(crop_rng, b, t)
