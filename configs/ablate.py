@@ -21,6 +21,7 @@ distortions, no flips).
 There are no published figures for this 4,000-digit setting; what we measured is in
 experiments/README.md (section "Pretext ablation").
 """
+
 import os
 
 from ssl_jax import config as config_lib
@@ -29,8 +30,12 @@ from ssl_jax.ablation import planning
 WEAK = {"augment.crop_scale": (0.8, 1.0), "augment.jitter_strength": 0.1}
 STRONG = {"augment.crop_scale": (0.08, 1.0), "augment.jitter_strength": 1.0}
 # digit-appropriate views: small rotations, shears and shifts on top of the crop
-AFFINE = {"augment.affine_prob": 0.8, "augment.rotate_degrees": 15.0, "augment.shear_degrees": 10.0,
-          "augment.translate": 0.1}
+AFFINE = {
+    "augment.affine_prob": 0.8,
+    "augment.rotate_degrees": 15.0,
+    "augment.shear_degrees": 10.0,
+    "augment.translate": 0.1,
+}
 NO_ELASTIC = {"augment.elastic_prob": 0.0}  # the main job's views without the elastic distortion
 
 
@@ -68,13 +73,19 @@ def get_config(arg=None):
   c.checkpoint_every_steps = 40
   c.log_every_steps = 20
   # fine-tuning: the main job's protocol (150 steps of 32 labelled examples)
-  c.ablation.sweeps.mask_ratio = dict(settings=tuple(
-      {"task_kwargs.mask_ratio": r} for r in (0.5, 0.75, 0.9)), tasks=("mae",))
-  c.ablation.sweeps.augmentation = dict(settings=(WEAK, STRONG, AFFINE, NO_ELASTIC), tasks=("simclr", "byol"))
-  c.ablation.sweeps.prototypes = dict(settings=tuple(
-      {"task_kwargs.num_prototypes": k} for k in (10, 1000)), tasks=("swav", "dino"))
-  c.ablation.sweeps.clusters = dict(settings=tuple(
-      {"task_kwargs.num_prototypes": (k, k)} for k in (10, 1000)), tasks=("deepcluster_v2",))
+  c.ablation.sweeps.mask_ratio = dict(
+      settings=tuple({"task_kwargs.mask_ratio": r} for r in (0.5, 0.75, 0.9)), tasks=("mae",)
+  )
+  c.ablation.sweeps.augmentation = dict(
+      settings=(WEAK, STRONG, AFFINE, NO_ELASTIC), tasks=("simclr", "byol")
+  )
+  c.ablation.sweeps.prototypes = dict(
+      settings=tuple({"task_kwargs.num_prototypes": k} for k in (10, 1000)), tasks=("swav", "dino")
+  )
+  c.ablation.sweeps.clusters = dict(
+      settings=tuple({"task_kwargs.num_prototypes": (k, k)} for k in (10, 1000)),
+      tasks=("deepcluster_v2",),
+  )
   if args["quick"]:
     c.total_steps = 30
     c.checkpoint_every_steps = 15

@@ -10,15 +10,23 @@ batch/256, weight decay 1e-5, projector 4096-256, predictor 4096-256, target mom
 Published: 92.58% online linear top-1 after 1000 epochs (solo-learn README, ResNet-18).
 `:tiny` runs on a 2-core CPU in minutes; measured figures in experiments/README.md.
 """
+
 from ssl_jax import config as config_lib
 
 recipes = config_lib.load_module("recipes.py", beside=__file__)
 
 
 def get_config(arg=None):
-  c, args = recipes.cifar10(arg, task="byol", task_kwargs=dict(
-      projection_dims=(4096, 256), prediction_dims=(4096, 256), base_momentum=0.99,
-      final_momentum=1.0))
+  c, args = recipes.cifar10(
+      arg,
+      task="byol",
+      task_kwargs=dict(
+          projection_dims=(4096, 256),
+          prediction_dims=(4096, 256),
+          base_momentum=0.99,
+          final_momentum=1.0,
+      ),
+  )
   c.optimizer.name = "lars"
   c.optimizer.base_learning_rate = 1.0
   c.optimizer.weight_decay = 1e-5

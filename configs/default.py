@@ -26,6 +26,7 @@ pre-training. SimCLRv2 reports that distilling the fine-tuned network with the u
 improves it further at 1 % and 10 % of ImageNet's labels; there is no published figure for this
 4,000-digit setting, so its reference points are the baselines of the same run.
 """
+
 from ssl_jax import config as config_lib
 
 
@@ -58,8 +59,13 @@ def get_config(arg=None):
   c.label_efficiency.num_draws = 3
   # + SimCLRv2's distillation of the fine-tuned SSL encoder into a student on all 4,000 digits:
   # 300 steps of 128 beat 150 on the validation split (experiments/make_validation_digits.py)
-  c.label_efficiency.methods = ("ssl_linear_probe", "supervised_scratch", "ssl_finetune",
-                                "ssl_distill", "pixels_logreg")
+  c.label_efficiency.methods = (
+      "ssl_linear_probe",
+      "supervised_scratch",
+      "ssl_finetune",
+      "ssl_distill",
+      "pixels_logreg",
+  )
   c.finetune.distill_steps = 300
   c.finetune.distill_batch_size = 128
   # Fair baselines: the from-scratch encoder and the fine-tuned SSL encoder get the same steps,

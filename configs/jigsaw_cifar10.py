@@ -11,14 +11,20 @@ permutation classifier, random grayscale against chromatic shortcuts; SGD lr 0.1
 classification); there is no CIFAR-10 figure for this recipe. `:tiny` runs on a 2-core CPU in
 minutes; measured figures in experiments/README.md.
 """
+
 from ssl_jax import config as config_lib
 
 recipes = config_lib.load_module("recipes.py", beside=__file__)
 
 
 def get_config(arg=None):
-  c, args = recipes.cifar10(arg, task="jigsaw", epochs=100, bs=256, task_kwargs=dict(
-      num_permutations=100, tile_size=8, head_dims=(512,)))
+  c, args = recipes.cifar10(
+      arg,
+      task="jigsaw",
+      epochs=100,
+      bs=256,
+      task_kwargs=dict(num_permutations=100, tile_size=8, head_dims=(512,)),
+  )
   c.augment.update(crop_scale=(0.6, 1.0), jitter_prob=0.0, grayscale_prob=0.3)
   c.data.image_size = 30  # 3 cells of 10 px; CIFAR's 32 px images are resized on load
   c.optimizer.name = "sgd"

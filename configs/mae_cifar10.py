@@ -14,14 +14,22 @@ same ViT-T trained from scratch (IcarusWizard/MAE README; the MAE paper itself r
 only). MAE's features are known to be weak under a frozen linear probe or kNN; fine-tuning is its
 protocol. `:tiny` (ViT-mu, 100 steps of batch 128) runs on a 2-core CPU in minutes.
 """
+
 from ssl_jax import config as config_lib
 
 recipes = config_lib.load_module("recipes.py", beside=__file__)
 
 
 def get_config(arg=None):
-  c, args = recipes.cifar10(arg, task="mae", epochs=2000, bs=4096, task_kwargs=dict(
-      mask_ratio=0.75, norm_pix=True, decoder_width=192, decoder_depth=4, decoder_heads=3))
+  c, args = recipes.cifar10(
+      arg,
+      task="mae",
+      epochs=2000,
+      bs=4096,
+      task_kwargs=dict(
+          mask_ratio=0.75, norm_pix=True, decoder_width=192, decoder_depth=4, decoder_heads=3
+      ),
+  )
   recipes.use_encoder(c, "vit")
   c.model.variant = "ti"
   c.model.patch_size = 2

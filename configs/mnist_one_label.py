@@ -25,6 +25,7 @@ CTAugment, Sohn et al. 2020, Table 2) after 2^20 steps; IIC (Ji et al. 2019) clu
 99.2 % with no labels. There is no published figure for these 4,000 digits; the run's own
 baselines are its reference points.
 """
+
 import os
 
 from ssl_jax import config as config_lib
@@ -33,8 +34,14 @@ from ssl_jax import config as config_lib
 def get_config(arg=None):
   del arg
   c = config_lib.load(os.path.join(os.path.dirname(__file__), "default.py"))
-  c.label_efficiency.methods = ("ssl_fixmatch", "scratch_fixmatch", "ssl_labelprop", "ssl_distill",
-                                "ssl_finetune", "supervised_scratch")
+  c.label_efficiency.methods = (
+      "ssl_fixmatch",
+      "scratch_fixmatch",
+      "ssl_labelprop",
+      "ssl_distill",
+      "ssl_finetune",
+      "supervised_scratch",
+  )
   c.finetune.fixmatch_steps = 1000
   c.finetune.fixmatch_threshold = 0.8
   c.finetune.fixmatch_align = True

@@ -11,15 +11,25 @@ ssl_jax/tasks/moco_v2.py).
 Published: 92.94% online linear top-1 after 1000 epochs (solo-learn README, ResNet-18).
 `:tiny` (queue 4096) runs on a 2-core CPU in minutes; measured figures in experiments/README.md.
 """
+
 from ssl_jax import config as config_lib
 
 recipes = config_lib.load_module("recipes.py", beside=__file__)
 
 
 def get_config(arg=None):
-  c, args = recipes.cifar10(arg, task="moco_v2", task_kwargs=dict(
-      temperature=0.2, queue_size=32768, projection_dims=(2048, 256), head_norm="none",
-      base_momentum=0.99, final_momentum=0.999))
+  c, args = recipes.cifar10(
+      arg,
+      task="moco_v2",
+      task_kwargs=dict(
+          temperature=0.2,
+          queue_size=32768,
+          projection_dims=(2048, 256),
+          head_norm="none",
+          base_momentum=0.99,
+          final_momentum=0.999,
+      ),
+  )
   c.augment.crop_scale = (0.2, 1.0)
   c.optimizer.name = "sgd"
   c.optimizer.base_learning_rate = 0.3

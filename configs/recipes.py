@@ -4,6 +4,7 @@
 
 since configs/ is not a package (ssl_jax/config.py).
 """
+
 import importlib
 
 import ml_collections

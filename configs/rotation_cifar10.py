@@ -11,13 +11,16 @@ Published: the paper's RotNet (a 4-block NIN) reaches 89.06% CIFAR-10 accuracy w
 non-linear classifier on its second block's feature maps (table 1); no ResNet-18 kNN figure is
 published. `:tiny` runs on a 2-core CPU in minutes; measured figures in experiments/README.md.
 """
+
 from ssl_jax import config as config_lib
 
 recipes = config_lib.load_module("recipes.py", beside=__file__)
 
 
 def get_config(arg=None):
-  c, args = recipes.cifar10(arg, task="rotation", epochs=100, bs=128, task_kwargs=dict(head_dims=(512,)))
+  c, args = recipes.cifar10(
+      arg, task="rotation", epochs=100, bs=128, task_kwargs=dict(head_dims=(512,))
+  )
   c.augment.update(crop_scale=(0.5, 1.0), jitter_prob=0.0, grayscale_prob=0.0)
   c.optimizer.name = "sgd"
   c.optimizer.base_learning_rate = 0.2

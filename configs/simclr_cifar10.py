@@ -13,14 +13,16 @@ kNN 0.848 after 200 epochs at batch 512 (lightly's CIFAR-10 benchmark, ResNet-18
 `:tiny` (ResNet-10 at width 0.25, 100 steps of batch 128) finishes on a 2-core CPU in minutes and
 only checks that the pipeline learns; our measured figures are in experiments/README.md.
 """
+
 from ssl_jax import config as config_lib
 
 recipes = config_lib.load_module("recipes.py", beside=__file__)
 
 
 def get_config(arg=None):
-  c, args = recipes.cifar10(arg, task="simclr", bs=512, task_kwargs=dict(
-      temperature=0.5, projection_dims=(512, 512, 128)))
+  c, args = recipes.cifar10(
+      arg, task="simclr", bs=512, task_kwargs=dict(temperature=0.5, projection_dims=(512, 512, 128))
+  )
   c.optimizer.name = "lars"
   c.optimizer.base_learning_rate = 1.0
   c.optimizer.weight_decay = 1e-6

@@ -8,17 +8,22 @@ Recipe (solo-learn scripts/pretrain/cifar/simsiam.yaml): batch 256, 1000 epochs,
 batch/256, weight decay 1e-5, projector 2048-2048 (BatchNorm on the output), predictor 512-2048,
 crop scale (0.2, 1) ("symmetric_weak" augmentations).
 Published: 90.51% online linear top-1 after 1000 epochs (solo-learn README, ResNet-18); the
-SimSiam paper reports 91.8% kNN-free linear accuracy on CIFAR-10 after 800 epochs (Chen & He 2021, fig. D.1).
+SimSiam paper reports 91.8% kNN-free linear accuracy on CIFAR-10 after 800 epochs (Chen & He 2021,
+fig. D.1).
 `:tiny` runs on a 2-core CPU in minutes; measured figures in experiments/README.md.
 """
+
 from ssl_jax import config as config_lib
 
 recipes = config_lib.load_module("recipes.py", beside=__file__)
 
 
 def get_config(arg=None):
-  c, args = recipes.cifar10(arg, task="simsiam", task_kwargs=dict(
-      projection_dims=(2048, 2048), prediction_dims=(512, 2048)))
+  c, args = recipes.cifar10(
+      arg,
+      task="simsiam",
+      task_kwargs=dict(projection_dims=(2048, 2048), prediction_dims=(512, 2048)),
+  )
   c.augment.crop_scale = (0.2, 1.0)
   c.optimizer.name = "sgd"
   c.optimizer.base_learning_rate = 0.5

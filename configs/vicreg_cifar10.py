@@ -10,14 +10,20 @@ solarisation with probability 0.1.
 Published: 92.07% online linear top-1 after 1000 epochs (solo-learn README, ResNet-18).
 `:tiny` runs on a 2-core CPU in minutes; measured figures in experiments/README.md.
 """
+
 from ssl_jax import config as config_lib
 
 recipes = config_lib.load_module("recipes.py", beside=__file__)
 
 
 def get_config(arg=None):
-  c, args = recipes.cifar10(arg, task="vicreg", task_kwargs=dict(
-      projection_dims=(2048, 2048, 2048), sim_weight=25.0, var_weight=25.0, cov_weight=1.0))
+  c, args = recipes.cifar10(
+      arg,
+      task="vicreg",
+      task_kwargs=dict(
+          projection_dims=(2048, 2048, 2048), sim_weight=25.0, var_weight=25.0, cov_weight=1.0
+      ),
+  )
   c.augment.crop_scale = (0.2, 1.0)
   c.augment.solarize_prob = 0.1
   c.optimizer.name = "lars"

@@ -5,6 +5,7 @@
 
 Prints the fp32 matmul peak, then one line per impl. Results: experiments/conv_speed.md.
 """
+
 import argparse
 import os
 import sys
@@ -29,7 +30,8 @@ def matmul_peak(n=2048, repeats=5):
 
 
 def forward_flops_per_image(norm, image_shape):
-  """XLA's cost analysis of the nn.Conv model: 2 * multiply-adds, taps that land on padding excluded.
+  """XLA's cost analysis of the nn.Conv model: 2 * multiply-adds, taps that land on padding
+  excluded.
 
   The same count is used for every impl, so their fractions of peak compare like for like.
   """
@@ -42,12 +44,15 @@ def forward_flops_per_image(norm, image_shape):
 
 def train_step_fn(model):
   def loss_fn(params, batch_stats, images):
-    features, updates = model.apply({"params": params, "batch_stats": batch_stats}, images,
-                                    train=True, mutable=["batch_stats"])
+    features, updates = model.apply(
+        {"params": params, "batch_stats": batch_stats}, images, train=True, mutable=["batch_stats"]
+    )
     return jnp.mean(jnp.square(features)), updates["batch_stats"]
 
   def step(params, batch_stats, images):
-    (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch_stats, images)
+    (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        params, batch_stats, images
+    )
     params = jax.tree.map(lambda p, g: p - 0.01 * g, params, grads)
     return params, batch_stats, loss
 
@@ -77,12 +82,19 @@ def main():
   parser.add_argument("--impls", default="xla,im2col,wgrad")
   parser.add_argument("--batch", type=int, default=64, help="images per step (both views together)")
   parser.add_argument("--steps", type=int, default=2, help="timed steps per impl per round")
-  parser.add_argument("--rounds", type=int, default=3,
-                      help="interleaved rounds; the best round counts (the machine may be shared)")
+  parser.add_argument(
+      "--rounds",
+      type=int,
+      default=3,
+      help="interleaved rounds; the best round counts (the machine may be shared)",
+  )
   parser.add_argument("--norm", default="batch", choices=["batch", "group"])
   args = parser.parse_args()
   impls = args.impls.split(",")
-  print(f"backend={jax.default_backend()} devices={jax.device_count()} batch={args.batch} norm={args.norm}")
+  print(
+      f"backend={jax.default_backend()} devices={jax.device_count()} "
+      f"batch={args.batch} norm={args.norm}"
+  )
   built = {}
   for impl in impls:
     built[impl] = build(impl, args.batch, args.norm)
@@ -99,8 +111,11 @@ def main():
   for impl in impls:
     images_per_s = args.batch / best[impl]
     gflops = images_per_s * 3 * fwd_flops / 1e9  # a training step is ~3x the forward
-    print(f"impl={impl} images_per_s={images_per_s:.2f} gflops={gflops:.1f} "
-          f"fraction_of_peak={gflops / peak:.3f} fwd_gflop_per_image={fwd_flops / 1e9:.3f}", flush=True)
+    print(
+        f"impl={impl} images_per_s={images_per_s:.2f} gflops={gflops:.1f} "
+        f"fraction_of_peak={gflops / peak:.3f} fwd_gflop_per_image={fwd_flops / 1e9:.3f}",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

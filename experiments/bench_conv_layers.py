@@ -10,6 +10,7 @@ compiled with `models.conv.compiler_options(library)`, timed as the best of `--r
 GFLOP/s counts 2 x multiply-adds of the dense layer. The last line is the summed seconds of all
 layers and computations per library. Results: experiments/conv_speed.md.
 """
+
 import argparse
 import os
 import sys
@@ -27,7 +28,9 @@ LAYERS = ((64, 32), (128, 16), (256, 8), (512, 4))  # (channels, side)
 
 
 def conv(x, kernel):
-  return lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  return lax.conv_general_dilated(
+      x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+  )
 
 
 COMPUTATIONS = {
@@ -48,7 +51,9 @@ def best_seconds(fn, args, repeats):
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = argparse.ArgumentParser(
+      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
   parser.add_argument("--batch", type=int, default=512, help="rows through each layer")
   parser.add_argument("--libraries", default="eigen,ynnpack")
   parser.add_argument("--repeats", type=int, default=4)
@@ -70,7 +75,9 @@ def main():
         totals[library] += seconds
         cells.append(f"{name} {seconds * 1e3:7.1f} ms {flops / seconds / 1e9:6.1f} GFLOP/s")
       print(f"{channels:3d}ch {side:2d}x{side:<2d} {library:8s} " + " | ".join(cells), flush=True)
-  print("total_seconds " + " ".join(f"{library}={seconds:.3f}" for library, seconds in totals.items()))
+  print(
+      "total_seconds " + " ".join(f"{library}={seconds:.3f}" for library, seconds in totals.items())
+  )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ with the main process reading in grain threads (workers=0) and with grain worker
 last line is the best CIFAR-10 rate, `images_per_s=<number>`; a per-core rate divides by the cores
 the pipeline may use, or (workers=0) counts images per CPU-second of the process.
 """
+
 import argparse
 import os
 import sys
@@ -38,6 +39,7 @@ def _cifar_source():
 
 def _synthetic_bundle(n):
   import io  # pylint: disable=g-import-not-at-top
+
   rng, blobs = np.random.default_rng(0), []
   for _ in range(n):
     buf = io.BytesIO()
@@ -48,7 +50,8 @@ def _synthetic_bundle(n):
 
 
 def _smooth(rng, size):
-  """A photo-like image: upsampled coarse noise (random pixel noise would decode unrealistically slowly)."""
+  """A photo-like image: upsampled coarse noise (random pixel noise would decode unrealistically
+  slowly)."""
   coarse = Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8))
   return np.asarray(coarse.resize((size, size), Image.BICUBIC))
 
@@ -68,23 +71,34 @@ def _folder_source(root, n, cifar):
 def _photo_folder(root, n, size=(500, 375)):
   """`n` JPEGs (q90) of `size`: random windows, some mirrored, of scikit-learn's sample photos."""
   from sklearn.datasets import load_sample_images  # pylint: disable=g-import-not-at-top
+
   photos, rng, total = load_sample_images().images, np.random.default_rng(2), 0
   for i in range(n):
     photo = photos[i % len(photos)]
     y, x = (int(rng.integers(0, photo.shape[d] - size[1 - d] + 1)) for d in (0, 1))
-    window = photo[y:y + size[1], x:x + size[0]]
+    window = photo[y : y + size[1], x : x + size[0]]
     path = os.path.join(root, f"{i:05d}.jpg")
     Image.fromarray(window[:, ::-1] if rng.random() < 0.5 else window).save(path, quality=90)
     total += os.path.getsize(path)
-  print(f"{n} photos of {size[0]}x{size[1]}, {total / n / 1024:.0f} KiB per JPEG on average",
-        flush=True)
+  print(
+      f"{n} photos of {size[0]}x{size[1]}, {total / n / 1024:.0f} KiB per JPEG on average",
+      flush=True,
+  )
   return sources.build(f"folder:{root}", "train", channels=3, image_size=224)
 
 
 def measure(source, *, batch_size, batches, num_workers, warmup=2):
-  it = pipeline.train_iterator(source, global_batch_size=batch_size, seed=0, num_workers=num_workers,
-                               read_threads=2, prefetch=2, crops=pipeline.SIMCLR_CROPS,
-                               process_index=0, process_count=1)
+  it = pipeline.train_iterator(
+      source,
+      global_batch_size=batch_size,
+      seed=0,
+      num_workers=num_workers,
+      read_threads=2,
+      prefetch=2,
+      crops=pipeline.SIMCLR_CROPS,
+      process_index=0,
+      process_count=1,
+  )
   for _ in range(warmup):  # worker start-up and first batches
     next(it)
   start, cpu_start = time.perf_counter(), time.process_time()
@@ -104,12 +118,15 @@ def _report(what, rate, cpu_rate, cores, workers):
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = argparse.ArgumentParser(
+      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
   parser.add_argument("--batches", type=int, default=20)
   parser.add_argument("--workers", default="0,2", help="comma-separated grain worker counts to try")
   parser.add_argument("--folder_images", type=int, default=1024)
-  parser.add_argument("--photos", type=int, default=512,
-                      help="ImageNet-size photos to write (0: skip case 3)")
+  parser.add_argument(
+      "--photos", type=int, default=512, help="ImageNet-size photos to write (0: skip case 3)"
+  )
   args = parser.parse_args()
   cores = len(os.sched_getaffinity(0))
   print(f"cores available: {cores}; load average: {os.getloadavg()[0]:.2f}", flush=True)
@@ -119,16 +136,26 @@ def main():
   with tempfile.TemporaryDirectory() as root:
     folder = _folder_source(root, args.folder_images, cifar if os.path.isfile(CIFAR) else None)
     for w in workers:
-      rate, cpu_rate = measure(folder, batch_size=256, batches=max(args.batches // 4, 3), num_workers=w)
-      _report(f"folder 224x224 JPEG, 2 views @224, batch 256, workers={w}", rate, cpu_rate, cores, w)
+      rate, cpu_rate = measure(
+          folder, batch_size=256, batches=max(args.batches // 4, 3), num_workers=w
+      )
+      _report(
+          f"folder 224x224 JPEG, 2 views @224, batch 256, workers={w}", rate, cpu_rate, cores, w
+      )
   if args.photos:
     with tempfile.TemporaryDirectory() as root:
       photos = _photo_folder(root, args.photos)
       for w in workers:
-        rate, cpu_rate = measure(photos, batch_size=256, batches=max(args.batches // 4, 3),
-                                 num_workers=w)
-        _report(f"folder 500x375 photo JPEG, 2 views @224, batch 256, workers={w}", rate, cpu_rate,
-                cores, w)
+        rate, cpu_rate = measure(
+            photos, batch_size=256, batches=max(args.batches // 4, 3), num_workers=w
+        )
+        _report(
+            f"folder 500x375 photo JPEG, 2 views @224, batch 256, workers={w}",
+            rate,
+            cpu_rate,
+            cores,
+            w,
+        )
   best = 0.0
   for w in workers:
     rate, cpu_rate = measure(cifar, batch_size=512, batches=args.batches, num_workers=w)

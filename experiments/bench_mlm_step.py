@@ -19,6 +19,7 @@ the 20 selected positions of each sequence (BERT's own TF code gathers them the 
 Counted: every input token of the step, per second of the full step (B * L / step time), the
 median of the `--rounds` rounds of `--steps` steps. The last line is `tokens_per_s=<number>`.
 """
+
 import argparse
 import os
 import sys
@@ -39,6 +40,7 @@ VOCAB = 30522
 def write_vocabulary(directory):
   """A BERT tokenizer directory with VOCAB entries: specials, words, '##' pieces."""
   import transformers  # pylint: disable=g-import-not-at-top
+
   words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
   words += [f"##w{i}" if i % 5 == 0 else f"w{i}" for i in range(VOCAB - len(words))]
   path = os.path.join(directory, "vocab.txt")
@@ -51,15 +53,24 @@ def write_vocabulary(directory):
 def make_config(args, tokenizer_dir):
   c = config_lib.base_config()
   c.task = "mlm"
-  c.task_kwargs = dict(mask_prob=0.15, mask_token_prob=0.8, random_token_prob=0.1,
-                       tokenizer=tokenizer_dir)
+  c.task_kwargs = dict(
+      mask_prob=0.15, mask_token_prob=0.8, random_token_prob=0.1, tokenizer=tokenizer_dir
+  )
   c.model.name = "bert"
   c.model.dtype = args.dtype
   c.model.bert.update(dict(size="mini", vocab_size=VOCAB, max_positions=512, dropout=0.1))
   c.global_batch_size = args.batch
-  c.optimizer.update(dict(name="adamw", base_learning_rate=1e-4, lr_scaling="none",
-                          weight_decay=0.01, no_decay_regex="(?!)", schedule="constant",
-                          warmup_epochs=0.0))
+  c.optimizer.update(
+      dict(
+          name="adamw",
+          base_learning_rate=1e-4,
+          lr_scaling="none",
+          weight_decay=0.01,
+          no_decay_regex="(?!)",
+          schedule="constant",
+          warmup_epochs=0.0,
+      )
+  )
   c.mesh.data = 1
   return c
 
@@ -78,8 +89,14 @@ def main():
     rng = np.random.default_rng(0)
     ids = rng.integers(5, VOCAB, (args.batch, args.length)).astype(np.int32)
     ids[:, 0], ids[:, -1] = 2, 3  # [CLS] ... [SEP], full length
-    batch = jax.device_put({"inputs": ids, "label": np.zeros(args.batch, np.int32),
-                            "index": np.arange(args.batch, dtype=np.int32)}, comps.batch_sharding)
+    batch = jax.device_put(
+        {
+            "inputs": ids,
+            "label": np.zeros(args.batch, np.int32),
+            "index": np.arange(args.batch, dtype=np.int32),
+        },
+        comps.batch_sharding,
+    )
     state = comps.init_state(jax.random.PRNGKey(0))
     compiled = comps.train_step.lower(state, batch).compile()
     cost = compiled.cost_analysis()
@@ -97,12 +114,16 @@ def main():
       times.append((time.perf_counter() - start) / args.steps)
   step = float(np.median(times))
   tokens = args.batch * args.length
-  print(f"device: {jax.devices()[0].device_kind} x{len(jax.devices())}; {os.cpu_count()} CPUs; "
-        f"load average {os.getloadavg()[0]:.2f}")
-  print(f"BERT L4/H256/A4, vocab {VOCAB}, batch {args.batch} x {args.length} tokens, {args.dtype}: "
-        f"step {1000 * step:.1f} ms (rounds: {', '.join(f'{1000 * t:.1f}' for t in times)} ms), "
-        f"{flops / 1e9:.1f} GFLOP/step (XLA), {flops / step / 1e9:.1f} GFLOP/s; "
-        f"loss {float(metrics['loss']):.3f}")
+  print(
+      f"device: {jax.devices()[0].device_kind} x{len(jax.devices())}; {os.cpu_count()} CPUs; "
+      f"load average {os.getloadavg()[0]:.2f}"
+  )
+  print(
+      f"BERT L4/H256/A4, vocab {VOCAB}, batch {args.batch} x {args.length} tokens, {args.dtype}: "
+      f"step {1000 * step:.1f} ms (rounds: {', '.join(f'{1000 * t:.1f}' for t in times)} ms), "
+      f"{flops / 1e9:.1f} GFLOP/step (XLA), {flops / step / 1e9:.1f} GFLOP/s; "
+      f"loss {float(metrics['loss']):.3f}"
+  )
   print(f"tokens_per_s={tokens / step:.1f}")
 
 

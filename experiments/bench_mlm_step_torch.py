@@ -1,4 +1,5 @@
-"""The PyTorch reference for experiments/bench_mlm_step.py: transformers' BertForMaskedLM, same shapes.
+"""The PyTorch reference for experiments/bench_mlm_step.py: transformers' BertForMaskedLM, same
+shapes.
 
 Runs in a separate environment with torch and transformers (never the project's venv):
   /tmp/peer_venv/bin/python experiments/bench_mlm_step_torch.py [--steps=10] [--rounds=3]
@@ -12,6 +13,7 @@ random with [CLS] first and [SEP] last. Counted: batch * length tokens per secon
 step (masking, forward, backward, optimizer), the median of the rounds. Last line:
 `tokens_per_s=<number>`.
 """
+
 import argparse
 import os
 import statistics
@@ -33,10 +35,16 @@ def main():
   args = parser.parse_args()
   torch.manual_seed(0)
   torch.set_num_threads(args.threads)
-  config = transformers.BertConfig(vocab_size=VOCAB, hidden_size=256, num_hidden_layers=4,
-                                   num_attention_heads=4, intermediate_size=1024,
-                                   max_position_embeddings=512, hidden_dropout_prob=0.1,
-                                   attention_probs_dropout_prob=0.1)
+  config = transformers.BertConfig(
+      vocab_size=VOCAB,
+      hidden_size=256,
+      num_hidden_layers=4,
+      num_attention_heads=4,
+      intermediate_size=1024,
+      max_position_embeddings=512,
+      hidden_dropout_prob=0.1,
+      attention_probs_dropout_prob=0.1,
+  )
   model = transformers.BertForMaskedLM(config).train()
   optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
   ids = torch.randint(1000, VOCAB, (args.batch, args.length))
@@ -66,11 +74,15 @@ def main():
       loss = step()
     times.append((time.perf_counter() - start) / args.steps)
   seconds = statistics.median(times)
-  print(f"torch {torch.__version__}, transformers {transformers.__version__}, {args.threads} "
-        f"threads; load average {os.getloadavg()[0]:.2f}")
-  print(f"BertForMaskedLM L4/H256/A4, batch {args.batch} x {args.length}: step "
-        f"{1000 * seconds:.1f} ms (rounds: {', '.join(f'{1000 * t:.1f}' for t in times)} ms); "
-        f"loss {loss:.3f}")
+  print(
+      f"torch {torch.__version__}, transformers {transformers.__version__}, {args.threads} "
+      f"threads; load average {os.getloadavg()[0]:.2f}"
+  )
+  print(
+      f"BertForMaskedLM L4/H256/A4, batch {args.batch} x {args.length}: step "
+      f"{1000 * seconds:.1f} ms (rounds: {', '.join(f'{1000 * t:.1f}' for t in times)} ms); "
+      f"loss {loss:.3f}"
+  )
   print(f"tokens_per_s={args.batch * args.length / seconds:.1f}")
 
 

@@ -16,6 +16,7 @@ Augmentation on (default): lightly's `SimCLRTransform` (32 px random resized cro
 jitter 0.5 with p 0.8, grayscale 0.2, no blur: our config's) makes both views of every image inside
 the timed step, on the host, in this process. The last line is `images_per_s=<number>`.
 """
+
 import argparse
 import time
 
@@ -44,7 +45,9 @@ class SimCLR(torch.nn.Module):
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = argparse.ArgumentParser(
+      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
   parser.add_argument("--batch", type=int, default=256)
   parser.add_argument("--steps", type=int, default=3)
   parser.add_argument("--threads", type=int, default=2)
@@ -57,8 +60,9 @@ def main():
   model = SimCLR()
   criterion = NTXentLoss(temperature=0.5)
   optimizer = torch.optim.SGD(model.parameters(), lr=0.06, momentum=0.9, weight_decay=5e-4)
-  transform = SimCLRTransform(input_size=args.image_size, cj_strength=0.5, gaussian_blur=0.0,
-                              min_scale=0.08)
+  transform = SimCLRTransform(
+      input_size=args.image_size, cj_strength=0.5, gaussian_blur=0.0, min_scale=0.08
+  )
   size = args.image_size
   images = np.random.default_rng(0).integers(0, 256, (args.batch, size, size, 3), dtype=np.uint8)
   pictures = [Image.fromarray(x) for x in images]
@@ -85,8 +89,10 @@ def main():
     step()
     times.append(time.perf_counter() - start)
   step_s = float(np.median(times))
-  print(f"pytorch={torch.__version__} torchvision={torchvision.__version__} threads={args.threads} "
-        f"batch={args.batch} image={size} augment={not args.no_augment} step_s={step_s:.3f}")
+  print(
+      f"pytorch={torch.__version__} torchvision={torchvision.__version__} threads={args.threads} "
+      f"batch={args.batch} image={size} augment={not args.no_augment} step_s={step_s:.3f}"
+  )
   print(f"images_per_s={args.batch / step_s:.2f}")
 
 

@@ -12,13 +12,16 @@ Ours: the first step (compilation) is timed apart, then `--iters` steps through 
 pipeline (grain) and the sharded step of ssl_jax/train.py. Prints `iterations_per_s=<X>` last.
 Measured figures: experiments/ts2vec_ucr.md.
 """
+
 import argparse
 import os
 import time
 
 import numpy as np
 
-SHARED_UCR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "ucr")
+SHARED_UCR = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "ucr"
+)
 
 
 def load(name):
@@ -32,6 +35,7 @@ def load(name):
 def bench_pytorch(x, iters, threads):
   import torch  # pylint: disable=g-import-not-at-top
   from ts2vec import TS2Vec  # pylint: disable=g-import-not-at-top
+
   torch.set_num_threads(threads)
   torch.manual_seed(0)
   np.random.seed(0)
@@ -45,38 +49,56 @@ def bench_pytorch(x, iters, threads):
 
 def bench_ours(x, path, iters, length_buckets):
   import sys  # pylint: disable=g-import-not-at-top
+
   sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
   import jax  # pylint: disable=g-import-not-at-top
   from ssl_jax import sharding as sharding_lib
   from ssl_jax import config as config_lib  # pylint: disable=g-import-not-at-top
   from ssl_jax import train  # pylint: disable=g-import-not-at-top
   from ssl_jax.data import pipeline, timeseries  # pylint: disable=g-import-not-at-top
+
   spec = f"npz:{path}" if path else None
   config = config_lib.load(f"configs/ts2vec_ucr.py:{path}" if path else "configs/ts2vec_ucr.py")
   config.task_kwargs.length_buckets = length_buckets
   config.total_steps = iters + 1
   if spec is None:  # no shared data: random series of the same shape
-    data = timeseries.from_arrays(x, np.arange(len(x)) % 2, x[:10], np.arange(10) % 2, name="random")
+    data = timeseries.from_arrays(
+        x, np.arange(len(x)) % 2, x[:10], np.arange(10) % 2, name="random"
+    )
     source = timeseries.SeriesSource(data, "train")
   else:
     source = timeseries.npz(path, "train")
-  comps = train.build(config, input_shape=source[0]["inputs"].shape, steps_per_epoch=len(source) // 8,
-                      total_steps=config.total_steps)
+  comps = train.build(
+      config,
+      input_shape=source[0]["inputs"].shape,
+      steps_per_epoch=len(source) // 8,
+      total_steps=config.total_steps,
+  )
   state = comps.init_state(jax.random.PRNGKey(0))
   batches = pipeline.train_iterator(source, global_batch_size=config.global_batch_size, seed=0)
-  step = lambda s: comps.train_step(s, sharding_lib.from_process_local(
-      {k: v for k, v in next(batches).items() if k != "index"}, comps.batch_sharding))
+  step = lambda s: comps.train_step(
+      s,
+      sharding_lib.from_process_local(
+          {k: v for k, v in next(batches).items() if k != "index"}, comps.batch_sharding
+      ),
+  )
   start = time.perf_counter()
   state, metrics = step(state)
   jax.block_until_ready(metrics)
-  print(f"ours (jax {jax.__version__}, {length_buckets} length buckets): first step with "
-        f"compilation {time.perf_counter() - start:.1f} s", flush=True)
+  print(
+      f"ours (jax {jax.__version__}, {length_buckets} length buckets): first step with "
+      f"compilation {time.perf_counter() - start:.1f} s",
+      flush=True,
+  )
   start = time.perf_counter()
   for _ in range(iters):
     state, metrics = step(state)
   jax.block_until_ready(metrics)
   seconds = time.perf_counter() - start
-  print(f"ours: {iters} iterations in {seconds:.2f} s, final loss {float(metrics['loss']):.3f}", flush=True)
+  print(
+      f"ours: {iters} iterations in {seconds:.2f} s, final loss {float(metrics['loss']):.3f}",
+      flush=True,
+  )
   return iters / seconds
 
 
@@ -89,8 +111,11 @@ def main():
   parser.add_argument("--length_buckets", type=int, default=4, help="ours: crop-width buckets")
   args = parser.parse_args()
   path, x = load(args.data)
-  print(f"data: {path or 'random GunPoint-shaped series'} {x.shape}; load average "
-        f"{os.getloadavg()[0]:.2f}", flush=True)
+  print(
+      f"data: {path or 'random GunPoint-shaped series'} {x.shape}; load average "
+      f"{os.getloadavg()[0]:.2f}",
+      flush=True,
+  )
   if args.impl == "pytorch":
     rate = bench_pytorch(x, args.iters, args.threads)
   else:

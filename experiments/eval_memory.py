@@ -8,6 +8,7 @@ padded batches of 256: once from `source.arrays()` (every image decoded and kept
 `sources.eval_arrays(source, max_bytes=0)` (LazyImages: one batch decoded at a time, what the
 training loop's evaluators get for a split over 1 GiB). Prints the peak resident memory of each.
 """
+
 import argparse
 import os
 import resource
@@ -25,18 +26,26 @@ from PIL import Image  # noqa: E402
 def measure(folder, way, size):
   from ssl_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   from ssl_jax.data import sources  # pylint: disable=g-import-not-at-top
+
   source = sources.build(f"folder:{folder}", "train", holdout_per_class=0, image_size=size)
   start = time.perf_counter()
   images, labels = source.arrays() if way == "arrays" else sources.eval_arrays(source, max_bytes=0)
-  features = [b["inputs"][b["mask"]].mean(axis=(1, 2)) for b in pipeline.padded_batches(images, labels, 256)]
+  features = [
+      b["inputs"][b["mask"]].mean(axis=(1, 2)) for b in pipeline.padded_batches(images, labels, 256)
+  ]
   features = np.concatenate(features)
   peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # KiB on Linux
-  print(f"{way}: {len(features)} features in {time.perf_counter() - start:.1f} s, "
-        f"peak RSS {peak:,.0f} MiB", flush=True)
+  print(
+      f"{way}: {len(features)} features in {time.perf_counter() - start:.1f} s, "
+      f"peak RSS {peak:,.0f} MiB",
+      flush=True,
+  )
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = argparse.ArgumentParser(
+      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
   parser.add_argument("--images", type=int, default=3000)
   parser.add_argument("--size", type=int, default=224)
   parser.add_argument("--measure", default="", help=argparse.SUPPRESS)  # the child processes
@@ -53,8 +62,16 @@ def main():
     decoded = args.images * args.size * args.size * 3 / 2**20
     print(f"{args.images} JPEGs of {args.size}x{args.size}: {decoded:,.0f} MiB decoded", flush=True)
     for way in ("arrays", "streamed"):
-      subprocess.run([sys.executable, __file__, f"--measure={way}", f"--folder={folder}",
-                      f"--size={args.size}"], check=True)
+      subprocess.run(
+          [
+              sys.executable,
+              __file__,
+              f"--measure={way}",
+              f"--folder={folder}",
+              f"--size={args.size}",
+          ],
+          check=True,
+      )
 
 
 if __name__ == "__main__":

@@ -8,11 +8,13 @@ what one device holds from the state sharding the loop uses (`Components.state_s
 (tests/test_scale_out.py checks this count against allocated shards). "large" are the leaves of at
 least 2**16 elements, the ones the rule shards.
 """
+
 import os
 import sys
 
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                           " --xla_force_host_platform_device_count=8").strip()
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+).strip()
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import argparse  # noqa: E402
@@ -43,8 +45,10 @@ def device_bytes(model, fsdp):
   abstract = jax.eval_shape(comps.init_state, jax.random.PRNGKey(0))
   large = total = 0
   for part in ("params", "opt_state"):
-    for leaf, sharding in zip(jax.tree.leaves(getattr(abstract, part)),
-                              jax.tree.leaves(getattr(comps.state_sharding, part))):
+    for leaf, sharding in zip(
+        jax.tree.leaves(getattr(abstract, part)),
+        jax.tree.leaves(getattr(comps.state_sharding, part)),
+    ):
       nbytes = int(np.prod(sharding.shard_shape(leaf.shape))) * leaf.dtype.itemsize
       total += nbytes
       large += nbytes if leaf.size >= 2**16 else 0
@@ -53,8 +57,12 @@ def device_bytes(model, fsdp):
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated: {', '.join(MODELS)}")
+  parser = argparse.ArgumentParser(
+      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
+  parser.add_argument(
+      "--models", default=",".join(MODELS), help=f"comma-separated: {', '.join(MODELS)}"
+  )
   args = parser.parse_args()
   assert jax.device_count() == 8, "needs 8 simulated devices (XLA_FLAGS is set before JAX starts)"
   print("| model | params | mesh | large leaves / device | all / device | vs fsdp=1 |")
@@ -64,8 +72,12 @@ def main():
     for fsdp in (1, 2, 4, 8):
       large, total, count = device_bytes(model, fsdp)
       base = base or total
-      print(f"| {model} | {count / 1e6:.1f} M | data={8 // fsdp} x fsdp={fsdp} | {large / 2**20:.1f} MiB "
-            f"| {total / 2**20:.1f} MiB | {total / base:.3f} |", flush=True)
+      print(
+          f"| {model} | {count / 1e6:.1f} M | data={8 // fsdp} x fsdp={fsdp} "
+          f"| {large / 2**20:.1f} MiB "
+          f"| {total / 2**20:.1f} MiB | {total / base:.3f} |",
+          flush=True,
+      )
 
 
 if __name__ == "__main__":

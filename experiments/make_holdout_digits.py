@@ -11,6 +11,7 @@ frame, as MNIST centres its 20x20 digits. `--test_per_class` digits of each clas
 form the test split; the rest (about 150 per class) are the unlabelled pre-training images and the
 pool the study draws its labels from. Writes train_images/train_labels/test_images/test_labels.
 """
+
 import argparse
 
 import numpy as np
@@ -36,11 +37,22 @@ def main():
   digits = load_digits()
   images, labels = mnist_format(digits.images), digits.target.astype(np.int32)
   rng = np.random.default_rng(args.seed)
-  test = np.sort(np.concatenate([rng.choice(np.flatnonzero(labels == c), args.test_per_class,
-                                            replace=False) for c in range(10)]))
+  test = np.sort(
+      np.concatenate(
+          [
+              rng.choice(np.flatnonzero(labels == c), args.test_per_class, replace=False)
+              for c in range(10)
+          ]
+      )
+  )
   train = np.setdiff1d(np.arange(len(labels)), test)
-  np.savez_compressed(args.out, train_images=images[train], train_labels=labels[train],
-                      test_images=images[test], test_labels=labels[test])
+  np.savez_compressed(
+      args.out,
+      train_images=images[train],
+      train_labels=labels[train],
+      test_images=images[test],
+      test_labels=labels[test],
+  )
   print(f"wrote {args.out}: {len(train)} train and {len(test)} test digits, 28x28 uint8")
 
 

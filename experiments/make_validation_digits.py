@@ -1,4 +1,5 @@
-"""A validation split of the embedded MNIST digits, for recipe choices that must not see the test digits.
+"""A validation split of the embedded MNIST digits, for recipe choices that must not see the test
+digits.
 
   python experiments/make_validation_digits.py --out=/tmp/mnist_val.npz
   python -m ssl_jax.main --config=configs/default.py --workdir=/tmp/ssl_val \
@@ -11,6 +12,7 @@ unlabelled pre-training images and the pool the study draws its labels from. A r
 this file's table has never seen the main job's 1,000 test digits. Writes
 train_images/train_labels/test_images/test_labels.
 """
+
 import argparse
 import os
 import sys
@@ -31,10 +33,17 @@ def main():
   train = sources.build("mnist", "train")  # the main job's training digits; its test ones stay out
   images, labels = train.images, train.labels
   fit, val = sources_base.holdout_split(labels, args.val_per_class, args.seed)
-  np.savez_compressed(args.out, train_images=images[fit], train_labels=labels[fit],
-                      test_images=images[val], test_labels=labels[val])
-  print(f"wrote {args.out}: {len(fit)} train and {len(val)} validation digits (as its test split), "
-        "all from the main job's training split")
+  np.savez_compressed(
+      args.out,
+      train_images=images[fit],
+      train_labels=labels[fit],
+      test_images=images[val],
+      test_labels=labels[val],
+  )
+  print(
+      f"wrote {args.out}: {len(fit)} train and {len(val)} validation digits (as its test split), "
+      "all from the main job's training split"
+  )
 
 
 if __name__ == "__main__":

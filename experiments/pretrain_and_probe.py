@@ -10,6 +10,7 @@ logistic regression (C=0.1) at 1 and 10 labels per class, mean over 3 seeded dra
 only score. The last line is one JSON object: the overrides, knn, probe1, probe10, pretrain_s.
 experiments/README.md ("Choosing the views") holds what it measured.
 """
+
 import argparse
 import json
 import os
@@ -27,7 +28,9 @@ from ssl_jax import train  # noqa: E402
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = argparse.ArgumentParser(
+      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
   parser.add_argument("--config", required=True)
   parser.add_argument("--workdir", required=True)
   args, overrides = parser.parse_known_args()
@@ -35,7 +38,7 @@ def main():
   if bad:
     parser.error(f"unrecognised arguments {bad}; overrides look like --config.KEY=VALUE")
   c = config_lib.load(args.config)
-  c = config_lib.override(c, [o[len("--config."):] for o in overrides])
+  c = config_lib.override(c, [o[len("--config.") :] for o in overrides])
   c.label_efficiency.enabled = False
   c.evals = {}
   c = config_lib.finalize(c, args.workdir)
@@ -45,10 +48,22 @@ def main():
   pretrain_s = time.time() - start
   (train_x, train_y), (test_x, test_y) = train_source.arrays(), test_source.arrays()
   a, b = run.features_of(train_x), run.features_of(test_x)  # the study's features
-  probe = lambda n: float(np.mean([diagnose_features.probe_accuracy(a, train_y, b, test_y, n, seed=s)
-                                   for s in range(3)]))
-  print(json.dumps(dict(overrides=overrides, knn=float(diagnose_features.knn_accuracy(a, train_y, b, test_y)),
-                        probe1=probe(1), probe10=probe(10), pretrain_s=round(pretrain_s, 1))))
+  probe = lambda n: float(
+      np.mean(
+          [diagnose_features.probe_accuracy(a, train_y, b, test_y, n, seed=s) for s in range(3)]
+      )
+  )
+  print(
+      json.dumps(
+          dict(
+              overrides=overrides,
+              knn=float(diagnose_features.knn_accuracy(a, train_y, b, test_y)),
+              probe1=probe(1),
+              probe10=probe(10),
+              pretrain_s=round(pretrain_s, 1),
+          )
+      )
+  )
 
 
 if __name__ == "__main__":

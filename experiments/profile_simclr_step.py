@@ -11,9 +11,12 @@ after HLO instructions), grouping them by what the instruction computes:
                                        an output with the kernel's shape rather than the batch's)
   dot                                  matrix multiplications (the heads, im2col kernel gradients)
   copy/transpose                       layout changes
-  other                                BatchNorm, ReLU, augmentation, optimiser (elementwise, reductions)
-Prints each group's seconds and share, then the `--top` instructions. Results: experiments/conv_speed.md.
+  other                                BatchNorm, ReLU, augmentation, optimiser (elementwise,
+                                       reductions)
+Prints each group's seconds and share, then the `--top` instructions. Results:
+experiments/conv_speed.md.
 """
+
 import argparse
 import collections
 import glob
@@ -74,18 +77,29 @@ def categorise(name, instructions, computations, batch_rows):
   if any(" dot(" in entry for entry in lines):
     return "dot"
   if opcode in ("copy", "transpose") or all(
-      re.search(r" (copy|transpose|bitcast|parameter|reshape)\(", entry) for entry in lines[1:] or [line]):
+      re.search(r" (copy|transpose|bitcast|parameter|reshape)\(", entry)
+      for entry in lines[1:] or [line]
+  ):
     return "copy/transpose"
   return "other"
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__,
-                                         formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = argparse.ArgumentParser(
+      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
   parser.add_argument("--top", type=int, default=12)
-  for flag, default in (("--batch", "256"), ("--micro_batch", "0"), ("--norm", "batch"),
-                        ("--head_norm", "batch"), ("--loop", "auto"), ("--dtype", "float32"),
-                        ("--conv_impl", "auto"), ("--stem", "small"), ("--cpu_conv_library", "eigen")):
+  for flag, default in (
+      ("--batch", "256"),
+      ("--micro_batch", "0"),
+      ("--norm", "batch"),
+      ("--head_norm", "batch"),
+      ("--loop", "auto"),
+      ("--dtype", "float32"),
+      ("--conv_impl", "auto"),
+      ("--stem", "small"),
+      ("--cpu_conv_library", "eigen"),
+  ):
     parser.add_argument(flag, default=default)
   parser.add_argument("--depth", type=int, default=18)
   parser.add_argument("--width", type=float, default=1.0)
@@ -116,16 +130,20 @@ def main():
   for name, seconds in per_name.items():
     groups[categorise(name, instructions, computations, rows)] += seconds
   total = sum(groups.values())
-  print(f"batch={batch} micro_batch_size={micro} conv_impl={args.conv_impl} "
-        f"cpu_conv_library={args.cpu_conv_library} step_s={step_s:.2f} "
-        f"thunk_s={total:.2f} (summed over threads)")
+  print(
+      f"batch={batch} micro_batch_size={micro} conv_impl={args.conv_impl} "
+      f"cpu_conv_library={args.cpu_conv_library} step_s={step_s:.2f} "
+      f"thunk_s={total:.2f} (summed over threads)"
+  )
   for group, seconds in groups.most_common():
     print(f"  {group:15s} {seconds:7.2f} s  {seconds / total:6.1%}")
   print(f"top {args.top} instructions:")
   for name, seconds in per_name.most_common(args.top):
     shape, opcode, _ = instructions[name]
-    print(f"  {seconds:6.2f} s  {categorise(name, instructions, computations, rows):15s} "
-          f"{opcode} {name} {shape}")
+    print(
+        f"  {seconds:6.2f} s  {categorise(name, instructions, computations, rows):15s} "
+        f"{opcode} {name} {shape}"
+    )
 
 
 if __name__ == "__main__":

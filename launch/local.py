@@ -7,6 +7,7 @@ Each process gets JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID, 
 `ssl_jax.main` passes to `jax.distributed.initialize`; with --devices_per_process the CPU is
 split into that many simulated devices per process. Exits with the first non-zero status.
 """
+
 import argparse
 import os
 import socket
@@ -24,8 +25,13 @@ def launch(num_processes, main_args, devices_per_process=0, module="ssl_jax.main
   address = f"127.0.0.1:{free_port()}"
   procs = []
   for index in range(num_processes):
-    env = dict(os.environ, JAX_COORDINATOR_ADDRESS=address, JAX_NUM_PROCESSES=str(num_processes),
-               JAX_PROCESS_ID=str(index), JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS", "cpu"))
+    env = dict(
+        os.environ,
+        JAX_COORDINATOR_ADDRESS=address,
+        JAX_NUM_PROCESSES=str(num_processes),
+        JAX_PROCESS_ID=str(index),
+        JAX_PLATFORMS=os.environ.get("JAX_PLATFORMS", "cpu"),
+    )
     if devices_per_process:
       env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices_per_process}"
     procs.append(subprocess.Popen([sys.executable, "-m", module, *main_args], env=env))
@@ -34,7 +40,9 @@ def launch(num_processes, main_args, devices_per_process=0, module="ssl_jax.main
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = argparse.ArgumentParser(
+      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
   parser.add_argument("--num_processes", type=int, default=2)
   parser.add_argument("--devices_per_process", type=int, default=0)
   args, rest = parser.parse_known_args()

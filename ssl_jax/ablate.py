@@ -1,7 +1,8 @@
 """Entry point of the pretext ablation (ssl_jax/ablation/): every image task, one protocol.
 
-  python -m ssl_jax.ablate --config=configs/ablate.py[:quick] --workdir=DIR [--config.KEY=VALUE ...]
+python -m ssl_jax.ablate --config=configs/ablate.py[:quick] --workdir=DIR [--config.KEY=VALUE ...]
 """
+
 import sys
 
 from ssl_jax import main as main_lib

@@ -9,6 +9,7 @@ sharding-aware: arrays are read straight into the shardings of the abstract stat
 given, so a checkpoint written on one mesh (say data=8) resumes on another (data=2 x fsdp=4, or
 fewer devices).
 """
+
 import os
 
 import orbax.checkpoint as ocp
@@ -39,9 +40,14 @@ class Checkpointer:
 
   def __init__(self, directory, *, keep):
     self.directory = _absolute(directory)
-    self.manager = ocp.CheckpointManager(self.directory, options=ocp.CheckpointManagerOptions(
-        preservation_policy=ocp.checkpoint_managers.LatestN(keep),
-        enable_async_checkpointing=True, create=True))
+    self.manager = ocp.CheckpointManager(
+        self.directory,
+        options=ocp.CheckpointManagerOptions(
+            preservation_policy=ocp.checkpoint_managers.LatestN(keep),
+            enable_async_checkpointing=True,
+            create=True,
+        ),
+    )
 
   def latest_step(self):
     return self.manager.latest_step()
@@ -52,13 +58,21 @@ class Checkpointer:
     The state's device buffers may be donated to the next step as soon as this returns: orbax
     has copied them to host memory by then. A save still in flight is finished first.
     """
-    self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                    data=ocp.args.JsonSave(data_state)))
+    self.manager.save(
+        step,
+        args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)
+        ),
+    )
 
   def restore(self, abstract_state, step=None):
     step = self.manager.latest_step() if step is None else step
-    restored = self.manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
+    restored = self.manager.restore(
+        step,
+        args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()
+        ),
+    )
     return restored["state"], restored["data"]
 
   def wait(self):
@@ -79,8 +93,9 @@ def _latest(directory, what="checkpoint directory"):
   if epath.Path(directory, "checkpoints").is_dir():
     directory = os.path.join(directory, "checkpoints")
   if not epath.Path(directory).is_dir():
-    raise FileNotFoundError(f"{what}={directory!r} does not exist (expected a run's WORKDIR or "
-                            "WORKDIR/checkpoints)")
+    raise FileNotFoundError(
+        f"{what}={directory!r} does not exist (expected a run's WORKDIR or " "WORKDIR/checkpoints)"
+    )
   manager = ocp.CheckpointManager(_absolute(directory))
   step = manager.latest_step()
   if step is None:
@@ -92,8 +107,12 @@ def _latest(directory, what="checkpoint directory"):
 def restore_from(directory, abstract_state):
   """Latest checkpoint under another run's checkpoint directory (config.resume)."""
   manager, step = _latest(directory, "config.resume")
-  restored = manager.restore(step, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
+  restored = manager.restore(
+      step,
+      args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()
+      ),
+  )
   manager.close()
   return restored["state"], restored["data"]
 

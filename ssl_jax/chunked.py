@@ -32,14 +32,23 @@ Loops over chunks (`config.micro_batch_loop`):
           (experiments/conv_speed.md, experiments/chunked.md); scan elsewhere
           (not measured here: no accelerator was available).
 """
+
 import jax
 import jax.numpy as jnp
 
 LOOPS = ("auto", "unroll", "scan")
 
 
-def check(task, *, task_name, micro_batch_size, global_batch_size, num_devices, loop="auto",
-          recompute=True):
+def check(
+    task,
+    *,
+    task_name,
+    micro_batch_size,
+    global_batch_size,
+    num_devices,
+    loop="auto",
+    recompute=True,
+):
   """Raises a ValueError naming the config key when chunking cannot run as configured."""
   if micro_batch_size == 0:
     return
@@ -48,19 +57,26 @@ def check(task, *, task_name, micro_batch_size, global_batch_size, num_devices, 
         f"config.micro_batch_size={micro_batch_size}: task {task_name!r} cannot be chunked (its "
         "loss needs more than the views' embeddings: momentum targets, queues, multi-crop or "
         "other task state). Set config.micro_batch_size=0, or use a chunkable task "
-        "(simclr, barlow_twins, vicreg).")
+        "(simclr, barlow_twins, vicreg)."
+    )
   if micro_batch_size < 0 or global_batch_size % micro_batch_size:
-    raise ValueError(f"config.micro_batch_size={micro_batch_size} must divide "
-                     f"config.global_batch_size={global_batch_size} (or be 0: no chunking)")
+    raise ValueError(
+        f"config.micro_batch_size={micro_batch_size} must divide "
+        f"config.global_batch_size={global_batch_size} (or be 0: no chunking)"
+    )
   if micro_batch_size % num_devices:
-    raise ValueError(f"config.micro_batch_size={micro_batch_size} must be a multiple of the "
-                     f"{num_devices} devices the batch is sharded over, so that every device "
-                     "holds an equal share of every chunk")
+    raise ValueError(
+        f"config.micro_batch_size={micro_batch_size} must be a multiple of the "
+        f"{num_devices} devices the batch is sharded over, so that every device "
+        "holds an equal share of every chunk"
+    )
   if loop not in LOOPS:
     raise ValueError(f"config.micro_batch_loop={loop!r}; accepted: {LOOPS}")
   if not recompute and resolve_loop(loop) != "unroll":
-    raise ValueError(f"config.micro_batch_recompute=False needs micro_batch_loop='unroll' "
-                     f"(got {loop!r}, which is {resolve_loop(loop)!r} on this backend)")
+    raise ValueError(
+        f"config.micro_batch_recompute=False needs micro_batch_loop='unroll' "
+        f"(got {loop!r}, which is {resolve_loop(loop)!r} on this backend)"
+    )
 
 
 def resolve_loop(loop):
@@ -101,8 +117,18 @@ def _after(x, dep):
   return x + (jnp.ravel(leaf)[0] * 0).astype(x.dtype)
 
 
-def value_and_grad(task, model, variables, batch, rng, *, micro_batch_size, loop="auto",
-                   recompute=True, constrain=None):
+def value_and_grad(
+    task,
+    model,
+    variables,
+    batch,
+    rng,
+    *,
+    micro_batch_size,
+    loop="auto",
+    recompute=True,
+    constrain=None,
+):
   """Chunked twin of `jax.value_and_grad(task.loss ... w.r.t. variables['params'], has_aux=True)`.
 
   Returns ((loss, (metrics, new_model_state, outputs)), grads), the same structure, with the
@@ -117,8 +143,10 @@ def value_and_grad(task, model, variables, batch, rng, *, micro_batch_size, loop
   inputs = task.inputs(batch, rng)  # (V, B, ...)
   views, num_examples = inputs.shape[:2]
   if num_examples % micro_batch_size:
-    raise ValueError(f"micro_batch_size={micro_batch_size} does not divide the batch of "
-                     f"{num_examples} examples")
+    raise ValueError(
+        f"micro_batch_size={micro_batch_size} does not divide the batch of "
+        f"{num_examples} examples"
+    )
   num_chunks = num_examples // micro_batch_size
   chunks = _split(inputs, num_chunks)
   constrain = constrain or (lambda x: x)

@@ -14,6 +14,7 @@ with `accept_new_attributes`, which needs an unlocked config and takes a new key
 reads `a,b` or `a,` for a tuple of names as the one name 'a,b' or 'a,'. A dotted key
 (`model.bert.size`) is read with `get`; `derive` makes a copy with changes.
 """
+
 import ast
 import difflib
 import importlib.util
@@ -30,6 +31,7 @@ FREE_FORM = ("evals", "task_kwargs")  # dicts whose keys the component reading t
 class Schema(NamedTuple):
   """What a command accepts: `defaults()` holds every key with its type; the keys of the dicts
   at the dotted paths `free_form` are checked by the component that reads them."""
+
   defaults: Callable[[], ml_collections.ConfigDict]
   free_form: tuple = FREE_FORM
 
@@ -96,7 +98,7 @@ def _parent(config, key):
   node = config
   for i, part in enumerate(parents):
     if not isinstance(node, ml_collections.ConfigDict) or part not in node:
-      raise unknown_key(".".join(parents[:i + 1]), config)
+      raise unknown_key(".".join(parents[: i + 1]), config)
     node = node[part]
   if not isinstance(node, ml_collections.ConfigDict):
     raise KeyError(f"config key {'.'.join(parents)!r} is a value, not a dict holding {leaf!r}")
@@ -179,18 +181,26 @@ def finalize(config, workdir=None, schema=BASE):
   """Validates, locks and (on process 0) writes DIR/config.json."""
   check_known_keys(config, schema)
   if config.global_batch_size < 2:
-    raise ValueError(f"global_batch_size={config.global_batch_size}: contrastive training needs >= 2")
+    raise ValueError(
+        f"global_batch_size={config.global_batch_size}: contrastive training needs >= 2"
+    )
   if config.micro_batch_size < 0 or (
-      config.micro_batch_size and config.global_batch_size % config.micro_batch_size):
-    raise ValueError(f"config.micro_batch_size={config.micro_batch_size} must divide "
-                     f"global_batch_size={config.global_batch_size}, or be 0 (no chunking)")
+      config.micro_batch_size and config.global_batch_size % config.micro_batch_size
+  ):
+    raise ValueError(
+        f"config.micro_batch_size={config.micro_batch_size} must divide "
+        f"global_batch_size={config.global_batch_size}, or be 0 (no chunking)"
+    )
   if config.micro_batch_loop not in ("auto", "unroll", "scan"):
-    raise ValueError(f"config.micro_batch_loop={config.micro_batch_loop!r}; accepted: "
-                     "'auto', 'unroll', 'scan'")
+    raise ValueError(
+        f"config.micro_batch_loop={config.micro_batch_loop!r}; accepted: "
+        "'auto', 'unroll', 'scan'"
+    )
   config.lock()
   if workdir is not None:
     import jax  # pylint: disable=g-import-not-at-top
     from etils import epath  # pylint: disable=g-import-not-at-top
+
     if jax.process_index() == 0:  # local or remote (gs://...) through epath
       epath.Path(workdir).mkdir(parents=True, exist_ok=True)
       (epath.Path(workdir) / "config.json").write_text(config.to_json(indent=2))

@@ -4,6 +4,7 @@ Config files start from `base_config()` (through ssl_jax/config.py, which loads,
 checks configs against it); a command that reads more keys (the pretext ablation's `ablation`)
 adds its own section and schema (`config.Schema`), not a key here.
 """
+
 import ml_collections
 
 
@@ -33,7 +34,8 @@ def base_config():
   c.resume = ""  # a checkpoint directory to resume from when the workdir has none
   c.init_from = ""  # a checkpoint directory whose params initialise a fresh run
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1))
-  # persistent XLA compilation cache: 'auto' (~/.cache/ssl_jax/xla on GPU/TPU, off on CPU), '' off, DIR
+  # persistent XLA compilation cache: 'auto' (~/.cache/ssl_jax/xla on GPU/TPU, off on CPU),
+  # '' off, DIR
   c.compilation_cache_dir = "auto"
   c.profile_steps = ()  # (first, last): a jax.profiler trace of those steps in WORKDIR/profile
 
@@ -53,8 +55,12 @@ def base_config():
   c.data.num_workers = 0  # grain worker processes for host-side decode (0: in the main process)
   c.data.read_threads = 2  # grain threads reading batches (per process or worker)
   c.data.prefetch = 2  # batches read ahead (per worker)
-  c.data.skip_corrupt = False  # folders: skip unreadable files, listing them in WORKDIR/skipped_files.txt
-  c.data.train_subset = ""  # file of indices or file names restricting the train split (label subsets)
+  c.data.skip_corrupt = (
+      False  # folders: skip unreadable files, listing them in WORKDIR/skipped_files.txt
+  )
+  c.data.train_subset = (
+      ""  # file of indices or file names restricting the train split (label subsets)
+  )
   c.data.eval_batch_size = 512
 
   # text runs (data.source bbc_news | jsonl:DIR | tfds:NAME; ssl_jax/modalities/text.py)
@@ -67,15 +73,31 @@ def base_config():
   c.text.test_per_class = 0  # > 0: score on a seeded sample of this many test texts per class
   # TAPT (Gururangan et al. 2020): continued MLM of config.generic_model on the task's texts, for
   # the study's tapt_* methods
-  c.text.tapt = ml_collections.ConfigDict(dict(steps=100, batch_size=16, learning_rate=1e-4,
-                                               warmup_steps=10))
+  c.text.tapt = ml_collections.ConfigDict(
+      dict(steps=100, batch_size=16, learning_rate=1e-4, warmup_steps=10)
+  )
 
-  c.augment = ml_collections.ConfigDict(dict(
-      crop_scale=(0.08, 1.0), crop_ratio=(3 / 4, 4 / 3), flip_prob=0.5, jitter_prob=0.8,
-      jitter_strength=0.5, grayscale_prob=0.2, blur_prob=0.0, blur_sigma=(0.1, 2.0),
-      solarize_prob=0.0, solarize_threshold=0.5,
-      affine_prob=0.0, rotate_degrees=0.0, shear_degrees=0.0, translate=0.0,
-      elastic_prob=0.0, elastic_alpha=0.0, elastic_sigma=4.0))  # image_ops.augment_view's keywords
+  c.augment = ml_collections.ConfigDict(
+      dict(
+          crop_scale=(0.08, 1.0),
+          crop_ratio=(3 / 4, 4 / 3),
+          flip_prob=0.5,
+          jitter_prob=0.8,
+          jitter_strength=0.5,
+          grayscale_prob=0.2,
+          blur_prob=0.0,
+          blur_sigma=(0.1, 2.0),
+          solarize_prob=0.0,
+          solarize_threshold=0.5,
+          affine_prob=0.0,
+          rotate_degrees=0.0,
+          shear_degrees=0.0,
+          translate=0.0,
+          elastic_prob=0.0,
+          elastic_alpha=0.0,
+          elastic_sigma=4.0,
+      )
+  )  # image_ops.augment_view's keywords
 
   c.model = ml_collections.ConfigDict()
   c.model.name = "resnet"  # an encoder of ssl_jax/models/ (the registry)
@@ -85,10 +107,12 @@ def base_config():
   # CPU for 28px digits); imagenet: 7x7 stride 2 + max-pool
   c.model.stem = "small"
   c.model.norm = "batch"  # batch (statistics over the global batch) | group
-  # resnet: each block's last BatchNorm scale starts at 0 (True; SimCLR's TF code) or 1 (torchvision)
+  # resnet: each block's last BatchNorm scale starts at 0 (True; SimCLR's TF code) or 1
+  # (torchvision)
   c.model.zero_init_residual = True
   c.model.conv_impl = "auto"
-  # XLA:CPU's library for convolutions: eigen (3-18x faster here) | ynnpack (XLA's default); models/conv.py
+  # XLA:CPU's library for convolutions: eigen (3-18x faster here) | ynnpack (XLA's default);
+  # models/conv.py
   c.model.cpu_conv_library = "eigen"
   c.model.dtype = "float32"  # activations; parameters and optimiser state stay float32
   c.model.variant = "ti"  # vit: mu (CPU tests), ti, s, b
@@ -97,13 +121,22 @@ def base_config():
   c.model.pool = "gap"  # vit: cls (class token) | gap (global average pooling)
   c.model.hidden_dims = 64  # ts_dilated_conv: channels of the residual blocks
   c.model.repr_dims = 320  # ts_dilated_conv: representation channels per timestep
-  # bert (models/bert_config.py): size tiny | mini | small | medium | base (the BERT miniatures) or a local
-  # BERT checkpoint directory (config.json + model.safetensors: continued pre-training); > 0
+  # bert (models/bert_config.py): size tiny | mini | small | medium | base (the BERT miniatures) or
+  # a local BERT checkpoint directory (config.json + model.safetensors: continued pre-training); > 0
   # overrides a dimension;
   # vocab_size 0: the run's tokenizer's (text runs set it); features by model.pool: cls | mean
-  c.model.bert = ml_collections.ConfigDict(dict(
-      size="mini", num_layers=0, hidden_size=0, num_heads=0, intermediate_size=0, vocab_size=0,
-      max_positions=512, dropout=0.1))
+  c.model.bert = ml_collections.ConfigDict(
+      dict(
+          size="mini",
+          num_layers=0,
+          hidden_size=0,
+          num_heads=0,
+          intermediate_size=0,
+          vocab_size=0,
+          max_positions=512,
+          dropout=0.1,
+      )
+  )
 
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.name = "lars"  # lars | sgd | adamw
@@ -126,8 +159,12 @@ def base_config():
   c.label_efficiency.labels_per_class = (1, 5, 10, 50)
   c.label_efficiency.num_draws = 5
   # also: ssl_finetune_last, ssl_lora, generic_probe, generic_finetune (ssl_jax/study/methods.py)
-  c.label_efficiency.methods = ("ssl_linear_probe", "supervised_scratch", "ssl_finetune",
-                                "pixels_logreg")
+  c.label_efficiency.methods = (
+      "ssl_linear_probe",
+      "supervised_scratch",
+      "ssl_finetune",
+      "pixels_logreg",
+  )
 
   # a BERT-family checkpoint (hub name or local directory); when set, the text study adds
   # generic_probe and generic_finetune (ssl_jax/generic_models.py)
@@ -155,8 +192,10 @@ def base_config():
   c.finetune.lora_rank = 4
   c.finetune.lora_alpha = 8.0  # adapters scaled by lora_alpha / lora_rank
   # 3x3 convolutions of ResNet blocks; attention query and value of our ViT and BERT
-  c.finetune.lora_regex = (r"(BasicBlock_\d+/Conv_\d+|Bottleneck_\d+/Conv_1|attention/(self|attention)"
-                           r"/(query|value)|MultiHeadDotProductAttention_\d+/(query|value))/kernel$")
+  c.finetune.lora_regex = (
+      r"(BasicBlock_\d+/Conv_\d+|Bottleneck_\d+/Conv_1|attention/(self|attention)"
+      r"/(query|value)|MultiHeadDotProductAttention_\d+/(query|value))/kernel$"
+  )
   # ssl_distill / scratch_distill (SimCLRv2's distillation, finetune/protocol.py:DistillMethod):
   # the student's steps and batch on every training image, and the softmax temperature
   c.finetune.distill_steps = 300
@@ -188,18 +227,40 @@ def base_config():
   c.finetune.patience = 0  # stop after this many evaluations below the best (0: run to the end)
   # per-mode CV grids (keys: finetune/protocol.py:GRID_KEYS): () keeps the value above, one value
   # sets it for that mode alone, several are chosen between by the CV mean
-  c.finetune.grid = ml_collections.ConfigDict(dict(
-      # cheap: the head alone, on cached features
-      linear=dict(probe_learning_rate=(), probe_weight_decay=(1e-4, 1e-3, 1e-2),
-                  label_smoothing=(0.0, 0.1)),
-      last_n=dict(learning_rate=(), weight_decay=(), label_smoothing=(), last_n=(),
-                  backbone_lr_multiplier=()),
-      full=dict(learning_rate=(), weight_decay=(), label_smoothing=(), layer_decay=()),
-      fixmatch=dict(learning_rate=(), weight_decay=(), label_smoothing=(), fixmatch_threshold=(),
-                    fixmatch_weight=()),
-      # cheap: no training; CV where every class has finetune.kfold labels
-      labelprop=dict(labelprop_neighbors=(50, 20, 10), labelprop_alpha=(0.7, 0.9)),
-      # adapters starting at zero need a larger step than full fine-tuning (experiments/README.md)
-      lora=dict(learning_rate=(1e-2,), weight_decay=(), label_smoothing=(), lora_rank=(),
-                lora_alpha=())))
+  c.finetune.grid = ml_collections.ConfigDict(
+      dict(
+          # cheap: the head alone, on cached features
+          linear=dict(
+              probe_learning_rate=(),
+              probe_weight_decay=(1e-4, 1e-3, 1e-2),
+              label_smoothing=(0.0, 0.1),
+          ),
+          last_n=dict(
+              learning_rate=(),
+              weight_decay=(),
+              label_smoothing=(),
+              last_n=(),
+              backbone_lr_multiplier=(),
+          ),
+          full=dict(learning_rate=(), weight_decay=(), label_smoothing=(), layer_decay=()),
+          fixmatch=dict(
+              learning_rate=(),
+              weight_decay=(),
+              label_smoothing=(),
+              fixmatch_threshold=(),
+              fixmatch_weight=(),
+          ),
+          # cheap: no training; CV where every class has finetune.kfold labels
+          labelprop=dict(labelprop_neighbors=(50, 20, 10), labelprop_alpha=(0.7, 0.9)),
+          # adapters starting at zero need a larger step than full fine-tuning
+          # (experiments/README.md)
+          lora=dict(
+              learning_rate=(1e-2,),
+              weight_decay=(),
+              label_smoothing=(),
+              lora_rank=(),
+              lora_alpha=(),
+          ),
+      )
+  )
   return c

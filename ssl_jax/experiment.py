@@ -5,6 +5,7 @@ methods on its splits; the study's loop (study/loop.py) and its report (study/re
 same for every modality. Writes DIR/results.json (the study's rows and the run's facts) and
 DIR/label_efficiency.png, and prints the table.
 """
+
 import os
 import time
 
@@ -34,11 +35,17 @@ def run(config, workdir):
     study_started = time.perf_counter()
     study = modality.study(config, pretrained)
     rows = loop.run(config, study.built, study.train_labels, study.test_labels)
-    extra.update(study.extra, study_seconds=time.perf_counter() - study_started,
-                 total_seconds=time.perf_counter() - started)
+    extra.update(
+        study.extra,
+        study_seconds=time.perf_counter() - study_started,
+        total_seconds=time.perf_counter() - started,
+    )
     title = study.title
   if jax.process_index() == 0:
     report.write(workdir, rows, extra, title=title)
-    print(f"wrote {os.path.join(workdir, 'results.json')}"
-          + (" and label_efficiency.png" if rows else ""), flush=True)
+    print(
+        f"wrote {os.path.join(workdir, 'results.json')}"
+        + (" and label_efficiency.png" if rows else ""),
+        flush=True,
+    )
   return pretrained.run

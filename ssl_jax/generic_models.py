@@ -12,6 +12,7 @@ the class token, LayerNorm epsilon 1e-12 and exact GELU in ViT; layer scale and 
 positions in DINOv2; a different stem and block naming in ResNet), so they are refused with an
 error naming what is accepted, rather than loaded into a model that computes something else.
 """
+
 import dataclasses
 import json
 import os
@@ -24,7 +25,9 @@ from ssl_jax.models import bert
 from ssl_jax.models import bert_config
 from ssl_jax.models import bert_checkpoint
 
-ACCEPTED = "BERT-family text checkpoints (model_type 'bert', e.g. all-MiniLM-L6-v2, bert-base-uncased)"
+ACCEPTED = (
+    "BERT-family text checkpoints (model_type 'bert', e.g. all-MiniLM-L6-v2, bert-base-uncased)"
+)
 VISION = ("vit", "dinov2", "resnet", "convnext", "swin", "beit", "deit")
 
 
@@ -37,16 +40,22 @@ class Generic:
 
   def tokenize(self, texts, max_length=128):
     """int32 token ids (N, L), padded with the encoder's pad_id."""
-    out = self.tokenizer(list(texts), padding="max_length", truncation=True, max_length=max_length,
-                         return_tensors="np")
+    out = self.tokenizer(
+        list(texts),
+        padding="max_length",
+        truncation=True,
+        max_length=max_length,
+        return_tensors="np",
+    )
     return out["input_ids"].astype(np.int32)
 
 
 def _model_type(directory):
   path = os.path.join(directory, "config.json")
   if not os.path.isfile(path):
-    raise ValueError(f"config.generic_model={directory!r}: no config.json there; accepted: "
-                     f"{ACCEPTED}")
+    raise ValueError(
+        f"config.generic_model={directory!r}: no config.json there; accepted: " f"{ACCEPTED}"
+    )
   with open(path) as f:
     return json.load(f).get("model_type")
 
@@ -56,11 +65,16 @@ def load(name_or_path):
   directory = bert_checkpoint.resolve(name_or_path)
   kind = _model_type(directory)
   if kind != "bert":
-    why = (" (vision checkpoints went with transformers' Flax models; see this module's docstring)"
-           if kind in VISION else "")
-    raise ValueError(f"config.generic_model={name_or_path!r} is a {kind!r} model{why}; accepted: "
-                     f"{ACCEPTED}")
+    why = (
+        " (vision checkpoints went with transformers' Flax models; see this module's docstring)"
+        if kind in VISION
+        else ""
+    )
+    raise ValueError(
+        f"config.generic_model={name_or_path!r} is a {kind!r} model{why}; accepted: " f"{ACCEPTED}"
+    )
   from ssl_jax.data import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
+
   config = bert_config.Config.from_json(os.path.join(directory, "config.json"))
   tokenizer = tokenizer_lib.load(directory)
   pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else config.pad_token_id

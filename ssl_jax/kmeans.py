@@ -4,6 +4,7 @@ Cosine assignment to L2-normalised centroids; a centroid whose cluster empties i
 a random valid embedding. Assignments are computed in chunks of rows so an (N, K) score matrix
 is never held whole; under `jit` with sharded inputs XLA partitions the work.
 """
+
 import jax
 import jax.numpy as jnp
 
@@ -38,8 +39,11 @@ def kmeans(rng, embeddings, valid, num_clusters, *, iterations=10, chunk=4096):
     labels = assign(embeddings, centroids, chunk=chunk)
     sums = jax.ops.segment_sum(embeddings * weights[:, None], labels, num_segments=num_clusters)
     counts = jax.ops.segment_sum(weights, labels, num_segments=num_clusters)
-    reseed = embeddings[jax.random.choice(jax.random.fold_in(reseed_key, i), embeddings.shape[0],
-                                          (num_clusters,), p=probs)]
+    reseed = embeddings[
+        jax.random.choice(
+            jax.random.fold_in(reseed_key, i), embeddings.shape[0], (num_clusters,), p=probs
+        )
+    ]
     return jnp.where((counts > 0)[:, None], normalize(sums), reseed)
 
   centroids = jax.lax.fori_loop(0, iterations, update, normalize(centroids))
@@ -53,6 +57,8 @@ def balance(sizes):
   total = jnp.maximum(jnp.sum(sizes), 1.0)
   p = sizes / total
   entropy = -jnp.sum(jnp.where(p > 0, p * jnp.log(jnp.maximum(p, 1e-12)), 0.0))
-  return {"empty_clusters": jnp.sum(sizes == 0).astype(jnp.float32),
-          "largest_cluster_fraction": jnp.max(p),
-          "size_entropy": entropy / jnp.log(jnp.asarray(sizes.shape[0], jnp.float32))}
+  return {
+      "empty_clusters": jnp.sum(sizes == 0).astype(jnp.float32),
+      "largest_cluster_fraction": jnp.max(p),
+      "size_entropy": entropy / jnp.log(jnp.asarray(sizes.shape[0], jnp.float32)),
+  }

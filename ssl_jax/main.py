@@ -1,4 +1,6 @@
-"""Entry point: python -m ssl_jax.main --config=configs/NAME.py[:ARG] --workdir=DIR [--config.KEY=VALUE ...]"""
+"""Entry point: python -m ssl_jax.main --config=configs/NAME.py[:ARG] --workdir=DIR
+[--config.KEY=VALUE ...]"""
+
 import argparse
 import os
 import sys
@@ -17,7 +19,7 @@ def parse(argv, schema=config_lib.BASE):
   for item in rest:
     if not item.startswith("--config."):
       parser.error(f"unrecognised argument {item!r}; overrides look like --config.KEY=VALUE")
-    overrides.append(item[len("--config."):])
+    overrides.append(item[len("--config.") :])
   config = config_lib.override(config_lib.load(args.config), overrides, schema)
   return config_lib.finalize(config, args.workdir, schema), args.workdir
 
@@ -35,22 +37,28 @@ def initialize_distributed(environ=os.environ):
   local device; with nothing detected the run is a single process.
   """
   import jax  # pylint: disable=g-import-not-at-top
+
   address, count, index = (environ.get(k) or None for k in EXPLICIT)
   single_task = any(environ.get(k) == "1" for k in ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE"))
   if not jax.distributed.is_initialized() and (address or count or index or not single_task):
     try:
-      jax.distributed.initialize(address, int(count) if count else None,
-                                 int(index) if index else None)
+      jax.distributed.initialize(
+          address, int(count) if count else None, int(index) if index else None
+      )
     except (ValueError, RuntimeError) as e:
       # without our variables: no cluster detected, or JAX already running in this process
       # (a library call, a test): a single process
       quiet = "coordinator_address" in str(e) or "must be called before" in str(e)
       if address or count or index or not quiet:
         given = ", ".join(f"{k}={environ.get(k)!r}" for k in EXPLICIT)
-        raise ValueError(f"jax.distributed.initialize failed with {given}: {e}. Set all three "
-                         "variables, or none where the cluster is detected") from None
-  line = (f"processes: {jax.process_count()}, this is {jax.process_index()}; devices: "
-          f"{jax.local_device_count()} local, {jax.device_count()} global ({jax.default_backend()})")
+        raise ValueError(
+            f"jax.distributed.initialize failed with {given}: {e}. Set all three "
+            "variables, or none where the cluster is detected"
+        ) from None
+  line = (
+      f"processes: {jax.process_count()}, this is {jax.process_index()}; devices: "
+      f"{jax.local_device_count()} local, {jax.device_count()} global ({jax.default_backend()})"
+  )
   if jax.process_index() == 0:
     print(line, flush=True)
   return line
@@ -61,10 +69,12 @@ def main(argv=None):
   config, workdir = parse(sys.argv[1:] if argv is None else argv)
   from ssl_jax import experiment  # pylint: disable=g-import-not-at-top
   from ssl_jax import preemption  # pylint: disable=g-import-not-at-top
+
   try:
     experiment.run(config, workdir)
   except preemption.Preempted as e:  # a clean stop: the scheduler restarts the same command
     import jax  # pylint: disable=g-import-not-at-top
+
     if jax.process_index() == 0:
       print(e, flush=True)
 

@@ -3,6 +3,7 @@
 The workdir may be remote (gs://...): files go through etils epath (gs:// needs gcsfs), TensorBoard
 events through tensorboardX (gs:// needs google-cloud-storage).
 """
+
 import json
 import os
 import time
@@ -23,12 +24,16 @@ class MetricWriter:
       self._path.parent.mkdir(parents=True, exist_ok=True)
       # object stores cannot append: a remote file is rewritten whole from the lines kept here
       self._remote = "://" in workdir
-      self._lines = (self._path.read_text().splitlines(keepends=True)
-                     if self._remote and self._path.exists() else [])
+      self._lines = (
+          self._path.read_text().splitlines(keepends=True)
+          if self._remote and self._path.exists()
+          else []
+      )
       if not self._remote:
         self._jsonl = self._path.open("a")
       if tensorboard:
         from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+
         self._tb = SummaryWriter(workdir.rstrip("/") + "/tensorboard")
 
   def write(self, step, scalars):
@@ -53,8 +58,11 @@ class MetricWriter:
     if self._last is not None and self.enabled and step > self._last[0]:
       rate = (step - self._last[0]) / (now - self._last[1])
       eta = (self.total_steps - step) / max(rate, 1e-9)
-      print(f"step {step}/{self.total_steps}  loss {loss:.4f}  "
-            f"{rate * self.global_batch_size:.1f} images/s  ETA {eta / 60:.1f} min", flush=True)
+      print(
+          f"step {step}/{self.total_steps}  loss {loss:.4f}  "
+          f"{rate * self.global_batch_size:.1f} images/s  ETA {eta / 60:.1f} min",
+          flush=True,
+      )
       self._last = (step, now)
       return rate * self.global_batch_size
     self._last = (step, now)

@@ -5,6 +5,7 @@ the processes agree on one step at which all of them stop
 (`multihost_utils.reached_preemption_sync_point`, which orbax's `reached_preemption` wraps). In
 a single process a Python handler records the signal and the loop stops after the current step.
 """
+
 import signal
 import threading
 
@@ -16,13 +17,16 @@ class Preempted(Exception):
   """Raised by the training loop once the preemption checkpoint is written."""
 
   def __init__(self, step, directory):
-    super().__init__(f"preempted: finished step {step}, saved its checkpoint in {directory}; "
-                     "re-run the same command to resume")
+    super().__init__(
+        f"preempted: finished step {step}, saved its checkpoint in {directory}; "
+        "re-run the same command to resume"
+    )
     self.step, self.directory = step, directory
 
 
 class Watch:
-  """`watch = Watch().start()`; `watch.reached(step)` after every step; `watch.stop()` at the end."""
+  """`watch = Watch().start()`; `watch.reached(step)` after every step; `watch.stop()` at the
+  end."""
 
   def __init__(self):
     self.distributed = jax.distributed.is_initialized()

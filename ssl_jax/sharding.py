@@ -7,6 +7,7 @@ replicated. Host arrays become global `jax.Array`s in one of two ways:
   from_process_local  each process holds its own rows of the batch (the input pipeline's case);
   from_host_copies    every process holds the same whole arrays (the study's labelled sets).
 """
+
 import jax
 import numpy as np
 from jax.sharding import NamedSharding
@@ -20,21 +21,30 @@ def make_mesh(config):
   devices = jax.devices()
   fsdp = config.mesh.fsdp
   data = len(devices) // fsdp if config.mesh.data == -1 else config.mesh.data
-  if data < 1 or fsdp < 1 or data * fsdp > len(devices) or (
-      jax.process_count() > 1 and data * fsdp != len(devices)):
-    raise ValueError(f"config.mesh data={config.mesh.data} x fsdp={fsdp} does not fit the "
-                     f"{len(devices)} devices; use data=-1 to take them all")
+  if (
+      data < 1
+      or fsdp < 1
+      or data * fsdp > len(devices)
+      or (jax.process_count() > 1 and data * fsdp != len(devices))
+  ):
+    raise ValueError(
+        f"config.mesh data={config.mesh.data} x fsdp={fsdp} does not fit the "
+        f"{len(devices)} devices; use data=-1 to take them all"
+    )
   auto = jax.sharding.AxisType.Auto
-  return jax.make_mesh((data, fsdp), BATCH_AXES, axis_types=(auto, auto),
-                       devices=devices[:data * fsdp])
+  return jax.make_mesh(
+      (data, fsdp), BATCH_AXES, axis_types=(auto, auto), devices=devices[: data * fsdp]
+  )
 
 
 def check_batch_divides(global_batch_size, mesh):
   if global_batch_size < 2:
     raise ValueError(f"global_batch_size={global_batch_size}: needs at least 2 examples")
   if global_batch_size % mesh.size:
-    raise ValueError(f"global_batch_size={global_batch_size} does not divide over {mesh.size} "
-                     f"devices; use a multiple of {mesh.size}")
+    raise ValueError(
+        f"global_batch_size={global_batch_size} does not divide over {mesh.size} "
+        f"devices; use a multiple of {mesh.size}"
+    )
 
 
 def param_sharding(mesh, x, min_size=2**16):
@@ -62,4 +72,6 @@ def from_process_local(local_batch, sharding):
 
 def from_host_copies(tree, sharding):
   """Host numpy arrays, identical on every process, -> global jax.Arrays placed by `sharding`."""
-  return jax.tree.map(lambda a: jax.make_array_from_callback(a.shape, sharding, lambda i: a[i]), tree)
+  return jax.tree.map(
+      lambda a: jax.make_array_from_callback(a.shape, sharding, lambda i: a[i]), tree
+  )

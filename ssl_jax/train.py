@@ -9,6 +9,7 @@ So that the device never waits on the host: batches are copied to the devices a 
 (`pipeline.DevicePrefetch`), each step runs under a transfer guard that rejects implicit
 host<->device copies, and checkpoints are written in the background (`checkpoint.py`).
 """
+
 import dataclasses
 import functools
 import io
@@ -34,9 +35,15 @@ from ssl_jax.train_step import build, build_task, Components, TrainState  # noqa
 def load_data(config, *, need_eval=True):
   """The train source and (when evaluation needs it) the eval source, per config.data."""
   d = config.data
-  common = dict(holdout_per_class=d.holdout_per_class, seed=d.holdout_seed, data_dir=d.data_dir or None,
-                image_size=d.image_size, channels=d.channels, num_classes=d.num_classes,
-                skip_corrupt=d.skip_corrupt)
+  common = dict(
+      holdout_per_class=d.holdout_per_class,
+      seed=d.holdout_seed,
+      data_dir=d.data_dir or None,
+      image_size=d.image_size,
+      channels=d.channels,
+      num_classes=d.num_classes,
+      skip_corrupt=d.skip_corrupt,
+  )
   train_source = sources.build(d.source, d.train_split, subset=d.train_subset or None, **common)
   test_source = sources.build(d.source, d.eval_split, **common) if need_eval else None
   return train_source, test_source
@@ -45,9 +52,15 @@ def load_data(config, *, need_eval=True):
 def schedule_lengths(config, num_examples):
   steps_per_epoch = num_examples // config.global_batch_size
   if steps_per_epoch == 0:
-    raise ValueError(f"{num_examples} training examples are fewer than global_batch_size="
-                     f"{config.global_batch_size}")
-  total = config.total_steps if config.total_steps > 0 else int(round(config.total_epochs * steps_per_epoch))
+    raise ValueError(
+        f"{num_examples} training examples are fewer than global_batch_size="
+        f"{config.global_batch_size}"
+    )
+  total = (
+      config.total_steps
+      if config.total_steps > 0
+      else int(round(config.total_epochs * steps_per_epoch))
+  )
   return steps_per_epoch, max(total, 1)
 
 
@@ -65,7 +78,8 @@ def _check_finite(step, metrics):
     raise FloatingPointError(
         f"non-finite loss ({loss}) or gradient norm ({grad_norm}) at step {step}; "
         "stopping. The last good checkpoint is kept in the workdir; lower the learning rate or "
-        "check the input data.")
+        "check the input data."
+    )
   return loss
 
 
@@ -78,8 +92,11 @@ def _to_device(local, sharding):
 def _restore_or_init(config, comps, checkpointer):
   """Resume order: this workdir's latest checkpoint, config.resume, config.init_from, scratch."""
   abstract = jax.eval_shape(comps.init_state, jax.random.PRNGKey(config.seed))
-  abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                          abstract, comps.state_sharding)
+  abstract = jax.tree.map(
+      lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+      abstract,
+      comps.state_sharding,
+  )
   if checkpointer.latest_step() is not None:
     print(f"resuming from {checkpointer.directory} step {checkpointer.latest_step()}", flush=True)
     return checkpointer.restore(abstract)
@@ -99,7 +116,8 @@ def _restore_or_init(config, comps, checkpointer):
     model_state = jax.device_put(loaded["model_state"], comps.state_sharding.model_state)
     # task state (EMA targets, ...) starts from the loaded weights, as it would from fresh ones
     task_state = jax.jit(comps.task.init_state, out_shardings=comps.state_sharding.task_state)(
-        {"params": params, **model_state}, jax.random.fold_in(jax.random.PRNGKey(config.seed), 3))
+        {"params": params, **model_state}, jax.random.fold_in(jax.random.PRNGKey(config.seed), 3)
+    )
     state = state.replace(params=params, model_state=model_state, task_state=task_state)
   return state, None
 
@@ -125,12 +143,15 @@ def _set_compilation_cache(directory):
 
 
 def _profile_range(config):
-  """config.profile_steps=(first, last): steps first..last (1-based, as in the metrics) are traced."""
+  """config.profile_steps=(first, last): steps first..last (1-based, as in the metrics) are
+  traced."""
   if not config.profile_steps:
     return None
   if len(config.profile_steps) != 2 or not 1 <= config.profile_steps[0] <= config.profile_steps[1]:
-    raise ValueError(f"config.profile_steps={config.profile_steps!r}: expected (first, last) with "
-                     "1 <= first <= last, or () for no trace")
+    raise ValueError(
+        f"config.profile_steps={config.profile_steps!r}: expected (first, last) with "
+        "1 <= first <= last, or () for no trace"
+    )
   return tuple(config.profile_steps)
 
 
@@ -152,35 +173,52 @@ def train(config, workdir, data=None):
   if config.online_probe and not np.any(np.asarray(train_source.labels) >= 0):
     raise ValueError("config.online_probe=True needs labels in the training split")
   steps_per_epoch, total_steps = schedule_lengths(config, len(train_source))
-  comps = build(config, input_shape=train_source[0]["inputs"].shape, steps_per_epoch=steps_per_epoch,
-                total_steps=total_steps, num_examples=len(train_source))
+  comps = build(
+      config,
+      input_shape=train_source[0]["inputs"].shape,
+      steps_per_epoch=steps_per_epoch,
+      total_steps=total_steps,
+      num_examples=len(train_source),
+  )
   if jax.process_index() == 0:
-    print(f"mesh: data={comps.mesh.shape['data']} x fsdp={comps.mesh.shape['fsdp']} over "
-          f"{comps.mesh.size} of {jax.device_count()} {jax.default_backend()} devices", flush=True)
-  checkpointer = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
-                                             keep=config.keep_checkpoints)
+    print(
+        f"mesh: data={comps.mesh.shape['data']} x fsdp={comps.mesh.shape['fsdp']} over "
+        f"{comps.mesh.size} of {jax.device_count()} {jax.default_backend()} devices",
+        flush=True,
+    )
+  checkpointer = checkpoint_lib.Checkpointer(
+      os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints
+  )
   state, data_state = _restore_or_init(config, comps, checkpointer)
   data_iter = pipeline.train_iterator(
-      train_source, global_batch_size=config.global_batch_size, seed=config.seed,
-      num_workers=config.data.num_workers, read_threads=config.data.read_threads,
-      prefetch=config.data.prefetch)
+      train_source,
+      global_batch_size=config.global_batch_size,
+      seed=config.seed,
+      num_workers=config.data.num_workers,
+      read_threads=config.data.read_threads,
+      prefetch=config.data.prefetch,
+  )
   if data_state is not None:
     data_iter.set_state(data_state)
   batches = pipeline.DevicePrefetch(
-      data_iter, functools.partial(_to_device, sharding=comps.batch_sharding), size=2)
+      data_iter, functools.partial(_to_device, sharding=comps.batch_sharding), size=2
+  )
 
   evaluators = {}
   if config.evals:
     # a large decoded split streams: its images are decoded batch by batch at every evaluation
-    eval_data = evaluators_lib.EvalData(*sources.eval_arrays(train_source),
-                                        *sources.eval_arrays(test_source),
-                                        num_classes=config.data.num_classes,
-                                        augment=dict(config.augment))
+    eval_data = evaluators_lib.EvalData(
+        *sources.eval_arrays(train_source),
+        *sources.eval_arrays(test_source),
+        num_classes=config.data.num_classes,
+        augment=dict(config.augment),
+    )
     evaluators = evaluators_lib.build_all(config.evals, eval_data)
   sample_source = test_source or train_source
   sample_images = np.stack([sample_source[i]["inputs"] for i in range(min(8, len(sample_source)))])
-  writer = metrics_lib.MetricWriter(workdir, total_steps=total_steps,
-                                    global_batch_size=config.global_batch_size)
+  writer = metrics_lib.MetricWriter(
+      workdir, total_steps=total_steps, global_batch_size=config.global_batch_size
+  )
   history = []
   step = int(state.step)
   writer.progress(step, float("nan"))

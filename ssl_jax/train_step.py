@@ -8,6 +8,7 @@ features, trained on the labelled rows of each batch beside the pretext loss. Th
 own field: the model's params never contain it; it meets them only in the optimiser (one
 optimiser over both, so its schedule, weight decay and clipping treat the probe as one more layer).
 """
+
 import dataclasses
 import functools
 import math
@@ -77,10 +78,16 @@ class Components:
 
 
 def build_task(config, total_steps=None, steps_per_epoch=None, num_examples=None):
-  return tasks.build(config.task, task_kwargs=dict(config.task_kwargs), augment=dict(config.augment),
-                     image_size=config.data.image_size, num_classes=config.data.num_classes,
-                     total_steps=total_steps, steps_per_epoch=steps_per_epoch,
-                     num_examples=num_examples)
+  return tasks.build(
+      config.task,
+      task_kwargs=dict(config.task_kwargs),
+      augment=dict(config.augment),
+      image_size=config.data.image_size,
+      num_classes=config.data.num_classes,
+      total_steps=total_steps,
+      steps_per_epoch=steps_per_epoch,
+      num_examples=num_examples,
+  )
 
 
 def online_probe_loss(logits, labels):
@@ -101,11 +108,21 @@ def build(config, *, input_shape, steps_per_epoch, total_steps, num_examples=Non
   mesh = sharding_lib.make_mesh(config)
   sharding_lib.check_batch_divides(config.global_batch_size, mesh)
   encoder = models.build_encoder(config.model, image_size=config.data.image_size)
-  task = build_task(config, total_steps, steps_per_epoch,
-                    num_examples or steps_per_epoch * config.global_batch_size)
-  chunked.check(task, task_name=config.task, micro_batch_size=config.micro_batch_size,
-                global_batch_size=config.global_batch_size, num_devices=mesh.size,
-                loop=config.micro_batch_loop, recompute=config.micro_batch_recompute)
+  task = build_task(
+      config,
+      total_steps,
+      steps_per_epoch,
+      num_examples or steps_per_epoch * config.global_batch_size,
+  )
+  chunked.check(
+      task,
+      task_name=config.task,
+      micro_batch_size=config.micro_batch_size,
+      global_batch_size=config.global_batch_size,
+      num_devices=mesh.size,
+      loop=config.micro_batch_loop,
+      recompute=config.micro_batch_recompute,
+  )
   model = task.model(encoder)
   probe = nn.Dense(config.data.num_classes, name=PROBE) if config.online_probe else None
   dummy = task.example_input(input_shape)
@@ -120,21 +137,31 @@ def build(config, *, input_shape, steps_per_epoch, total_steps, num_examples=Non
     return variables, probe.init(jax.random.fold_in(rng, 2), features)["params"]
 
   abstract_vars, abstract_probe = jax.eval_shape(init_variables, jax.random.PRNGKey(0))
-  tx, schedule = optim.build(config, trainable(abstract_vars["params"], abstract_probe),
-                             global_batch_size=config.global_batch_size,
-                             total_steps=total_steps, steps_per_epoch=steps_per_epoch)
+  tx, schedule = optim.build(
+      config,
+      trainable(abstract_vars["params"], abstract_probe),
+      global_batch_size=config.global_batch_size,
+      total_steps=total_steps,
+      steps_per_epoch=steps_per_epoch,
+  )
   batch_sharding = NamedSharding(mesh, P(sharding_lib.BATCH_AXES))
-  chunk_sharding = NamedSharding(mesh, P(None, sharding_lib.BATCH_AXES))  # a chunk's (views, examples, ...)
+  chunk_sharding = NamedSharding(
+      mesh, P(None, sharding_lib.BATCH_AXES)
+  )  # a chunk's (views, examples, ...)
   replicated = NamedSharding(mesh, P())
 
   def init(rng):
     variables, probe_params = init_variables(rng)
     params = variables.pop("params")
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, model_state=variables,
-                      opt_state=tx.init(trainable(params, probe_params)),
-                      task_state=task.init_state({"params": params, **variables},
-                                                 jax.random.fold_in(rng, 3)),
-                      rng=jax.random.fold_in(rng, 1), probe=probe_params)
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        model_state=variables,
+        opt_state=tx.init(trainable(params, probe_params)),
+        task_state=task.init_state({"params": params, **variables}, jax.random.fold_in(rng, 3)),
+        rng=jax.random.fold_in(rng, 1),
+        probe=probe_params,
+    )
 
   abstract_state = jax.eval_shape(init, jax.random.PRNGKey(0))
   state_sharding = jax.tree.map(lambda x: sharding_lib.param_sharding(mesh, x), abstract_state)
@@ -150,46 +177,74 @@ def build(config, *, input_shape, steps_per_epoch, total_steps, num_examples=Non
       labels = jnp.tile(batch["label"], features.shape[0] // batch["label"].shape[0])
       logits = probe.apply({"params": probe_params}, features)
       probe_loss, probe_accuracy = online_probe_loss(logits, labels)
-      metrics = {**metrics, "ssl_loss": loss, f"{PROBE}/loss": probe_loss,
-                 f"{PROBE}/accuracy": probe_accuracy}
+      metrics = {
+          **metrics,
+          "ssl_loss": loss,
+          f"{PROBE}/loss": probe_loss,
+          f"{PROBE}/accuracy": probe_accuracy,
+      }
       return loss + probe_loss, metrics
 
     def loss_fn(trained):
       params, probe_params = split_trainable(trained, state.probe)
       loss, (metrics, new_model_state, outputs) = task.loss(
-          model, variables(params), state.task_state, batch, rng, state.step)
+          model, variables(params), state.task_state, batch, rng, state.step
+      )
       if probe is not None:
         loss, metrics = add_probe(probe_params, loss, metrics, outputs)
       return loss, (metrics, new_model_state, outputs)
 
     if config.micro_batch_size:  # the same loss and gradients, chunk by chunk (chunked.py)
       (loss, (metrics, new_model_state, outputs)), grads = chunked.value_and_grad(
-          task, model, variables(state.params), batch, rng,
-          micro_batch_size=config.micro_batch_size, loop=config.micro_batch_loop,
+          task,
+          model,
+          variables(state.params),
+          batch,
+          rng,
+          micro_batch_size=config.micro_batch_size,
+          loop=config.micro_batch_loop,
           recompute=config.micro_batch_recompute,
-          constrain=lambda x: jax.lax.with_sharding_constraint(x, chunk_sharding))
+          constrain=lambda x: jax.lax.with_sharding_constraint(x, chunk_sharding),
+      )
       if probe is not None:  # the probe sees stop-gradient features: its gradient is separate
         (loss, metrics), probe_grads = jax.value_and_grad(add_probe, has_aux=True)(
-            state.probe, loss, metrics, outputs)
+            state.probe, loss, metrics, outputs
+        )
         grads = trainable(grads, probe_grads)
     else:
       (loss, (metrics, new_model_state, outputs)), grads = jax.value_and_grad(
-          loss_fn, has_aux=True)(trainable(state.params, state.probe))
+          loss_fn, has_aux=True
+      )(trainable(state.params, state.probe))
     current = trainable(state.params, state.probe)
     updates, opt_state = tx.update(grads, state.opt_state, current)
     params, probe_params = split_trainable(jax.tree.map(jnp.add, current, updates), state.probe)
     model_state = {**state.model_state, **new_model_state}
-    task_state = task.update_state(state.task_state, params=params, model_state=model_state,
-                                   outputs=outputs, step=state.step)
-    metrics = {**metrics, "loss": loss, "grad_norm": global_norm(grads),
-               "learning_rate": schedule(state.step)}
-    new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
-                              model_state=model_state, task_state=task_state, probe=probe_params)
+    task_state = task.update_state(
+        state.task_state, params=params, model_state=model_state, outputs=outputs, step=state.step
+    )
+    metrics = {
+        **metrics,
+        "loss": loss,
+        "grad_norm": global_norm(grads),
+        "learning_rate": schedule(state.step),
+    }
+    new_state = state.replace(
+        step=state.step + 1,
+        params=params,
+        opt_state=opt_state,
+        model_state=model_state,
+        task_state=task_state,
+        probe=probe_params,
+    )
     return new_state, metrics
 
-  train_step = jax.jit(step_fn, in_shardings=(state_sharding, batch_sharding),
-                       out_shardings=(state_sharding, replicated), donate_argnums=0,
-                       compiler_options=compile_options)
+  train_step = jax.jit(
+      step_fn,
+      in_shardings=(state_sharding, batch_sharding),
+      out_shardings=(state_sharding, replicated),
+      donate_argnums=0,
+      compiler_options=compile_options,
+  )
 
   @functools.partial(jax.jit, compiler_options=compile_options)
   def _features(state, images):
@@ -213,5 +268,17 @@ def build(config, *, input_shape, steps_per_epoch, total_steps, num_examples=Non
     return jax.device_get(_artifacts(state, images, jax.random.fold_in(state.rng, 2**31 - 1)))
 
   has_artifacts = type(task).artifacts is not tasks.Task.artifacts
-  return Components(mesh, encoder, model, task, tx, schedule, state_sharding, batch_sharding,
-                    init_state, train_step, features_of, artifacts_of if has_artifacts else None)
+  return Components(
+      mesh,
+      encoder,
+      model,
+      task,
+      tx,
+      schedule,
+      state_sharding,
+      batch_sharding,
+      init_state,
+      train_step,
+      features_of,
+      artifacts_of if has_artifacts else None,
+  )

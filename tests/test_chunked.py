@@ -1,4 +1,6 @@
-"""Chunked backward (ssl_jax/chunked.py): the full-batch gradient chunk by chunk, in the step too."""
+"""Chunked backward (ssl_jax/chunked.py): the full-batch gradient chunk by chunk, in the step
+too."""
+
 import functools
 import importlib
 
@@ -18,8 +20,10 @@ from ssl_jax.models.resnet import ResNet
 BATCH, IMAGE = 16, 8
 FAST_COMPILE = {"xla_backend_optimization_level": 0}  # halves compile time; the tests check values
 AUGMENT = {**config_lib.base_config().augment.to_dict(), "jitter_prob": 0.0, "grayscale_prob": 0.0}
-TASK_KWARGS = {"simclr": dict(temperature=0.5, projection_dims=(32, 16), head_norm="none"),
-               "barlow_twins": dict(projection_dims=(32, 32), head_norm="none")}
+TASK_KWARGS = {
+    "simclr": dict(temperature=0.5, projection_dims=(32, 16), head_norm="none"),
+    "barlow_twins": dict(projection_dims=(32, 32), head_norm="none"),
+}
 
 
 def _run(fn, *args):
@@ -33,8 +37,12 @@ def _images(seed=0):
 @functools.cache
 def _setup(task_name, norm="group", head_norm="none"):
   """A task and its tiny GroupNorm (no BatchNorm anywhere: exact) or BatchNorm ResNet-10."""
-  task = tasks.build(task_name, task_kwargs={**TASK_KWARGS[task_name], "head_norm": head_norm},
-                     augment=AUGMENT, image_size=IMAGE)
+  task = tasks.build(
+      task_name,
+      task_kwargs={**TASK_KWARGS[task_name], "head_norm": head_norm},
+      augment=AUGMENT,
+      image_size=IMAGE,
+  )
   model = task.model(ResNet(depth=10, width_multiplier=0.25, norm=norm))  # 16 channels: 1 group
   variables = model.init(jax.random.PRNGKey(0), jnp.zeros((2, IMAGE, IMAGE, 3)), train=False)
   # perturbed, so that no gradient is zero (blocks' last norms start at scale 0)
@@ -52,12 +60,22 @@ def _full_batch(task_name, norm="group", head_norm="none"):
 
   def grad(params, batch, rng):
     return jax.value_and_grad(
-        lambda p: task.loss(model, {"params": p, **rest}, {}, batch, rng, 0), has_aux=True)(params)
+        lambda p: task.loss(model, {"params": p, **rest}, {}, batch, rng, 0), has_aux=True
+    )(params)
+
   return _run(grad, variables["params"], {"inputs": _images()}, jax.random.PRNGKey(1))
 
 
-def _chunked(task_name, *, micro_batch_size, devices, loop="unroll", recompute=True, norm="group",
-             head_norm="none"):
+def _chunked(
+    task_name,
+    *,
+    micro_batch_size,
+    devices,
+    loop="unroll",
+    recompute=True,
+    norm="group",
+    head_norm="none",
+):
   task, model, variables = _setup(task_name, norm, head_norm)
   batch, rng = {"inputs": _images()}, jax.random.PRNGKey(1)
   constrain, params = None, variables["params"]
@@ -70,9 +88,18 @@ def _chunked(task_name, *, micro_batch_size, devices, loop="unroll", recompute=T
   rest = {k: v for k, v in variables.items() if k != "params"}
 
   def grad(params, batch, rng):
-    return chunked.value_and_grad(task, model, {"params": params, **rest}, batch, rng,
-                                  micro_batch_size=micro_batch_size, loop=loop, recompute=recompute,
-                                  constrain=constrain)
+    return chunked.value_and_grad(
+        task,
+        model,
+        {"params": params, **rest},
+        batch,
+        rng,
+        micro_batch_size=micro_batch_size,
+        loop=loop,
+        recompute=recompute,
+        constrain=constrain,
+    )
+
   return _run(grad, params, batch, rng)
 
 
@@ -81,13 +108,22 @@ def _assert_close(got, want, rtol=2e-4, atol=1e-6):
   (want_loss, (want_metrics, _, want_outputs)), want_grads = want
   np.testing.assert_allclose(got_loss, want_loss, rtol=1e-5)
   for name in want_metrics:
-    np.testing.assert_allclose(got_metrics[name], want_metrics[name], rtol=1e-4, atol=1e-6, err_msg=name)
-  np.testing.assert_allclose(got_outputs["features"], want_outputs["features"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        got_metrics[name], want_metrics[name], rtol=1e-4, atol=1e-6, err_msg=name
+    )
+  np.testing.assert_allclose(
+      got_outputs["features"], want_outputs["features"], rtol=1e-4, atol=1e-5
+  )
   assert jax.tree.structure(got_grads) == jax.tree.structure(want_grads)
   scale = max(np.abs(g).max() for g in jax.tree.leaves(want_grads))  # gradients that are 0 in
   for path, g in jax.tree_util.tree_leaves_with_path(want_grads):  # exact arithmetic are fp noise
-    np.testing.assert_allclose(_get(got_grads, path), g, rtol=rtol, atol=atol + 1e-5 * scale,
-                               err_msg=jax.tree_util.keystr(path))
+    np.testing.assert_allclose(
+        _get(got_grads, path),
+        g,
+        rtol=rtol,
+        atol=atol + 1e-5 * scale,
+        err_msg=jax.tree_util.keystr(path),
+    )
 
 
 def _get(tree, path):
@@ -97,20 +133,28 @@ def _get(tree, path):
 
 
 # each loss on 1 and on 8 devices; the loop forms spread over the cases to share compilation
-@pytest.mark.parametrize("task_name,devices,micro_batch_size,loop,recompute", [
-    ("simclr", 1, 4, "unroll", True), ("simclr", 8, 8, "scan", True),
-    ("barlow_twins", 1, 8, "unroll", False), ("barlow_twins", 8, 8, "unroll", True)])
+@pytest.mark.parametrize(
+    "task_name,devices,micro_batch_size,loop,recompute",
+    [
+        ("simclr", 1, 4, "unroll", True),
+        ("simclr", 8, 8, "scan", True),
+        ("barlow_twins", 1, 8, "unroll", False),
+        ("barlow_twins", 8, 8, "unroll", True),
+    ],
+)
 def test_chunked_gradient_equals_full_batch(task_name, devices, micro_batch_size, loop, recompute):
   assert jax.device_count() == 8, "conftest sets 8 simulated devices"
   want = _full_batch(task_name)
   assert all(np.abs(g).max() > 0 for g in jax.tree.leaves(want[1]))  # every gradient is compared
-  got = _chunked(task_name, micro_batch_size=micro_batch_size, devices=devices, loop=loop,
-                 recompute=recompute)
+  got = _chunked(
+      task_name, micro_batch_size=micro_batch_size, devices=devices, loop=loop, recompute=recompute
+  )
   _assert_close(got, want)
 
 
 def test_batchnorm_is_per_chunk():
-  """With BatchNorm, the chunked step is the gradient of the loss on chunk-wise (ghost) BN embeddings."""
+  """With BatchNorm, the chunked step is the gradient of the loss on chunk-wise (ghost) BN
+  embeddings."""
   task, model, variables = _setup("simclr", "batch", "batch")
   batch, rng, micro = {"inputs": _images()}, jax.random.PRNGKey(1), 8
 
@@ -133,8 +177,11 @@ def test_batchnorm_is_per_chunk():
   want = _run(jax.value_and_grad(ghost_loss, has_aux=True), variables["params"], batch)
   got = _chunked("simclr", micro_batch_size=micro, devices=1, norm="batch", head_norm="batch")
   _assert_close(got, want)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), got[0][1][1],
-               want[0][1][1])  # running statistics: the mean of the chunks' updates
+  jax.tree.map(
+      lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+      got[0][1][1],
+      want[0][1][1],
+  )  # running statistics: the mean of the chunks' updates
 
 
 def _config(**overrides):
@@ -167,9 +214,14 @@ def test_train_step_with_chunks_equals_without():
   (want_state, want_metrics), (got_state, got_metrics) = results
   assert set(got_metrics) == set(want_metrics) and "online_probe/loss" in got_metrics
   for name in want_metrics:
-    np.testing.assert_allclose(got_metrics[name], want_metrics[name], rtol=1e-4, atol=1e-6, err_msg=name)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
-               (got_state.params, got_state.probe), (want_state.params, want_state.probe))
+    np.testing.assert_allclose(
+        got_metrics[name], want_metrics[name], rtol=1e-4, atol=1e-6, err_msg=name
+    )
+  jax.tree.map(
+      lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+      (got_state.params, got_state.probe),
+      (want_state.params, want_state.probe),
+  )
 
 
 def test_refusals_name_the_task_and_key():
@@ -183,9 +235,12 @@ def test_refusals_name_the_task_and_key():
     config_lib.finalize(_config(micro_batch_size=6))
   with pytest.raises(ValueError, match="micro_batch_loop='map'"):
     config_lib.finalize(_config(micro_batch_loop="map"))
-  with pytest.raises(ValueError, match="micro_batch_recompute=False needs micro_batch_loop='unroll'"):
+  with pytest.raises(
+      ValueError, match="micro_batch_recompute=False needs micro_batch_loop='unroll'"
+  ):
     _build(_config(micro_batch_size=8, micro_batch_loop="scan", micro_batch_recompute=False))
   assert not tasks.Task.chunkable
-  chunkable = {n for n in tasks.available()
-               if importlib.import_module(f"ssl_jax.tasks.{n}").Task.chunkable}
+  chunkable = {
+      n for n in tasks.available() if importlib.import_module(f"ssl_jax.tasks.{n}").Task.chunkable
+  }
   assert chunkable == {"simclr", "barlow_twins", "vicreg"}

@@ -1,4 +1,5 @@
 """Collapse diagnostics: each metric on cases with known answers, and the warning in the log."""
+
 import numpy as np
 import pytest
 
@@ -21,7 +22,9 @@ def test_metrics_on_known_cases():
   offset = rng.normal(size=(500, 16)) + 100.0
   assert collapse.effective_rank(offset) < 1.5
   assert collapse.effective_rank(offset, centered=True) > 14
-  assert collapse.relative_spread(offset) == pytest.approx(0.01, rel=0.1)  # sqrt(16) / (100 sqrt(16))
+  assert collapse.relative_spread(offset) == pytest.approx(
+      0.01, rel=0.1
+  )  # sqrt(16) / (100 sqrt(16))
   assert collapse.relative_spread(np.ones((50, 16))) == 0.0
   a = rng.normal(size=(20, 4))
   assert collapse.alignment(a, 2 * a) == pytest.approx(0.0, abs=1e-12)  # same directions
@@ -34,9 +37,17 @@ def test_metrics_on_known_cases():
 def test_warning_names_the_cause_and_remedies(capsys):
   rng = np.random.default_rng(1)
   test_images = rng.integers(0, 255, (100, 8, 8, 1), dtype=np.uint8)
-  data = evaluators.EvalData(test_images, np.zeros(100, np.int64), test_images, np.zeros(100, np.int64),
-                             num_classes=2, augment=dict(flip_prob=0.0, jitter_prob=0.0))
-  evaluator = evaluators.build("collapse", dict(type="collapse", every_steps=1, num_images=16), data)
+  data = evaluators.EvalData(
+      test_images,
+      np.zeros(100, np.int64),
+      test_images,
+      np.zeros(100, np.int64),
+      num_classes=2,
+      augment=dict(flip_prob=0.0, jitter_prob=0.0),
+  )
+  evaluator = evaluators.build(
+      "collapse", dict(type="collapse", every_steps=1, num_images=16), data
+  )
   collapsed = lambda images: np.ones((len(images), 128), np.float32)
   results = evaluator.run(collapsed)
   assert results["std_fraction"] < collapse.STD_FRACTION_WARNING

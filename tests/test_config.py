@@ -1,4 +1,5 @@
 """Config loading, overrides and the refusal of unknown keys or wrong types."""
+
 import json
 import os
 
@@ -28,8 +29,11 @@ def test_every_config_file_validates():
     text = open(path).read() if name.endswith(".py") else ""
     if "def get_config(" in text:  # not a helper such as configs/recipes.py
       # variants a config accepts: recipes.cifar10's tiny, or its own parse_arg keywords
-      variants = [path] + [f"{path}:{v}" for v in ("tiny", "quick")
-                           if f"{v}=" in text or (v == "tiny" and "recipes.cifar10(" in text)]
+      variants = [path] + [
+          f"{path}:{v}"
+          for v in ("tiny", "quick")
+          if f"{v}=" in text or (v == "tiny" and "recipes.cifar10(" in text)
+      ]
       variants += [f"{path}:tiny,vit", f"{path}:vit"] if "vit=False" in text else []
       for variant in variants:
         config = config_lib.load(variant)
@@ -51,13 +55,22 @@ def test_recipes_load_beside_their_configs_from_any_directory(tmp_path, monkeypa
   assert args == {"tiny": True, "epochs": 1000, "bs": 64}
   # the recipe's numbers, as they were when the recipe lived in ssl_jax/config.py
   assert (c.data.source, c.data.image_size, c.data.channels, c.global_batch_size) == (
-      "tfds:cifar10", 32, 3, 128)
+      "tfds:cifar10",
+      32,
+      3,
+      128,
+  )
   assert (c.model.depth, c.model.width_multiplier, c.model.zero_init_residual) == (10, 0.25, False)
   assert (c.total_steps, c.total_epochs, c.optimizer.warmup_epochs) == (100, 1000.0, 0.05)
   assert c.evals.knn.to_dict() == dict(type="knn", every_steps=100, k=200, temperature=0.1)
   recipes.use_vit(c, tiny=True)
-  assert (c.model.name, c.model.variant, c.optimizer.name, c.optimizer.base_learning_rate,
-          c.optimizer.weight_decay) == ("vit", "mu", "adamw", 1e-3, 0.1)
+  assert (
+      c.model.name,
+      c.model.variant,
+      c.optimizer.name,
+      c.optimizer.base_learning_rate,
+      c.optimizer.weight_decay,
+  ) == ("vit", "mu", "adamw", 1e-3, 0.1)
 
 
 def test_unknown_key_in_config_file_is_refused():
@@ -78,8 +91,16 @@ def test_unknown_key_in_config_file_is_refused():
 def test_override_types_and_unknown_keys():
   config = config_lib.base_config()
   config.evals.knn = dict(type="knn", every_steps=10)
-  config_lib.override(config, ["global_batch_size=64", "task_kwargs.projection_dims=(32,16)",
-                               "optimizer.name=sgd", "online_probe=true", "evals.knn.k=20"])
+  config_lib.override(
+      config,
+      [
+          "global_batch_size=64",
+          "task_kwargs.projection_dims=(32,16)",
+          "optimizer.name=sgd",
+          "online_probe=true",
+          "evals.knn.k=20",
+      ],
+  )
   assert config.global_batch_size == 64 and config.task_kwargs.projection_dims == (32, 16)
   assert config.evals.knn.k == 20  # new settings of a task or evaluator are checked by their reader
   assert config.optimizer.name == "sgd" and config.online_probe is True
@@ -88,9 +109,13 @@ def test_override_types_and_unknown_keys():
   with pytest.raises(TypeError, match="global_batch_size"):
     config_lib.override(config, ["global_batch_size=lots"])
   # a tuple key takes "a,b", "a," or "a": names or numbers, one or several
-  for raw, want in (("ssl_labelprop", ("ssl_labelprop",)), ("ssl_labelprop,", ("ssl_labelprop",)),
-                    ("ssl_finetune,pixels_logreg", ("ssl_finetune", "pixels_logreg")),
-                    ("('ssl_finetune',)", ("ssl_finetune",)), ("", ())):
+  for raw, want in (
+      ("ssl_labelprop", ("ssl_labelprop",)),
+      ("ssl_labelprop,", ("ssl_labelprop",)),
+      ("ssl_finetune,pixels_logreg", ("ssl_finetune", "pixels_logreg")),
+      ("('ssl_finetune',)", ("ssl_finetune",)),
+      ("", ()),
+  ):
     config_lib.override(config, [f"label_efficiency.methods={raw}"])
     assert config.label_efficiency.methods == want, raw
   for raw, want in (("1", (1,)), ("1,5", (1, 5)), ("1, 5, 10", (1, 5, 10))):
@@ -99,14 +124,17 @@ def test_override_types_and_unknown_keys():
 
 
 def test_main_writes_config_json_and_refuses_bad_flags(tmp_path):
-  config, workdir = main_lib.parse(["--config=configs/default.py", f"--workdir={tmp_path}",
-                                    "--config.total_epochs=2"])
+  config, workdir = main_lib.parse(
+      ["--config=configs/default.py", f"--workdir={tmp_path}", "--config.total_epochs=2"]
+  )
   saved = json.load(open(tmp_path / "config.json"))
   assert saved["total_epochs"] == 2.0 and workdir == str(tmp_path)
   with pytest.raises(AttributeError):  # locked: nothing can add keys later
     config.new_key = 1
   with pytest.raises(KeyError, match="unknown config key 'data.sauce'"):
-    main_lib.parse(["--config=configs/default.py", f"--workdir={tmp_path}", "--config.data.sauce=x"])
+    main_lib.parse(
+        ["--config=configs/default.py", f"--workdir={tmp_path}", "--config.data.sauce=x"]
+    )
   with pytest.raises(FileNotFoundError, match="nope.py"):
     main_lib.parse(["--config=configs/nope.py", f"--workdir={tmp_path}"])
 
@@ -122,7 +150,9 @@ def test_unknown_keys_name_the_closest_valid_key(tmp_path):
   with pytest.raises(KeyError, match="'modle'; closest valid key: 'model'"):
     config_lib.override(config, ["modle.depth=10"])
   with pytest.raises(KeyError, match="'data.sauce'; closest valid key: 'data.source'"):
-    main_lib.parse(["--config=configs/default.py", f"--workdir={tmp_path}", "--config.data.sauce=x"])
+    main_lib.parse(
+        ["--config=configs/default.py", f"--workdir={tmp_path}", "--config.data.sauce=x"]
+    )
   with pytest.raises(KeyError, match="'finetune.gird'; closest valid key: 'finetune.grid'"):
     config_lib.get(config, "finetune.gird.full")
 

@@ -1,4 +1,5 @@
 """Every conv impl has nn.Conv's parameters and matches its output and gradients."""
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -8,21 +9,35 @@ import pytest
 from ssl_jax.models import conv
 
 CASES = [  # (kernel, strides, padding, in_features, out_features)
-    (3, 1, "SAME", 3, 8), (3, 2, "SAME", 4, 8), (3, 1, ((1, 1), (1, 1)), 4, 6),
-    (3, 2, ((1, 1), (1, 1)), 4, 6), (1, 1, "SAME", 4, 8), (1, 2, ((0, 0), (0, 0)), 5, 3),
-    (7, 2, ((3, 3), (3, 3)), 3, 8), (7, 1, "SAME", 3, 4),
+    (3, 1, "SAME", 3, 8),
+    (3, 2, "SAME", 4, 8),
+    (3, 1, ((1, 1), (1, 1)), 4, 6),
+    (3, 2, ((1, 1), (1, 1)), 4, 6),
+    (1, 1, "SAME", 4, 8),
+    (1, 2, ((0, 0), (0, 0)), 5, 3),
+    (7, 2, ((3, 3), (3, 3)), 3, 8),
+    (7, 1, "SAME", 3, 4),
 ]
 
 
 @pytest.mark.parametrize("impl", [name for name in conv.IMPLS if name != "xla"])
-@pytest.mark.parametrize("kernel,strides,padding,cin,cout,size", [c + ((12, 10),) for c in CASES] + [
-    (3, 1, "SAME", 4, 6, (2, 2)), (3, 2, "SAME", 4, 6, (4, 3)), (1, 2, "SAME", 4, 6, (3, 4))])
+@pytest.mark.parametrize(
+    "kernel,strides,padding,cin,cout,size",
+    [c + ((12, 10),) for c in CASES]
+    + [(3, 1, "SAME", 4, 6, (2, 2)), (3, 2, "SAME", 4, 6, (4, 3)), (1, 2, "SAME", 4, 6, (3, 4))],
+)
 def test_matches_nn_conv(impl, kernel, strides, padding, cin, cout, size):
   """Last cases: output maps of 4 positions or fewer, which 'auto' computes by im2col on the CPU."""
   if impl == "im2col" and kernel == 7:
     pytest.skip("im2col is a measured baseline only; its 49-tap compile takes seconds")
-  kwargs = dict(features=cout, kernel_size=(kernel, kernel), strides=strides, padding=padding,
-                use_bias=True, bias_init=nn.initializers.normal(1.0))
+  kwargs = dict(
+      features=cout,
+      kernel_size=(kernel, kernel),
+      strides=strides,
+      padding=padding,
+      use_bias=True,
+      bias_init=nn.initializers.normal(1.0),
+  )
   ref, fast = nn.Conv(**kwargs), conv.conv_class(impl)(**kwargs)
   x = jax.random.normal(jax.random.key(0), (2, *size, cin))
   # jit everything: one compile per function instead of one per eager op (49 slices for 7x7)
@@ -34,8 +49,9 @@ def test_matches_nn_conv(impl, kernel, strides, padding, cin, cout, size):
   def loss(module):  # a non-uniform cotangent, so every output position's gradient is checked
     return lambda p, x: jnp.sum(jnp.sin(module.apply(p, x)))
 
-  np.testing.assert_allclose(jax.jit(fast.apply)(params, x), jax.jit(ref.apply)(params, x),
-                             atol=1e-4, rtol=1e-4)
+  np.testing.assert_allclose(
+      jax.jit(fast.apply)(params, x), jax.jit(ref.apply)(params, x), atol=1e-4, rtol=1e-4
+  )
   grads = jax.jit(jax.grad(loss(fast), argnums=(0, 1)))(params, x)
   ref_grads = jax.jit(jax.grad(loss(ref), argnums=(0, 1)))(params, x)
   for got, want in zip(jax.tree.leaves(grads), jax.tree.leaves(ref_grads)):
@@ -54,9 +70,12 @@ def test_checkpoint_interchangeable_in_a_model():
   x = jnp.ones((2, 8, 8, 3))
   params = jax.jit(Net("xla").init)(jax.random.key(0), x)
   for impl in conv.IMPLS:
-    assert jax.tree.structure(jax.jit(Net(impl).init)(jax.random.key(0), x)) == jax.tree.structure(params)
-    np.testing.assert_allclose(jax.jit(Net(impl).apply)(params, x), Net("xla").apply(params, x),
-                               atol=1e-4)
+    assert jax.tree.structure(jax.jit(Net(impl).init)(jax.random.key(0), x)) == jax.tree.structure(
+        params
+    )
+    np.testing.assert_allclose(
+        jax.jit(Net(impl).apply)(params, x), Net("xla").apply(params, x), atol=1e-4
+    )
 
 
 def test_auto_and_unknown():
@@ -93,13 +112,21 @@ def test_cpu_conv_library_sends_convolutions_to_eigen_with_the_same_gradients():
   dense = 0.1 * jax.random.normal(jax.random.key(2), (32, 10))
 
   def loss(x, kernel, dense):  # a convolution's forward, input and kernel gradients, then a dot
-    y = jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    y = jax.lax.conv_general_dilated(
+        x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
     return jnp.sum(jnp.sin(jnp.mean(jax.nn.relu(y), axis=(1, 2)) @ dense))
 
   grad = jax.grad(loss, argnums=(0, 1, 2))
-  compiled = {library: jax.jit(grad, compiler_options=conv.compiler_options(library))
-              .lower(x, kernel, dense).compile() for library in conv.CPU_CONV_LIBRARIES}
-  assert ynnpack_convolutions(compiled["ynnpack"].as_text()) > 0, "XLA's default changed: re-measure"
+  compiled = {
+      library: jax.jit(grad, compiler_options=conv.compiler_options(library))
+      .lower(x, kernel, dense)
+      .compile()
+      for library in conv.CPU_CONV_LIBRARIES
+  }
+  assert (
+      ynnpack_convolutions(compiled["ynnpack"].as_text()) > 0
+  ), "XLA's default changed: re-measure"
   assert ynnpack_convolutions(compiled["eigen"].as_text()) == 0
   assert "%ynn_fusion" in compiled["eigen"].as_text()  # dots stay on YNNPACK
   for got, want in zip(compiled["eigen"](x, kernel, dense), compiled["ynnpack"](x, kernel, dense)):
@@ -125,7 +152,10 @@ def test_auto_takes_im2col_for_tiny_maps_on_the_cpu():
 @pytest.mark.parametrize("zero_init", [True, False])
 def test_resnet_zero_init_residual_sets_each_blocks_last_batchnorm_scale(zero_init):
   from ssl_jax.models.resnet import ResNet  # pylint: disable=g-import-not-at-top
-  model = ResNet(depth=10, width_multiplier=0.125, stem="small_stride2", zero_init_residual=zero_init)
+
+  model = ResNet(
+      depth=10, width_multiplier=0.125, stem="small_stride2", zero_init_residual=zero_init
+  )
   params = model.init(jax.random.PRNGKey(0), jnp.zeros((2, 16, 16, 1)))["params"]
   last = [params[b]["BatchNorm_1"]["scale"] for b in params if b.startswith("BasicBlock")]
   assert len(last) == 4

@@ -1,4 +1,5 @@
 """Sources and grain pipelines: holdout, bad files, deterministic order, resume, padded eval."""
+
 import numpy as np
 import pytest
 
@@ -20,6 +21,7 @@ def test_mnist_holdout_is_disjoint_and_balanced():
 def test_holdout_split_follows_holdout_seed_not_the_run_seed():
   from ssl_jax import config as config_lib
   from ssl_jax import train
+
   c0, c1 = config_lib.base_config(), config_lib.base_config()
   c1.seed = 1  # another training seed: the same test digits
   tests = [train.load_data(c)[1].arrays()[0] for c in (c0, c1)]
@@ -54,19 +56,29 @@ def test_npz_arrays_and_bad_files(tmp_path):
 def test_jpeg_bundle(tmp_path):
   import io
   from PIL import Image
+
   blobs, images = [], np.random.default_rng(0).integers(0, 255, (3, 8, 8, 3), dtype=np.uint8)
   for im in images:
     buf = io.BytesIO()
     Image.fromarray(im).save(buf, format="PNG")
     blobs.append(np.frombuffer(buf.getvalue(), np.uint8))
   offsets = np.concatenate([[0], np.cumsum([len(b) for b in blobs])])
-  np.savez(tmp_path / "b.npz", train_jpeg=np.concatenate(blobs), train_offsets=offsets,
-           train_labels=np.array([0, 1, 2]))
+  np.savez(
+      tmp_path / "b.npz",
+      train_jpeg=np.concatenate(blobs),
+      train_offsets=offsets,
+      train_labels=np.array([0, 1, 2]),
+  )
   source = sources.build(f"npz:{tmp_path / 'b.npz'}", "train")
   np.testing.assert_array_equal(source.arrays()[0], images)
   corrupt = np.concatenate(blobs).copy()
-  corrupt[offsets[1]:offsets[1] + 20] = 0
-  np.savez(tmp_path / "c.npz", train_jpeg=corrupt, train_offsets=offsets, train_labels=np.array([0, 1, 2]))
+  corrupt[offsets[1] : offsets[1] + 20] = 0
+  np.savez(
+      tmp_path / "c.npz",
+      train_jpeg=corrupt,
+      train_offsets=offsets,
+      train_labels=np.array([0, 1, 2]),
+  )
   with pytest.raises(ValueError, match=r"c.npz:train\[1\]: cannot decode"):
     sources.build(f"npz:{tmp_path / 'c.npz'}", "train")[1]
 
@@ -96,10 +108,15 @@ def test_iterator_state_resumes_exactly():
 
 
 def test_process_slices_assemble_the_single_process_batch():
-  whole = pipeline.train_iterator(_source(24), global_batch_size=8, seed=1, process_index=0,
-                                  process_count=1)
-  parts = [pipeline.train_iterator(_source(24), global_batch_size=8, seed=1, process_index=p,
-                                   process_count=2) for p in range(2)]
+  whole = pipeline.train_iterator(
+      _source(24), global_batch_size=8, seed=1, process_index=0, process_count=1
+  )
+  parts = [
+      pipeline.train_iterator(
+          _source(24), global_batch_size=8, seed=1, process_index=p, process_count=2
+      )
+      for p in range(2)
+  ]
   for _ in range(6):
     want = next(whole)
     got = [next(p) for p in parts]

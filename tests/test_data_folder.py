@@ -1,4 +1,6 @@
-"""Image folders (labelled, unlabelled, split folders), every bad-input error, skip_corrupt, label subsets."""
+"""Image folders (labelled, unlabelled, split folders), every bad-input error, skip_corrupt, label
+subsets."""
+
 import os
 
 import numpy as np
@@ -23,14 +25,17 @@ def _labelled(root, per_class=4, size=8):
   for c in ("ants", "bees"):
     for i in range(per_class):
       rel = f"{c}/{c}_{i}.png"
-      saved[rel] = _save(os.path.join(root, rel), RNG.integers(0, 255, (size, size, 3), dtype=np.uint8))
+      saved[rel] = _save(
+          os.path.join(root, rel), RNG.integers(0, 255, (size, size, 3), dtype=np.uint8)
+      )
   return saved
 
 
 def test_labelled_folder_holds_out_a_test_split_and_decodes_exactly(tmp_path):
   saved = _labelled(tmp_path)
-  train = sources.build(f"folder:{tmp_path}", "train", holdout_per_class=1, image_size=8, channels=3,
-                        num_classes=2)
+  train = sources.build(
+      f"folder:{tmp_path}", "train", holdout_per_class=1, image_size=8, channels=3, num_classes=2
+  )
   test = sources.build(f"folder:{tmp_path}", "test", holdout_per_class=1, image_size=8, channels=3)
   assert (len(train), len(test)) == (6, 2) and sorted(test.labels.tolist()) == [0, 1]
   assert not set(train.file_names()) & set(test.file_names())
@@ -48,8 +53,9 @@ def test_mixed_formats_modes_and_sizes_become_the_configured_shape(tmp_path):
   Image.open(tmp_path / "b" / "palette.png").convert("P").save(tmp_path / "b" / "palette.png")
   _save(str(tmp_path / "b" / "big.JPEG"), RNG.integers(0, 255, (64, 48, 3), dtype=np.uint8))
   for channels in (1, 3):
-    source = sources.build(f"folder:{tmp_path}", "train", holdout_per_class=0, image_size=8,
-                           channels=channels)
+    source = sources.build(
+        f"folder:{tmp_path}", "train", holdout_per_class=0, image_size=8, channels=channels
+    )
     images, labels = source.arrays()
     assert images.shape == (4, 8, 8, channels) and images.dtype == np.uint8
     assert labels.tolist() == [0, 0, 1, 1]
@@ -86,15 +92,21 @@ def _bad_folder(tmp_path, kind):
   elif kind == "truncated":
     (root / "ants" / "bad.jpg").write_bytes(jpeg.read_bytes()[:-40])
   elif kind == "truncated_png":
-    (root / "ants" / "bad.png").write_bytes(good[:len(good) // 2])
+    (root / "ants" / "bad.png").write_bytes(good[: len(good) // 2])
   elif kind == "not_image":
     (root / "ants" / "bad.txt").write_text("notes")
   return root
 
 
-@pytest.mark.parametrize("kind, reason", [
-    ("corrupt", "not a readable image"), ("truncated", "truncated JPEG"),
-    ("truncated_png", "truncated PNG"), ("not_image", "not an image file")])
+@pytest.mark.parametrize(
+    "kind, reason",
+    [
+        ("corrupt", "not a readable image"),
+        ("truncated", "truncated JPEG"),
+        ("truncated_png", "truncated PNG"),
+        ("not_image", "not an image file"),
+    ],
+)
 def test_bad_files_are_named_or_skipped_and_listed(tmp_path, kind, reason):
   root = _bad_folder(tmp_path, kind)
   with pytest.raises(ValueError, match=f"ants/bad\\.(jpg|png|txt): {reason}.*skip_corrupt"):
@@ -123,8 +135,11 @@ def test_folder_layout_errors(tmp_path):
     sources.build(f"folder:{tmp_path / 'mixed'}", "train")
   _labelled(tmp_path / "three")
   _save(str(tmp_path / "three" / "cats" / "0.png"), np.zeros((8, 8, 3), np.uint8))
-  with pytest.raises(ValueError, match=r"3 classes \(ants, bees, cats\) but config.data.num_classes=2; "
-                     r"labels must lie in \[0, 2\)"):
+  with pytest.raises(
+      ValueError,
+      match=r"3 classes \(ants, bees, cats\) but config.data.num_classes=2; "
+      r"labels must lie in \[0, 2\)",
+  ):
     sources.build(f"folder:{tmp_path / 'three'}", "train", holdout_per_class=0, num_classes=2)
 
 
@@ -149,12 +164,15 @@ def test_subsets_are_deterministic_and_load_by_index_or_file_name(tmp_path):
   source = sources.build(f"folder:{tmp_path / 'data'}", "train", holdout_per_class=0, image_size=8)
   chosen = subsets.per_class(source.labels, 2, seed=0)
   by_index = subsets.write(str(tmp_path / "work" / "2_per_class.txt"), chosen, comment="seed 0")
-  by_name = subsets.write(str(tmp_path / "work" / "names.txt"),
-                          chosen, names=[os.path.basename(n) if n.startswith("ants") else n
-                                         for n in source.file_names()])
+  by_name = subsets.write(
+      str(tmp_path / "work" / "names.txt"),
+      chosen,
+      names=[os.path.basename(n) if n.startswith("ants") else n for n in source.file_names()],
+  )
   for path in (by_index, by_name):
-    subset = sources.build(f"folder:{tmp_path / 'data'}", "train", holdout_per_class=0, image_size=8,
-                           subset=path)
+    subset = sources.build(
+        f"folder:{tmp_path / 'data'}", "train", holdout_per_class=0, image_size=8, subset=path
+    )
     assert len(subset) == 4 and np.bincount(subset.labels).tolist() == [2, 2]
     np.testing.assert_array_equal(subset.arrays()[0], source.arrays()[0][chosen])
   (tmp_path / "bad.txt").write_text("ants/ants_0.png\nmoths/1.png\n")

@@ -1,4 +1,6 @@
-"""grain pipeline options: host-side multi-crop views, worker processes, JSON state and exact resume."""
+"""grain pipeline options: host-side multi-crop views, worker processes, JSON state and exact
+resume."""
+
 import json
 
 import numpy as np
@@ -12,21 +14,29 @@ RNG = np.random.default_rng(0)
 
 
 def _source(n=24, size=16):
-  return sources.ArraySource(RNG.integers(0, 255, (n, size, size, 3), dtype=np.uint8),
-                             np.arange(n, dtype=np.int32) % 4)
+  return sources.ArraySource(
+      RNG.integers(0, 255, (n, size, size, 3), dtype=np.uint8), np.arange(n, dtype=np.int32) % 4
+  )
 
 
 def test_simclr_and_swav_crops_have_documented_shapes_and_split_over_processes():
   source = _source()
-  two = next(pipeline.train_iterator(source, global_batch_size=8, seed=0, crops=pipeline.SIMCLR_CROPS))
+  two = next(
+      pipeline.train_iterator(source, global_batch_size=8, seed=0, crops=pipeline.SIMCLR_CROPS)
+  )
   assert sorted(two) == ["index", "label", "view0", "view1"]
   assert two["view0"].shape == (8, 16, 16, 3) and two["view0"].dtype == np.uint8
   assert not np.array_equal(two["view0"], two["view1"])
   swav = ((2, 16, 0.14, 1.0), (4, 8, 0.05, 0.14))
-  whole = pipeline.train_iterator(source, global_batch_size=8, seed=1, crops=swav, process_index=0,
-                                  process_count=1)
-  parts = [pipeline.train_iterator(source, global_batch_size=8, seed=1, crops=swav, process_index=p,
-                                   process_count=2) for p in range(2)]
+  whole = pipeline.train_iterator(
+      source, global_batch_size=8, seed=1, crops=swav, process_index=0, process_count=1
+  )
+  parts = [
+      pipeline.train_iterator(
+          source, global_batch_size=8, seed=1, crops=swav, process_index=p, process_count=2
+      )
+      for p in range(2)
+  ]
   for _ in range(4):  # crops depend on the stream position, not on which process cut them
     want, got = next(whole), [next(p) for p in parts]
     assert [want[f"view{v}"].shape[1] for v in range(6)] == [16, 16, 8, 8, 8, 8]
@@ -43,7 +53,12 @@ def test_folder_images_of_different_sizes_need_image_size(tmp_path):
   with pytest.raises(ValueError, match="have image shapes .* set config.data.image_size"):
     next(pipeline.train_iterator(source, global_batch_size=2, seed=0))
   resized = sources.build(f"folder:{tmp_path}", "train", image_size=4)
-  assert next(pipeline.train_iterator(resized, global_batch_size=2, seed=0))["inputs"].shape == (2, 4, 4, 3)
+  assert next(pipeline.train_iterator(resized, global_batch_size=2, seed=0))["inputs"].shape == (
+      2,
+      4,
+      4,
+      3,
+  )
 
 
 def test_mid_epoch_resume_from_json_state_equals_uninterrupted_order():
@@ -73,7 +88,9 @@ def test_worker_processes_give_the_same_batches_and_resume_with_another_worker_c
   assert state == {"next_batch": 5}
   resumed = pipeline.train_iterator(source, global_batch_size=4, seed=2, num_workers=1)
   resumed.set_state(state)
-  np.testing.assert_array_equal(np.stack([next(resumed)["index"] for _ in range(4)]), np.stack(want[5:]))
+  np.testing.assert_array_equal(
+      np.stack([next(resumed)["index"] for _ in range(4)]), np.stack(want[5:])
+  )
   with pytest.raises(ValueError, match="expected {'next_batch': int >= 0}"):
     resumed.set_state({"workers_state": {}})
 

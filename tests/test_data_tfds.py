@@ -1,4 +1,5 @@
 """TFDS round trip without TensorFlow: prepare -> tfds.data_source -> grain -> the input images."""
+
 import io
 import os
 
@@ -29,10 +30,18 @@ def _folder(root, splits=("train", "test"), per_class=3):
 
 def test_folder_round_trip_through_prepare_tfds_and_grain(tmp_path):
   saved = _folder(tmp_path / "pets")
-  prepare.main([f"--input=folder:{tmp_path / 'pets'}", "--name=tiny_pets", f"--data_dir={tmp_path / 'tfds'}"])
+  prepare.main(
+      [f"--input=folder:{tmp_path / 'pets'}", "--name=tiny_pets", f"--data_dir={tmp_path / 'tfds'}"]
+  )
   for split in ("train", "test"):
-    source = sources.build("tfds:tiny_pets", split, data_dir=str(tmp_path / "tfds"), image_size=8,
-                           channels=3, num_classes=3)
+    source = sources.build(
+        "tfds:tiny_pets",
+        split,
+        data_dir=str(tmp_path / "tfds"),
+        image_size=8,
+        channels=3,
+        num_classes=3,
+    )
     assert len(source) == 9 and source.classes == ["cat", "dog", "emu"]
     names = source.file_names()
     batch = next(pipeline.train_iterator(source, global_batch_size=9, seed=0))
@@ -42,8 +51,13 @@ def test_folder_round_trip_through_prepare_tfds_and_grain(tmp_path):
       assert label == ["cat", "dog", "emu"].index(names[index].split("/")[0])
   subset_file = tmp_path / "names.txt"
   subset_file.write_text("train_dog_1.png\nemu/train_emu_2.png\n")  # base names, as SimCLR's lists
-  subset = sources.build("tfds:tiny_pets", "train", data_dir=str(tmp_path / "tfds"), image_size=8,
-                         subset=str(subset_file))
+  subset = sources.build(
+      "tfds:tiny_pets",
+      "train",
+      data_dir=str(tmp_path / "tfds"),
+      image_size=8,
+      subset=str(subset_file),
+  )
   assert subset.labels.tolist() == [1, 2]
   np.testing.assert_array_equal(subset.arrays()[0][1], saved[("train", "emu/train_emu_2.png")])
 
@@ -57,8 +71,15 @@ def _jpeg(array):
 def test_npz_arrays_and_jpeg_bundle_round_trip(tmp_path):
   images = RNG.integers(0, 255, (12, 6, 6, 1), dtype=np.uint8)
   np.savez(tmp_path / "a.npz", images=images, labels=np.arange(12) % 2)
-  prepare.main([f"--input=npz:{tmp_path / 'a.npz'}", "--name=gray", f"--data_dir={tmp_path}",
-                "--channels=1", "--holdout_per_class=2"])
+  prepare.main(
+      [
+          f"--input=npz:{tmp_path / 'a.npz'}",
+          "--name=gray",
+          f"--data_dir={tmp_path}",
+          "--channels=1",
+          "--holdout_per_class=2",
+      ]
+  )
   train = sources.build("tfds:gray", "train", data_dir=str(tmp_path), channels=1)
   test = sources.build("tfds:gray", "test", data_dir=str(tmp_path), channels=1)
   assert (len(train), len(test)) == (8, 4)
@@ -68,8 +89,13 @@ def test_npz_arrays_and_jpeg_bundle_round_trip(tmp_path):
 
   blobs = [_jpeg(RNG.integers(0, 255, (8, 8, 3), dtype=np.uint8)) for _ in range(5)]
   offsets = np.concatenate([[0], np.cumsum([len(b) for b in blobs])])
-  np.savez(tmp_path / "b.npz", train_jpeg=np.concatenate(blobs), train_offsets=offsets,
-           train_labels=[0, 1, 2, 0, 1], classes=["a", "b", "c"])
+  np.savez(
+      tmp_path / "b.npz",
+      train_jpeg=np.concatenate(blobs),
+      train_offsets=offsets,
+      train_labels=[0, 1, 2, 0, 1],
+      classes=["a", "b", "c"],
+  )
   prepare.main([f"--input=npz:{tmp_path / 'b.npz'}", "--name=bundle", f"--data_dir={tmp_path}"])
   source = sources.build("tfds:bundle", "train", data_dir=str(tmp_path))
   assert source.classes == ["a", "b", "c"] and source.labels.tolist() == [0, 1, 2, 0, 1]
@@ -84,7 +110,9 @@ def test_unlabelled_folder_and_bad_names_and_splits(tmp_path):
   prepare.main([f"--input=folder:{tmp_path}", "--name=unlab", f"--data_dir={tmp_path / 'tfds'}"])
   source = sources.build("tfds:unlab", "train", data_dir=str(tmp_path / "tfds"))
   assert source.labels.tolist() == [-1] * 4 and source[0]["label"] == -1
-  with pytest.raises(FileNotFoundError, match=r"tfds:nothing: no prepared dataset .*there: \['unlab'\]"):
+  with pytest.raises(
+      FileNotFoundError, match=r"tfds:nothing: no prepared dataset .*there: \['unlab'\]"
+  ):
     sources.build("tfds:nothing", "train", data_dir=str(tmp_path / "tfds"))
   with pytest.raises(ValueError, match=r"bad split 'test'.*splits: \['train'\]"):
     sources.build("tfds:unlab", "test", data_dir=str(tmp_path / "tfds"))
@@ -92,7 +120,9 @@ def test_unlabelled_folder_and_bad_names_and_splits(tmp_path):
   with pytest.raises(FileExistsError, match="--overwrite"):
     prepare.main([f"--input=folder:{tmp_path}", "--name=unlab", f"--data_dir={tmp_path / 'tfds'}"])
   with pytest.raises(ValueError, match="registered TFDS dataset"):
-    prepare.main([f"--input=folder:{tmp_path}", "--name=cifar10", f"--data_dir={tmp_path / 'tfds'}"])
+    prepare.main(
+        [f"--input=folder:{tmp_path}", "--name=cifar10", f"--data_dir={tmp_path / 'tfds'}"]
+    )
 
 
 def test_shared_cifar10_bundle_reads_the_official_split():
@@ -100,35 +130,48 @@ def test_shared_cifar10_bundle_reads_the_official_split():
     pytest.skip(f"real CIFAR-10 bundle not present at {SHARED_CIFAR}")
   test = sources.build(f"npz:{SHARED_CIFAR}", "test", channels=3, image_size=32, num_classes=10)
   assert len(test) == 10_000 and np.bincount(test.labels).tolist() == [1000] * 10
-  batch = next(pipeline.train_iterator(test, global_batch_size=64, seed=0,
-                                       crops=pipeline.SIMCLR_CROPS))
+  batch = next(
+      pipeline.train_iterator(test, global_batch_size=64, seed=0, crops=pipeline.SIMCLR_CROPS)
+  )
   assert batch["view0"].shape == batch["view1"].shape == (64, 32, 32, 3)
 
 
 def test_registered_tfds_dataset_reads_through_its_own_builder(tmp_path):
-  """Lays files out as `tfds build cifar10 --file_format=array_record` would (no TensorFlow here)."""
+  """Lays files out as `tfds build cifar10 --file_format=array_record` would (no TensorFlow
+  here)."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   from array_record.python import array_record_module  # pylint: disable=g-import-not-at-top
+
   builder = tfds.builder("cifar10", data_dir=str(tmp_path), file_format="array_record")
   os.makedirs(builder.data_path)
   images = RNG.integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)
   split_infos = []
   for split in ("train", "test"):
     writer = array_record_module.ArrayRecordWriter(
-        os.path.join(builder.data_path, f"cifar10-{split}.array_record-00000-of-00001"), "group_size:1")
+        os.path.join(builder.data_path, f"cifar10-{split}.array_record-00000-of-00001"),
+        "group_size:1",
+    )
     for i, image in enumerate(images):
       buffer = io.BytesIO()
       Image.fromarray(image).save(buffer, format="PNG")
-      writer.write(builder.info.features.serialize_example(
-          {"id": f"{split}_{i}", "image": buffer.getvalue(), "label": 7 - i}))
+      writer.write(
+          builder.info.features.serialize_example(
+              {"id": f"{split}_{i}", "image": buffer.getvalue(), "label": 7 - i}
+          )
+      )
     writer.close()
-    split_infos.append(tfds.core.SplitInfo(name=split, shard_lengths=[4], num_bytes=0,
-                                           filename_template=None))
+    split_infos.append(
+        tfds.core.SplitInfo(name=split, shard_lengths=[4], num_bytes=0, filename_template=None)
+    )
   builder.info.set_splits(tfds.core.SplitDict(split_infos))
   builder.info.set_file_format("array_record")
   builder.info.write_to_directory(builder.data_path)
-  source = sources.build("tfds:cifar10", "test", data_dir=str(tmp_path), image_size=32, num_classes=10)
+  source = sources.build(
+      "tfds:cifar10", "test", data_dir=str(tmp_path), image_size=32, num_classes=10
+  )
   np.testing.assert_array_equal(source.arrays()[0], images)
   assert source.labels.tolist() == [7, 6, 5, 4] and source.num_classes == 10
-  with pytest.raises(ValueError, match=r"tfds:cifar10:test: 10 classes .* but config.data.num_classes=5"):
+  with pytest.raises(
+      ValueError, match=r"tfds:cifar10:test: 10 classes .* but config.data.num_classes=5"
+  ):
     sources.build("tfds:cifar10", "test", data_dir=str(tmp_path), num_classes=5)

@@ -3,6 +3,7 @@ the CPU with tiny models and lands in one JSON, with figures or an explicit erro
 
 The dry run compiles six train steps in nine fresh processes, as the device does: 1.5-3 minutes
 on 2 CPU cores, hence `slow` (CI runs it). The static checks beside it are fast."""
+
 import json
 import numbers
 import os
@@ -23,8 +24,14 @@ def test_dry_run_writes_every_stage_with_figures_or_an_error(tmp_path):
   # the stages run as on the device, on one device: not the 8 simulated ones of conftest.py
   env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "OUT")}
   env["PYTHON"] = sys.executable
-  proc = subprocess.run(["bash", "experiments/device_check.sh", "--dry_run", "--out", str(out)],
-                        cwd=REPO, env=env, capture_output=True, text=True, timeout=480)
+  proc = subprocess.run(
+      ["bash", "experiments/device_check.sh", "--dry_run", "--out", str(out)],
+      cwd=REPO,
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=480,
+  )
   log = proc.stdout[-4000:] + proc.stderr[-2000:]
   assert proc.returncode == 0, log
   path = out / "device_check.json"
@@ -42,8 +49,14 @@ def test_dry_run_writes_every_stage_with_figures_or_an_error(tmp_path):
       assert stage["status"] in ("error", "timeout", "skipped") and stage["error"], (name, stage)
   stages = report["stages"]
   # the stages built on the loop's SimCLR step alone (no other engineer's module) must run here
-  for name in ("environment", "simclr_r50", "memory_full_batch", "memory_micro_batch",
-               "cifar10_knn", "tests"):
+  for name in (
+      "environment",
+      "simclr_r50",
+      "memory_full_batch",
+      "memory_micro_batch",
+      "cifar10_knn",
+      "tests",
+  ):
     assert stages[name]["status"] == "ok", (name, stages[name].get("error"), log)
   simclr = stages["simclr_r50"]["figures"]
   for key in ("synthetic_images_per_s", "host_pipeline_images_per_s", "pipeline_images_per_s"):
@@ -53,7 +66,8 @@ def test_dry_run_writes_every_stage_with_figures_or_an_error(tmp_path):
   assert 0 <= knn["knn_accuracy_random_init"] <= 1 and 0 <= knn["knn_accuracy_trained"] <= 1
   assert isinstance(knn["learns"], bool) and knn["steps"] >= 1
   assert stages["tests"]["figures"]["failed"] == 0 and "tests/test_config.py" in (
-      stages["tests"]["figures"]["command"])
+      stages["tests"]["figures"]["command"]
+  )
 
 
 def test_dry_run_stays_off_shared_data_and_names_what_the_device_needs():

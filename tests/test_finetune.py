@@ -1,4 +1,5 @@
 """Fine-tuning: label smoothing, k-fold CV, layer units, LoRA, frozen parameters, 1 vs 8 devices."""
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -18,8 +19,15 @@ from ssl_jax.finetune import model as model_lib
 from ssl_jax.finetune import protocol
 from ssl_jax.finetune import step as step_lib
 
-HP = dict(learning_rate=3e-3, weight_decay=1e-2, label_smoothing=0.1, steps=4,
-          backbone_lr_multiplier=0.1, layer_decay=0.5, distill_temperature=1.0)
+HP = dict(
+    learning_rate=3e-3,
+    weight_decay=1e-2,
+    label_smoothing=0.1,
+    steps=4,
+    backbone_lr_multiplier=0.1,
+    layer_decay=0.5,
+    distill_temperature=1.0,
+)
 
 
 def _config(mesh_data=1):
@@ -53,8 +61,13 @@ def _model(mesh_data=1):
     c = _config(mesh_data)
     x, _ = _images(2)
     _MODELS[mesh_data] = model_lib.Model(
-        models.build_encoder(c.model, image_size=16), num_classes=4, mesh=sharding_lib.make_mesh(c),
-        inputs=inputs.Images(image_size=16, crop_scale=(0.5, 1.0)), example=x, eval_batch_size=16)
+        models.build_encoder(c.model, image_size=16),
+        num_classes=4,
+        mesh=sharding_lib.make_mesh(c),
+        inputs=inputs.Images(image_size=16, crop_scale=(0.5, 1.0)),
+        example=x,
+        eval_batch_size=16,
+    )
   return _MODELS[mesh_data]
 
 
@@ -102,10 +115,14 @@ def test_one_hot_soft_targets_train_exactly_like_their_labels():
   hp = {**HP, "label_smoothing": 0.0}
   hard = finetuner.fit(variables, x, y, hp=hp, seed=3, log_every=1)
   soft = finetuner.fit(variables, x, np.eye(4, dtype=np.float32)[y], hp=hp, seed=3, log_every=1)
-  assert [h["loss"] for h in soft.history] == pytest.approx([h["loss"] for h in hard.history],
-                                                            rel=1e-6)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
-               jax.device_get(soft.variables), jax.device_get(hard.variables))
+  assert [h["loss"] for h in soft.history] == pytest.approx(
+      [h["loss"] for h in hard.history], rel=1e-6
+  )
+  jax.tree.map(
+      lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
+      jax.device_get(soft.variables),
+      jax.device_get(hard.variables),
+  )
 
 
 def test_distillation_targets_are_the_teachers_probabilities_and_the_labels():
@@ -119,8 +136,10 @@ def test_distillation_targets_are_the_teachers_probabilities_and_the_labels():
   hp = method.hyperparameters({**protocol.defaults(ft), "stop_at": 2, "learning_rate": 1e-3})
   assert (hp["steps"], hp["batch_size"], hp["stop_at"], hp["learning_rate"]) == (3, 16, None, 1e-3)
   targets = method.targets(teacher, subset, labels, 2.0)
-  logits = np.asarray(model.module.apply(teacher.variables, model.inputs.preprocess(pool)),
-                      np.float64) / 2.0
+  logits = (
+      np.asarray(model.module.apply(teacher.variables, model.inputs.preprocess(pool)), np.float64)
+      / 2.0
+  )
   want = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
   want[subset] = np.eye(4)[labels]
   np.testing.assert_allclose(targets, want, rtol=1e-4, atol=1e-6)
@@ -128,15 +147,20 @@ def test_distillation_targets_are_the_teachers_probabilities_and_the_labels():
   assert fitted.steps_run == 3
   assert method.counts(hp)[0] == model.num_params()
   assert protocol.reported("distill", hp) == {
-      "learning_rate": 1e-3, "weight_decay": ft.weight_decay, "distill_steps": 3,
-      "distill_batch_size": 16, "distill_temperature": 2.0}
+      "learning_rate": 1e-3,
+      "weight_decay": ft.weight_decay,
+      "distill_steps": 3,
+      "distill_batch_size": 16,
+      "distill_temperature": 2.0,
+  }
 
 
 def test_a_distilling_method_needs_its_teacher_in_the_study():
   c = config_lib.base_config()
   c.label_efficiency.methods = ("supervised_scratch", "ssl_distill")
-  with pytest.raises(ValueError, match="ssl_distill, which distils ssl_finetune's fit .* add "
-                                       "'ssl_finetune'"):
+  with pytest.raises(
+      ValueError, match="ssl_distill, which distils ssl_finetune's fit .* add " "'ssl_finetune'"
+  ):
     image.check(c)
   c.label_efficiency.methods = ("supervised_scratch", "scratch_distill")
   image.check(c)
@@ -166,8 +190,11 @@ def test_kfold_is_stratified_disjoint_and_deterministic():
 
 def test_selection_takes_the_best_cv_mean_and_reports_folds():
   labels = np.repeat(np.arange(2), 6)
-  points = kfold.grid({"learning_rate": 1.0, "weight_decay": 0.0}, {"learning_rate": (1, 2, 3)},
-                      ("learning_rate", "weight_decay"))
+  points = kfold.grid(
+      {"learning_rate": 1.0, "weight_decay": 0.0},
+      {"learning_rate": (1, 2, 3)},
+      ("learning_rate", "weight_decay"),
+  )
   assert [p["learning_rate"] for p in points] == [1, 2, 3]
   assert all(p["weight_decay"] == 0 for p in points)
   seen = []
@@ -204,14 +231,25 @@ def test_time_series_and_token_inputs():
   c.model.name, c.model.depth, c.model.hidden_dims, c.model.repr_dims = "ts_dilated_conv", 2, 8, 16
   series = np.random.default_rng(0).normal(size=(4, 24, 1)).astype(np.float32)
   kind = inputs.for_arrays(series)
-  model = model_lib.Model(models.build_encoder(c.model), num_classes=2, mesh=sharding_lib.make_mesh(c),
-                          inputs=kind, example=series)
-  assert [n for n, _ in model.units] == ["encoder/input_fc", "encoder/block0", "encoder/block1",
-                                         "encoder/block2"]
+  model = model_lib.Model(
+      models.build_encoder(c.model),
+      num_classes=2,
+      mesh=sharding_lib.make_mesh(c),
+      inputs=kind,
+      example=series,
+  )
+  assert [n for n, _ in model.units] == [
+      "encoder/input_fc",
+      "encoder/block0",
+      "encoder/block1",
+      "encoder/block2",
+  ]
   augmented = np.asarray(kind.augment(jax.random.PRNGKey(0), jnp.asarray(series)))
   assert augmented.shape == series.shape and not np.allclose(augmented, series)
   tokens = np.array([[101, 7, 8, 9, 102, 0]] * 64, np.int32)
-  dropped = np.asarray(inputs.for_arrays(tokens).augment(jax.random.PRNGKey(0), jnp.asarray(tokens)))
+  dropped = np.asarray(
+      inputs.for_arrays(tokens).augment(jax.random.PRNGKey(0), jnp.asarray(tokens))
+  )
   assert np.all(dropped[:, 0] == 101) and np.all((dropped == tokens) | (dropped == 0))
   assert 0.02 < np.mean(dropped[:, 1:5] == 0) < 0.25  # about 10 % of the tokens dropped
   with pytest.raises(ValueError, match="are none of: uint8 images"):
@@ -233,16 +271,21 @@ def test_lora_at_init_equals_the_base_model_and_merges_exactly():
   assert all(np.any(v != 0) for k, v in fitted.adapters.items() if k.endswith("lora_b"))
   flat = layers.flatten(variables["params"])
   assert set(lora.targets({p: v.shape for p, v in flat.items()}, finetuner_regex())) == {
-      k[:-len("/lora_a")] for k in fitted.adapters if k.endswith("/lora_a")}
+      k[: -len("/lora_a")] for k in fitted.adapters if k.endswith("/lora_a")
+  }
   direct = {}
   for path, kernel in flat.items():
     a, b = fitted.adapters.get(f"{path}/lora_a"), fitted.adapters.get(f"{path}/lora_b")
     delta = 0 if a is None else (4.0 / 2) * (a @ b).reshape(kernel.shape)
-    direct[path] = kernel + delta if path.startswith("encoder/") else jax.device_get(
-        layers.flatten(fitted.variables["params"]))[path]
+    direct[path] = (
+        kernel + delta
+        if path.startswith("encoder/")
+        else jax.device_get(layers.flatten(fitted.variables["params"]))[path]
+    )
   by_hand = model.module.apply(
       {"params": layers.unflatten(direct), "batch_stats": variables["batch_stats"]},
-      model.inputs.preprocess(x))
+      model.inputs.preprocess(x),
+  )
   merged = model.module.apply(jax.device_get(fitted.variables), model.inputs.preprocess(x))
   np.testing.assert_allclose(np.asarray(merged), np.asarray(by_hand), rtol=1e-4, atol=1e-5)
   assert model.accuracy(fitted.variables, x, y) == np.mean(np.argmax(merged, -1) == y)
@@ -252,11 +295,17 @@ def test_lora_adapts_our_vit_attention_query_and_value():
   c = _config()
   c.model.name, c.model.variant, c.model.patch_size = "vit", "mu", 8
   x, _ = _images(4)
-  model = model_lib.Model(models.build_encoder(c.model, image_size=16), num_classes=4,
-                          mesh=sharding_lib.make_mesh(c), inputs=inputs.Images(image_size=16), example=x)
+  model = model_lib.Model(
+      models.build_encoder(c.model, image_size=16),
+      num_classes=4,
+      mesh=sharding_lib.make_mesh(c),
+      inputs=inputs.Images(image_size=16),
+      example=x,
+  )
   assert [n for n, _ in model.units] == ["encoder/embedding", "encoder/block0", "encoder/block1"]
-  finetuner = step_lib.Finetuner(model, "lora", batch_size=4, lora_rank=2, lora_alpha=4.0,
-                                 lora_regex=finetuner_regex())
+  finetuner = step_lib.Finetuner(
+      model, "lora", batch_size=4, lora_rank=2, lora_alpha=4.0, lora_regex=finetuner_regex()
+  )
   kinds = sorted(p.split("/")[-2] for p in finetuner.lora_targets)
   assert kinds == ["query", "query", "value", "value"]
   variables = model.init(0)
@@ -272,8 +321,9 @@ def finetuner_regex():
   return config_lib.base_config().finetune.lora_regex
 
 
-@pytest.mark.parametrize("mode, kwargs", [("lora", dict(lora_rank=2, lora_alpha=4.0)),
-                                          ("last_n", dict(last_n=2))])
+@pytest.mark.parametrize(
+    "mode, kwargs", [("lora", dict(lora_rank=2, lora_alpha=4.0)), ("last_n", dict(last_n=2))]
+)
 def test_frozen_parameters_are_bit_identical_after_training(mode, kwargs):
   model = _model()
   finetuner = _finetuner(mode, **kwargs)
@@ -288,7 +338,9 @@ def test_frozen_parameters_are_bit_identical_after_training(mode, kwargs):
     assert changed - targets == {"head/kernel", "head/bias"}  # kernels change only by the merge
     assert targets and all(before[p].shape == after[p].shape for p in targets)
     frozen_stats = jax.device_get(fitted.variables["batch_stats"])
-    assert all(jax.tree.leaves(jax.tree.map(np.array_equal, frozen_stats, variables["batch_stats"])))
+    assert all(
+        jax.tree.leaves(jax.tree.map(np.array_equal, frozen_stats, variables["batch_stats"]))
+    )
   else:
     trained = {p for _, ps in model.units[-2:] for p in ps} | {"head/kernel", "head/bias"}
     assert changed and changed <= trained
@@ -297,14 +349,19 @@ def test_frozen_parameters_are_bit_identical_after_training(mode, kwargs):
 
 def test_parameter_counts_and_learning_rate_groups():
   model = _model()
-  full, last, adapters = _finetuner("full"), _finetuner("last_n", last_n=2), _finetuner(
-      "lora", lora_rank=2, lora_alpha=4.0)
+  full, last, adapters = (
+      _finetuner("full"),
+      _finetuner("last_n", last_n=2),
+      _finetuner("lora", lora_rank=2, lora_alpha=4.0),
+  )
   total = model.num_params()
   assert full.trainable_params() == total
   assert last.trainable_params() < total
   assert adapters.trainable_params() < 0.1 * total
-  rank_2 = sum(2 * (np.prod(model.param_shapes[p][:-1]) + model.param_shapes[p][-1])
-               for p in adapters.lora_targets)
+  rank_2 = sum(
+      2 * (np.prod(model.param_shapes[p][:-1]) + model.param_shapes[p][-1])
+      for p in adapters.lora_targets
+  )
   assert adapters.num_adapter_params() == rank_2
   assert adapters.trainable_params() == rank_2 + model.num_params("head/")
   top, bottom = model.units[-1][1][0], model.units[0][1][0]
@@ -329,8 +386,14 @@ def test_sharded_finetune_step_equals_single_device():
     for step in range(2):
       batch = jax.device_put({"x": x[::-1] if step else x, "y": y}, model.batch_sharding)
       state, metrics = finetuner._step(state, batch, hp)
-    results.append((jax.device_get(state["trainable"]), jax.device_get(state["model_state"]),
-                    float(metrics["loss"]), model.accuracy(finetuner._export(state), x, y)))
+    results.append(
+        (
+            jax.device_get(state["trainable"]),
+            jax.device_get(state["model_state"]),
+            float(metrics["loss"]),
+            model.accuracy(finetuner._export(state), x, y),
+        )
+    )
   (p1, s1, l1, a1), (p8, s8, l8, a8) = results
   np.testing.assert_allclose(l8, l1, rtol=1e-5)
   # Adam's m / sqrt(v) magnifies reduction-order noise in near-zero gradients: a tolerance well
@@ -360,5 +423,9 @@ def test_select_uses_the_grid_for_the_mode_and_skips_cv_without_enough_labels():
   ft.cv_single_point = True  # ... unless asked for
   hp, best, _ = protocol.select(method, x, y, finetune_config=ft, seed=0, log=lambda _: None)
   assert best is not None and hp["probe_weight_decay"] == 1e-3
-  assert protocol.reported("linear", hp) == {"probe_learning_rate": 0.05, "probe_weight_decay": 1e-3,
-                                             "probe_steps": 300, "label_smoothing": 0.1}
+  assert protocol.reported("linear", hp) == {
+      "probe_learning_rate": 0.05,
+      "probe_weight_decay": 1e-3,
+      "probe_steps": 300,
+      "label_smoothing": 0.1,
+  }

@@ -1,5 +1,6 @@
 """FixMatch: the pseudo-label loss against numpy, its threshold, the strong view, the step on 1 vs 8
 devices, and both study methods end to end."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -38,14 +39,16 @@ def test_pseudo_label_loss_matches_numpy(align):
   weak = (3 * rng.standard_normal((32, 5))).astype(np.float32)
   strong = rng.standard_normal((32, 5)).astype(np.float32)
   ratio = (0.2 / np.array([0.4, 0.1, 0.2, 0.2, 0.1])).astype(np.float32) if align else None
-  loss, extra = fixmatch.pseudo_label_loss(jnp.asarray(weak), jnp.asarray(strong), 0.7,
-                                           None if ratio is None else jnp.asarray(ratio))
+  loss, extra = fixmatch.pseudo_label_loss(
+      jnp.asarray(weak), jnp.asarray(strong), 0.7, None if ratio is None else jnp.asarray(ratio)
+  )
   want, rate = _numpy_loss(weak.astype(np.float64), strong.astype(np.float64), 0.7, ratio)
   np.testing.assert_allclose(float(loss), want, rtol=1e-5)
   assert float(extra["mask_rate"]) == pytest.approx(rate) and 0 < rate < 1
   # the pseudo-labels are targets: no gradient reaches the weak logits
   grad_weak = jax.grad(lambda w: fixmatch.pseudo_label_loss(w, jnp.asarray(strong), 0.7)[0])(
-      jnp.asarray(weak))
+      jnp.asarray(weak)
+  )
   assert not np.any(np.asarray(grad_weak))
 
 
@@ -74,8 +77,9 @@ def _finetuner(mesh_data):
   model = _model(mesh_data)
   key = ("fixmatch-test",)
   if key not in model.finetuners:
-    model.finetuners[key] = fixmatch.FixMatchFinetuner(model, batch_size=8, unlabeled_ratio=2,
-                                                       align=True)
+    model.finetuners[key] = fixmatch.FixMatchFinetuner(
+        model, batch_size=8, unlabeled_ratio=2, align=True
+    )
   return model.finetuners[key]
 
 
@@ -91,11 +95,17 @@ def test_fixmatch_step_on_8_devices_equals_one_device():
     state = finetuner.init_state(_pretrained_like(_model(1).init(2)), seed=2)
     hp = jax.device_put({k: np.float32(hp_values[k]) for k in fixmatch.TRACED}, model.replicated)
     for step in range(2):
-      batch = jax.device_put({"x": x, "y": y, "u": pool[::-1] if step else pool},
-                             model.batch_sharding)
+      batch = jax.device_put(
+          {"x": x, "y": y, "u": pool[::-1] if step else pool}, model.batch_sharding
+      )
       state, metrics = finetuner._step(state, batch, hp)  # pylint: disable=protected-access
-    results.append((jax.device_get(state["trainable"]), jax.device_get(state["weak_mean"]),
-                    {k: float(v) for k, v in metrics.items()}))
+    results.append(
+        (
+            jax.device_get(state["trainable"]),
+            jax.device_get(state["weak_mean"]),
+            {k: float(v) for k, v in metrics.items()},
+        )
+    )
   (p1, w1, m1), (p8, w8, m8) = results
   assert 0 < m1["mask_rate"] <= 1  # the unlabelled term took part
   for k in ("loss", "mask_rate"):
@@ -125,8 +135,9 @@ def test_both_fixmatch_methods_run_in_the_study():
   pretrained = {k: v["encoder"] for k, v in encoder.items()}
   sharding = jax.sharding.NamedSharding(sharding_lib.make_mesh(c), jax.sharding.PartitionSpec())
   features_of = lambda images: _model(1).features(pretrained, images)
-  rows = image.study_rows(c, features_of, train_source, test_source, sharding.mesh,
-                              pretrained_encoder=pretrained)
+  rows = image.study_rows(
+      c, features_of, train_source, test_source, sharding.mesh, pretrained_encoder=pretrained
+  )
   by_method = {r["method"]: r for r in rows}
   assert set(by_method) == {"ssl_fixmatch", "scratch_fixmatch", "ssl_labelprop"}
   for name in ("ssl_fixmatch", "scratch_fixmatch"):
@@ -146,8 +157,9 @@ def test_labelprop_start_adds_the_surest_pool_rows():
   pool, _ = _images(24, seed=7)
   c = config_lib.base_config()
   encoder = _pretrained_like(_model(1).init(0))
-  method = protocol.FixMatchMethod(_model(1), c.finetune, pool,
-                                   init={k: v["encoder"] for k, v in encoder.items()})
+  method = protocol.FixMatchMethod(
+      _model(1), c.finetune, pool, init={k: v["encoder"] for k, v in encoder.items()}
+  )
   hp = {**method.defaults(c.finetune), "fixmatch_labelprop": 3, "labelprop_neighbors": 5}
   px, py = method.propagated(hp, x, y, seed=0)
   assert np.array_equal(px[:4], x) and np.array_equal(py[:4], y)

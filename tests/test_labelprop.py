@@ -1,5 +1,6 @@
 """Label propagation: scikit-learn's spreading against Zhou et al.'s closed form in numpy, the
 confident-row pick, and the study method on separable features."""
+
 import numpy as np
 
 from ssl_jax.finetune import labelprop
@@ -35,13 +36,15 @@ def _closed_form(features, labels, n_labelled, k, alpha):
 
 def test_spreading_reaches_the_closed_form():
   x, y = _clusters()
-  x += np.random.default_rng(1).standard_normal(x.shape).astype(np.float32) * 3  # overlap: soft rows
+  x += (
+      np.random.default_rng(1).standard_normal(x.shape).astype(np.float32) * 3
+  )  # overlap: soft rows
   labelled = np.array([0, 1, 30, 31, 60, 61])
   pool = np.setdiff1d(np.arange(len(x)), labelled)
   fitted = labelprop.spread(x[labelled], y[labelled], x[pool], neighbors=6, alpha=0.9)
   want = _closed_form(np.concatenate([x[labelled], x[pool]]), y[labelled], len(labelled), 6, 0.9)
   got = fitted.label_distributions_
-  assert 0.05 < got[len(labelled):].max(1).min() < 0.95  # not a trivially hard assignment
+  assert 0.05 < got[len(labelled) :].max(1).min() < 0.95  # not a trivially hard assignment
   np.testing.assert_allclose(got, want, atol=2e-3)
 
 
@@ -52,8 +55,13 @@ def test_one_label_per_cluster_labels_separable_clusters():
   fitted = labelprop.spread(x[labelled], y[labelled], x[pool], neighbors=5, alpha=0.7)
   assert np.array_equal(fitted.transduction_[3:], y[pool])
   method = labelprop.LabelPropMethod(x[pool])
-  fit = method.fit(dict(labelprop_neighbors=5, labelprop_alpha=0.7), x[labelled], y[labelled],
-                   seed=0, val=(x[pool], y[pool]))
+  fit = method.fit(
+      dict(labelprop_neighbors=5, labelprop_alpha=0.7),
+      x[labelled],
+      y[labelled],
+      seed=0,
+      val=(x[pool], y[pool]),
+  )
   assert fit.val_accuracy == 1.0
   test_x, test_y = _clusters(per_class=10, seed=2)  # new points: never in the graph
   assert method.score(fit, test_x, test_y) == 1.0

@@ -31,6 +31,7 @@ Conventions that differ, converted at each comparison with a one-line reason:
   every patch has P values. lightly's patchify takes NCHW images, ours NHWC.
 Barlow Twins (our task's `scale_loss` sits outside the loss), VICReg and NT-Xent need no conversion.
 """
+
 import pathlib
 
 import jax
@@ -51,8 +52,9 @@ def golden():
 
 
 def _case(golden, prefix):
-  return {key.split("/", 1)[1]: value for key, value in golden.items()
-          if key.startswith(prefix + "/")}
+  return {
+      key.split("/", 1)[1]: value for key, value in golden.items() if key.startswith(prefix + "/")
+  }
 
 
 def _close(actual, expected, rtol=RTOL, atol=ATOL):
@@ -75,7 +77,8 @@ def test_fixture_versions_match_docstring(golden):
 def test_ntxent(golden, prefix):
   c = _case(golden, prefix)
   loss, (grad_z1, grad_z2) = _value_and_grads(
-      lambda z1, z2: ntxent.ntxent(z1, z2, temperature=float(c["temperature"])), c["z1"], c["z2"])
+      lambda z1, z2: ntxent.ntxent(z1, z2, temperature=float(c["temperature"])), c["z1"], c["z2"]
+  )
   _close(loss, c["loss"])
   _close(grad_z1, c["grad_z1"])
   _close(grad_z2, c["grad_z2"])
@@ -85,7 +88,9 @@ def test_moco_v2(golden):
   c = _case(golden, "moco_v2")
   loss, (grad_q, grad_k) = _value_and_grads(
       lambda q, k: moco.moco_v2(q, k, c["queue"], temperature=float(c["temperature"])),
-      c["q"], c["k"])
+      c["q"],
+      c["k"],
+  )
   _close(loss, c["loss"])
   _close(grad_q, c["grad_q"])
   assert not np.any(grad_k)  # keys are the momentum encoder's; lightly's were detached
@@ -98,7 +103,8 @@ def test_moco_v3(golden):
   c = _case(golden, "moco_v3")
   tau = float(c["temperature"])
   loss, (grad_q1, grad_q2, grad_k1, grad_k2) = _value_and_grads(
-      lambda *qk: moco.moco_v3(*qk, temperature=tau), c["q1"], c["q2"], c["k1"], c["k2"])
+      lambda *qk: moco.moco_v3(*qk, temperature=tau), c["q1"], c["q2"], c["k1"], c["k2"]
+  )
   # lightly's ce_12, ce_21 are ctr / (2 tau) (see the module docstring), so ours = 2 tau * sum.
   _close(loss, 2 * tau * (c["ce_12"] + c["ce_21"]))
   _close(grad_q1, 2 * tau * c["grad_q1"])
@@ -129,7 +135,8 @@ def test_simsiam(golden):
 def test_barlow_twins(golden):
   c = _case(golden, "barlow_twins")
   loss, (grad_z1, grad_z2) = _value_and_grads(
-      lambda z1, z2: barlow_twins.barlow_twins(z1, z2, lambd=float(c["lambd"])), c["z1"], c["z2"])
+      lambda z1, z2: barlow_twins.barlow_twins(z1, z2, lambd=float(c["lambd"])), c["z1"], c["z2"]
+  )
   _close(loss, c["loss"])
   _close(grad_z1, c["grad_z1"])
   _close(grad_z2, c["grad_z2"])
@@ -139,7 +146,8 @@ def test_vicreg(golden):
   c = _case(golden, "vicreg")
   weights = {name: float(c[name]) for name in ("sim_weight", "var_weight", "cov_weight")}
   loss, (grad_z1, grad_z2) = _value_and_grads(
-      lambda z1, z2: vicreg.vicreg(z1, z2, **weights), c["z1"], c["z2"])
+      lambda z1, z2: vicreg.vicreg(z1, z2, **weights), c["z1"], c["z2"]
+  )
   _close(loss, c["loss"])
   _close(grad_z1, c["grad_z1"])
   _close(grad_z2, c["grad_z2"])
@@ -149,16 +157,25 @@ def test_vicreg(golden):
 def test_dino(golden, prefix):
   c = _case(golden, prefix)
   warmup_epochs, epoch = int(c["warmup_epochs"]), int(c["epoch"])
-  schedule = {"warmup_steps": warmup_epochs - 1,  # lightly's linspace reaches `end` at W - 1
-              "start": float(c["warmup_teacher_temperature"]),
-              "end": float(c["teacher_temperature"])}
+  schedule = {
+      "warmup_steps": warmup_epochs - 1,  # lightly's linspace reaches `end` at W - 1
+      "start": float(c["warmup_teacher_temperature"]),
+      "end": float(c["teacher_temperature"]),
+  }
   ours_schedule = [dino.teacher_temperature_schedule(s, **schedule) for s in range(warmup_epochs)]
   _close(jnp.stack(ours_schedule), c["temperature_schedule"])
   # A Python float: dino's `> 0` check cannot run on a concrete array closed over under jit.
   teacher_temperature = float(dino.teacher_temperature_schedule(epoch, **schedule))
   loss, (grad_student,) = _value_and_grads(
-      lambda s: dino.dino(s, c["teacher"], c["center"], teacher_temperature=teacher_temperature,
-                          student_temperature=float(c["student_temperature"])), c["student"])
+      lambda s: dino.dino(
+          s,
+          c["teacher"],
+          c["center"],
+          teacher_temperature=teacher_temperature,
+          student_temperature=float(c["student_temperature"]),
+      ),
+      c["student"],
+  )
   _close(loss, c["loss"])
   _close(grad_student, c["grad_student"])
   center = dino.update_center(c["center"], c["teacher"], momentum=float(c["center_momentum"]))
@@ -168,8 +185,12 @@ def test_dino(golden, prefix):
 @pytest.mark.parametrize("prefix", ["swav", "swav_queue"])
 def test_swav(golden, prefix):
   c = _case(golden, prefix)
-  kwargs = {"temperature": float(c["temperature"]), "epsilon": float(c["epsilon"]),
-            "sinkhorn_iterations": int(c["iterations"]), "queue_scores": c.get("queue_scores")}
+  kwargs = {
+      "temperature": float(c["temperature"]),
+      "epsilon": float(c["epsilon"]),
+      "sinkhorn_iterations": int(c["iterations"]),
+      "queue_scores": c.get("queue_scores"),
+  }
   loss, (grad_scores,) = _value_and_grads(lambda s: swav.swav(s, **kwargs), c["scores"])
   _close(loss, c["loss"])
   _close(grad_scores, c["grad_scores"])
@@ -177,8 +198,9 @@ def test_swav(golden, prefix):
 
 def test_sinkhorn(golden):
   c = _case(golden, "swav")
-  codes = swav.sinkhorn(c["scores"][0], epsilon=float(c["epsilon"]),
-                        iterations=int(c["iterations"]))
+  codes = swav.sinkhorn(
+      c["scores"][0], epsilon=float(c["epsilon"]), iterations=int(c["iterations"])
+  )
   _close(codes, c["codes_view0"])
 
 
@@ -188,6 +210,7 @@ def test_mae(golden, norm_pix):
   patches = mae.patchify(c["images_nchw"].transpose(0, 2, 3, 1), int(c["patch_size"]))  # NHWC
   np.testing.assert_array_equal(patches, c["patches"])
   loss, (grad_predictions,) = _value_and_grads(
-      lambda p: mae.mae_loss(p, patches, c["mask"], norm_pix=norm_pix), c["predictions"])
+      lambda p: mae.mae_loss(p, patches, c["mask"], norm_pix=norm_pix), c["predictions"]
+  )
   _close(loss, c["loss"])
   _close(grad_predictions, c["grad_predictions"])

@@ -1,4 +1,5 @@
 """Sinkhorn / SwAV, MAE's loss, k-means and DeepCluster-v2's loss against numpy; 1 == 8 devices."""
+
 import functools
 
 import jax
@@ -32,7 +33,9 @@ def _mesh():
   return jax.make_mesh((8,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
 
 
-@pytest.mark.parametrize("b,k,epsilon,iterations", [(8, 5, 0.05, 3), (16, 30, 0.1, 1), (24, 7, 0.5, 10)])
+@pytest.mark.parametrize(
+    "b,k,epsilon,iterations", [(8, 5, 0.05, 3), (16, 30, 0.1, 1), (24, 7, 0.5, 10)]
+)
 def test_sinkhorn_matches_numpy(b, k, epsilon, iterations):
   scores = np.random.default_rng(b + k).uniform(-1, 1, (b, k)).astype(np.float32)
   q = swav_lib.sinkhorn(scores, epsilon=epsilon, iterations=iterations)
@@ -43,11 +46,17 @@ def test_sinkhorn_matches_numpy(b, k, epsilon, iterations):
 def test_sinkhorn_on_8_devices_equals_single_device_row_for_row():
   mesh = _mesh()
   scores = np.random.default_rng(0).uniform(-1, 1, (32, 12)).astype(np.float32)
-  sharded = jax.jit(jax.shard_map(
-      functools.partial(swav_lib.sinkhorn, epsilon=0.05, iterations=3, axis_name="data"),
-      mesh=mesh, in_specs=P("data"), out_specs=P("data")))
-  np.testing.assert_allclose(sharded(scores), swav_lib.sinkhorn(scores, epsilon=0.05, iterations=3),
-                             rtol=1e-5, atol=1e-7)
+  sharded = jax.jit(
+      jax.shard_map(
+          functools.partial(swav_lib.sinkhorn, epsilon=0.05, iterations=3, axis_name="data"),
+          mesh=mesh,
+          in_specs=P("data"),
+          out_specs=P("data"),
+      )
+  )
+  np.testing.assert_allclose(
+      sharded(scores), swav_lib.sinkhorn(scores, epsilon=0.05, iterations=3), rtol=1e-5, atol=1e-7
+  )
 
 
 def numpy_swav(scores, temperature, epsilon, iterations):
@@ -72,8 +81,16 @@ def test_swav_loss_matches_numpy_and_shards():
   np.testing.assert_allclose(loss, numpy_swav(scores, 0.1, 0.05, 3), rtol=1e-5)
   fn = lambda s, axis_name=None: swav_lib.swav(s, temperature=0.1, axis_name=axis_name)[0]
   want, want_grad = jax.value_and_grad(fn)(scores)
-  sharded = jax.jit(jax.value_and_grad(jax.shard_map(
-      functools.partial(fn, axis_name="data"), mesh=mesh, in_specs=P(None, "data"), out_specs=P())))
+  sharded = jax.jit(
+      jax.value_and_grad(
+          jax.shard_map(
+              functools.partial(fn, axis_name="data"),
+              mesh=mesh,
+              in_specs=P(None, "data"),
+              out_specs=P(),
+          )
+      )
+  )
   got, got_grad = sharded(scores)
   np.testing.assert_allclose(got, want, rtol=1e-5)
   np.testing.assert_allclose(got_grad, want_grad, rtol=1e-4, atol=1e-7)
@@ -115,15 +132,18 @@ def test_mae_loss_matches_numpy_and_shards(norm_pix):
   loss, metrics = mae_lib.mae_loss(pred, target, mask, norm_pix=norm_pix)
   np.testing.assert_allclose(loss, numpy_mae(pred, target, mask, norm_pix), rtol=1e-5)
   assert metrics["masked_fraction"] == pytest.approx(mask.mean())
-  fn = lambda p, axis_name=None: mae_lib.mae_loss(p, target_s, mask_s, norm_pix=norm_pix,
-                                                  axis_name=axis_name)[0]
+  fn = lambda p, axis_name=None: mae_lib.mae_loss(
+      p, target_s, mask_s, norm_pix=norm_pix, axis_name=axis_name
+  )[0]
   target_s, mask_s = target, mask
   want, want_grad = jax.value_and_grad(fn)(pred)
 
   def local(p, t, m):
     return mae_lib.mae_loss(p, t, m, norm_pix=norm_pix, axis_name="data")[0]
-  sharded = jax.jit(jax.value_and_grad(jax.shard_map(local, mesh=mesh, in_specs=(P("data"),) * 3,
-                                                     out_specs=P())))
+
+  sharded = jax.jit(
+      jax.value_and_grad(jax.shard_map(local, mesh=mesh, in_specs=(P("data"),) * 3, out_specs=P()))
+  )
   got, got_grad = sharded(pred, target, mask)
   np.testing.assert_allclose(got, want, rtol=1e-5)
   np.testing.assert_allclose(got_grad, want_grad, rtol=1e-4, atol=1e-8)
@@ -147,11 +167,12 @@ def test_kmeans_finds_separated_clusters_and_reseeds_empty_ones():
   points = np.asarray(kmeans.normalize(points))
   valid = np.ones(200, bool)
   valid[-10:] = False
-  centroids, labels, sizes = jax.jit(functools.partial(kmeans.kmeans, num_clusters=4, iterations=10, chunk=64))(
-      jax.random.PRNGKey(0), points, valid)
+  centroids, labels, sizes = jax.jit(
+      functools.partial(kmeans.kmeans, num_clusters=4, iterations=10, chunk=64)
+  )(jax.random.PRNGKey(0), points, valid)
   labels = np.asarray(labels)
   assert (labels[-10:] == -1).all() and sizes.sum() == 190
-  groups = [set(labels[i * 50:(i + 1) * 50 - (10 if i == 3 else 0)]) for i in range(4)]
+  groups = [set(labels[i * 50 : (i + 1) * 50 - (10 if i == 3 else 0)]) for i in range(4)]
   assert all(len(g) == 1 for g in groups) and len(set.union(*groups)) == 4  # one cluster per group
   np.testing.assert_allclose(np.linalg.norm(centroids, axis=1), 1.0, rtol=1e-5)
   # more clusters than groups: k-means keeps no cluster empty by re-seeding
@@ -194,5 +215,6 @@ def test_deepcluster_loss_ignores_examples_without_a_cluster():
   assert 0.0 <= float(metrics["cluster_accuracy"]) <= 1.0
   none = -np.ones((1, 8), np.int32)
   value, grad = jax.value_and_grad(
-      lambda e: dc_lib.deepcluster_v2(e, centroids, none, temperature=0.1)[0])(jnp.asarray(z))
+      lambda e: dc_lib.deepcluster_v2(e, centroids, none, temperature=0.1)[0]
+  )(jnp.asarray(z))
   assert float(value) == 0.0 and not np.any(np.asarray(grad))

@@ -1,4 +1,5 @@
 """DINO against an independent numpy reference, sharded == single-device, centre and schedule."""
+
 import functools
 
 import jax
@@ -7,8 +8,7 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from ssl_jax.losses.dino import (batch_center, dino, teacher_temperature_schedule,
-                                 update_center)
+from ssl_jax.losses.dino import (batch_center, dino, teacher_temperature_schedule, update_center)
 
 
 def softmax(x):
@@ -61,18 +61,21 @@ def random_inputs(rng, num_views, n, k):
   return student, teacher, center
 
 
-@pytest.mark.parametrize("num_views,n,k,student_temperature,teacher_temperature",
-                         [(2, 2, 4, 0.1, 0.04), (3, 2, 3, 0.5, 0.07), (4, 5, 8, 0.1, 0.04),
-                          (6, 8, 16, 0.2, 0.06)])
+@pytest.mark.parametrize(
+    "num_views,n,k,student_temperature,teacher_temperature",
+    [(2, 2, 4, 0.1, 0.04), (3, 2, 3, 0.5, 0.07), (4, 5, 8, 0.1, 0.04), (6, 8, 16, 0.2, 0.06)],
+)
 def test_value_and_grad_match_numpy(num_views, n, k, student_temperature, teacher_temperature):
   rng = np.random.default_rng(num_views * 100 + n)
   student, teacher, center = random_inputs(rng, num_views, n, k)
-  temperatures = dict(student_temperature=student_temperature,
-                      teacher_temperature=teacher_temperature)
+  temperatures = dict(
+      student_temperature=student_temperature, teacher_temperature=teacher_temperature
+  )
   fn = lambda s: dino(s, teacher, center, **temperatures)
   (loss, metrics), grad = jax.jit(jax.value_and_grad(fn, has_aux=True))(student)
-  want_loss, want_entropy, want_kl = numpy_dino(student, teacher, center, student_temperature,
-                                                teacher_temperature)
+  want_loss, want_entropy, want_kl = numpy_dino(
+      student, teacher, center, student_temperature, teacher_temperature
+  )
   np.testing.assert_allclose(loss, want_loss, rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(metrics["teacher_entropy"], want_entropy, rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(metrics["kl"], want_kl, rtol=1e-4, atol=1e-5)
@@ -81,7 +84,8 @@ def test_value_and_grad_match_numpy(num_views, n, k, student_temperature, teache
   if num_views * n * k <= 24:
     want_grad = finite_difference(
         lambda s: numpy_dino(s, teacher, center, student_temperature, teacher_temperature)[0],
-        student)
+        student,
+    )
     np.testing.assert_allclose(grad, want_grad, rtol=1e-3, atol=1e-5)
 
 
@@ -115,14 +119,17 @@ def test_batch_center_and_update():
   want = np.mean(teacher.reshape(12, 4).astype(np.float64), axis=0)
   np.testing.assert_allclose(batch_center(teacher), want, rtol=1e-6, atol=1e-7)
   center = np.ones(4, np.float32)
-  np.testing.assert_allclose(update_center(center, teacher, momentum=0.9), 0.9 + 0.1 * want,
-                             rtol=1e-6)
+  np.testing.assert_allclose(
+      update_center(center, teacher, momentum=0.9), 0.9 + 0.1 * want, rtol=1e-6
+  )
 
 
 def _mesh():
   if jax.device_count() < 8:
-    pytest.skip("needs 8 devices: XLA_FLAGS=--xla_force_host_platform_device_count=8 "
-                "(tests/conftest.py sets it)")
+    pytest.skip(
+        "needs 8 devices: XLA_FLAGS=--xla_force_host_platform_device_count=8 "
+        "(tests/conftest.py sets it)"
+    )
   return jax.make_mesh((8,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
 
 
@@ -139,9 +146,14 @@ def test_shard_map_and_sharded_jit_match_single_device():
 
   want = global_fn(student, teacher, center)
   sharding = jax.NamedSharding(mesh, batch)
-  for got in (jax.jit(jax.value_and_grad(sharded, has_aux=True))(student, teacher, center),
-              global_fn(jax.device_put(student, sharding), jax.device_put(teacher, sharding),
-                        jax.device_put(center, jax.NamedSharding(mesh, P())))):
+  for got in (
+      jax.jit(jax.value_and_grad(sharded, has_aux=True))(student, teacher, center),
+      global_fn(
+          jax.device_put(student, sharding),
+          jax.device_put(teacher, sharding),
+          jax.device_put(center, jax.NamedSharding(mesh, P())),
+      ),
+  ):
     (got_loss, got_metrics), got_grad = got
     (want_loss, want_metrics), want_grad = want
     np.testing.assert_allclose(got_loss, want_loss, rtol=1e-5)
@@ -155,16 +167,20 @@ def test_batch_center_under_shard_map_matches_single_device():
   teacher = np.random.default_rng(1).normal(size=(2, 16, 6)).astype(np.float32)
   center = np.full(6, 0.5, np.float32)
 
-  @functools.partial(jax.shard_map, mesh=mesh, in_specs=(P(), P(None, "data")),
-                     out_specs=(P(), P()))
+  @functools.partial(
+      jax.shard_map, mesh=mesh, in_specs=(P(), P(None, "data")), out_specs=(P(), P())
+  )
   def sharded(center_, teacher_):
-    return (batch_center(teacher_, axis_name="data"),
-            update_center(center_, teacher_, momentum=0.99, axis_name="data"))
+    return (
+        batch_center(teacher_, axis_name="data"),
+        update_center(center_, teacher_, momentum=0.99, axis_name="data"),
+    )
 
   got_mean, got_center = jax.jit(sharded)(center, teacher)
   np.testing.assert_allclose(got_mean, batch_center(teacher), rtol=1e-5, atol=1e-7)
-  np.testing.assert_allclose(got_center, update_center(center, teacher, momentum=0.99),
-                             rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(
+      got_center, update_center(center, teacher, momentum=0.99), rtol=1e-5, atol=1e-7
+  )
 
 
 def test_teacher_temperature_schedule():

@@ -1,4 +1,5 @@
 """MoCo v2/v3 against independent numpy references, sharded == single-device, and the key queue."""
+
 import functools
 
 import jax
@@ -62,8 +63,9 @@ def random(rng, *shape):
   return rng.normal(size=shape).astype(np.float32)
 
 
-@pytest.mark.parametrize("n,d,size,temperature",
-                         [(2, 3, 4, 0.5), (5, 4, 7, 0.2), (16, 8, 32, 0.07)])
+@pytest.mark.parametrize(
+    "n,d,size,temperature", [(2, 3, 4, 0.5), (5, 4, 7, 0.2), (16, 8, 32, 0.07)]
+)
 def test_moco_v2_value_and_grad_match_numpy(n, d, size, temperature):
   rng = np.random.default_rng(n * 100 + d)
   q, k = random(rng, n, d), random(rng, n, d)
@@ -110,7 +112,8 @@ def test_keys_and_queue_get_no_gradient():
     np.testing.assert_array_equal(g, 0.0)
   q1, q2, k1, k2 = (random(rng, 4, 5) for _ in range(4))
   grads = jax.jit(jax.grad(lambda *a: moco_v3(*a, temperature=0.2)[0], argnums=(2, 3)))(
-      q1, q2, k1, k2)
+      q1, q2, k1, k2
+  )
   for g in grads:
     np.testing.assert_array_equal(g, 0.0)
 
@@ -124,8 +127,10 @@ def test_normalize_gives_unit_fp32_rows():
 
 def _mesh():
   if jax.device_count() < 8:
-    pytest.skip("needs 8 devices: XLA_FLAGS=--xla_force_host_platform_device_count=8 "
-                "(tests/conftest.py sets it)")
+    pytest.skip(
+        "needs 8 devices: XLA_FLAGS=--xla_force_host_platform_device_count=8 "
+        "(tests/conftest.py sets it)"
+    )
   return jax.make_mesh((8,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
 
 
@@ -133,8 +138,9 @@ def _assert_same(got, want):
   (got_loss, got_metrics), got_grads = got
   (want_loss, want_metrics), want_grads = want
   np.testing.assert_allclose(got_loss, want_loss, rtol=1e-5)
-  np.testing.assert_allclose(got_metrics["contrastive_accuracy"],
-                             want_metrics["contrastive_accuracy"])
+  np.testing.assert_allclose(
+      got_metrics["contrastive_accuracy"], want_metrics["contrastive_accuracy"]
+  )
   for g, w in zip(got_grads, want_grads):
     np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-7)
 
@@ -144,19 +150,24 @@ def test_moco_v2_shard_map_and_sharded_jit_match_single_device():
   rng = np.random.default_rng(0)
   q, k = random(rng, 32, 16), random(rng, 32, 16)
   queue = unit(random(rng, 24, 16)).astype(np.float32)
-  global_fn = jax.jit(jax.value_and_grad(lambda a, b, c: moco_v2(a, b, c, temperature=0.2),
-                                         has_aux=True))
+  global_fn = jax.jit(
+      jax.value_and_grad(lambda a, b, c: moco_v2(a, b, c, temperature=0.2), has_aux=True)
+  )
 
-  @functools.partial(jax.shard_map, mesh=mesh, in_specs=(P("data"), P("data"), P()),
-                     out_specs=(P(), P()))
+  @functools.partial(
+      jax.shard_map, mesh=mesh, in_specs=(P("data"), P("data"), P()), out_specs=(P(), P())
+  )
   def sharded(a, b, c):
     return moco_v2(a, b, c, temperature=0.2, axis_name="data")
 
   want = global_fn(q, k, queue)
   _assert_same(jax.jit(jax.value_and_grad(sharded, has_aux=True))(q, k, queue), want)
   rows = jax.NamedSharding(mesh, P("data"))
-  got = global_fn(jax.device_put(q, rows), jax.device_put(k, rows),
-                           jax.device_put(queue, jax.NamedSharding(mesh, P())))
+  got = global_fn(
+      jax.device_put(q, rows),
+      jax.device_put(k, rows),
+      jax.device_put(queue, jax.NamedSharding(mesh, P())),
+  )
   _assert_same(got, want)
 
 
@@ -164,8 +175,9 @@ def test_moco_v3_shard_map_and_sharded_jit_match_single_device():
   mesh = _mesh()
   rng = np.random.default_rng(1)
   arrays = [random(rng, 32, 16) for _ in range(4)]
-  global_fn = jax.jit(jax.value_and_grad(lambda *a: moco_v3(*a, temperature=0.2), argnums=(0, 1),
-                                         has_aux=True))
+  global_fn = jax.jit(
+      jax.value_and_grad(lambda *a: moco_v3(*a, temperature=0.2), argnums=(0, 1), has_aux=True)
+  )
 
   @functools.partial(jax.shard_map, mesh=mesh, in_specs=(P("data"),) * 4, out_specs=(P(), P()))
   def sharded(*a):
@@ -215,8 +227,9 @@ def test_enqueue_gathered_keys_under_shard_map_matches_global():
   queue, keys = random(rng, 20, 4), random(rng, 16, 4)
 
   # Each device returns its own copy, so the test sees that all eight queues agree.
-  @functools.partial(jax.shard_map, mesh=mesh, in_specs=(P(), P(), P("data")),
-                     out_specs=(P("data"), P("data")))
+  @functools.partial(
+      jax.shard_map, mesh=mesh, in_specs=(P(), P(), P("data")), out_specs=(P("data"), P("data"))
+  )
   def sharded(queue_, pointer, local_keys):
     queue_, pointer = enqueue(queue_, pointer, jax.lax.all_gather(local_keys, "data", tiled=True))
     return queue_[None], pointer[None]

@@ -1,4 +1,5 @@
 """BYOL and SimSiam against independent numpy references; stop-gradient; sharded == 1 device."""
+
 import functools
 
 import jax
@@ -18,8 +19,9 @@ def _cosine(a, b):
 def numpy_byol(p1, p2, z1, z2):
   """Grill et al. eq. 2 as 2 - 2 cos, both directions, one example at a time."""
   p1, p2, z1, z2 = (np.asarray(x, np.float64) for x in (p1, p2, z1, z2))
-  per_example = [(2 - 2 * _cosine(p1[i], z2[i])) + (2 - 2 * _cosine(p2[i], z1[i]))
-                 for i in range(len(p1))]
+  per_example = [
+      (2 - 2 * _cosine(p1[i], z2[i])) + (2 - 2 * _cosine(p2[i], z1[i])) for i in range(len(p1))
+  ]
   return np.mean(per_example)
 
 
@@ -136,13 +138,14 @@ def test_bfloat16_inputs_computed_in_float32(loss_fn):
   inputs = [jnp.asarray(x, jnp.bfloat16) for x in _inputs(np.random.default_rng(2), 8, 4)]
   loss, _ = loss_fn(*inputs)
   assert loss.dtype == jnp.float32
-  np.testing.assert_allclose(loss, loss_fn(*[x.astype(jnp.float32) for x in inputs])[0],
-                             rtol=1e-6)
+  np.testing.assert_allclose(loss, loss_fn(*[x.astype(jnp.float32) for x in inputs])[0], rtol=1e-6)
 
 
 @pytest.mark.parametrize("loss_fn", [byol, simsiam])
-@pytest.mark.parametrize("shapes", [[(2, 3)] * 3 + [(3, 3)], [(2, 3), (2, 4), (2, 3), (2, 3)],
-                                    [(6,)] * 4, [(2, 3, 4)] * 4])
+@pytest.mark.parametrize(
+    "shapes",
+    [[(2, 3)] * 3 + [(3, 3)], [(2, 3), (2, 4), (2, 3), (2, 3)], [(6,)] * 4, [(2, 3, 4)] * 4],
+)
 def test_rejects_bad_shapes(loss_fn, shapes):
   with pytest.raises(ValueError, match=r"must all be \(n, d\) with one shape; got"):
     loss_fn(*[np.ones(s, np.float32) for s in shapes])
@@ -160,11 +163,17 @@ def test_sharded_matches_single_device(loss_fn):
   metrics and gradients (the z gradients being zero everywhere)."""
   mesh = _mesh()
   inputs = _inputs(np.random.default_rng(0), 32, 16)
-  sharded_fn = jax.shard_map(functools.partial(loss_fn, axis_name="data"), mesh=mesh,
-                             in_specs=(P("data"),) * 4, out_specs=P())
+  sharded_fn = jax.shard_map(
+      functools.partial(loss_fn, axis_name="data"),
+      mesh=mesh,
+      in_specs=(P("data"),) * 4,
+      out_specs=P(),
+  )
   sharding = jax.NamedSharding(mesh, P("data"))
   want = _value_and_grad(loss_fn, *inputs)
-  for got in (_value_and_grad(sharded_fn, *inputs),
-              _value_and_grad(loss_fn, *[jax.device_put(x, sharding) for x in inputs])):
+  for got in (
+      _value_and_grad(sharded_fn, *inputs),
+      _value_and_grad(loss_fn, *[jax.device_put(x, sharding) for x in inputs]),
+  ):
     jax.tree.map(lambda g, w: np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-6), got, want)
     assert not np.any(got[1][2]) and not np.any(got[1][3])

@@ -1,4 +1,5 @@
 """Barlow Twins and VICReg against independent numpy references; sharded == single-device."""
+
 import functools
 
 import jax
@@ -21,7 +22,7 @@ def numpy_barlow_twins(z1, z2, lambd):
   for i in range(d):
     for j in range(d):
       c_ij = sum(a[k, i] * b[k, j] for k in range(n)) / n
-      loss += (1 - c_ij) ** 2 if i == j else lambd * c_ij ** 2
+      loss += (1 - c_ij) ** 2 if i == j else lambd * c_ij**2
   return loss
 
 
@@ -35,7 +36,7 @@ def numpy_vicreg(z1, z2, sim_weight, var_weight, cov_weight):
     std = np.sqrt(np.var(z, axis=0, ddof=1) + 1e-4)
     variance += np.mean(np.maximum(0.0, 1.0 - std)) / 2
     cov = np.atleast_2d(np.cov(z, rowvar=False))
-    covariance += (np.sum(cov ** 2) - np.sum(np.diag(cov) ** 2)) / d
+    covariance += (np.sum(cov**2) - np.sum(np.diag(cov) ** 2)) / d
   terms = (invariance, variance, covariance)
   return sim_weight * invariance + var_weight * variance + cov_weight * covariance, terms
 
@@ -61,8 +62,9 @@ def finite_difference_grads(fn, arrays, eps=1e-6):
 def _embeddings(rng, n, d):
   # Per-dimension scales either side of 1, so VICReg's variance hinge is active on some dims only.
   scale = np.linspace(0.3, 1.7, d)
-  return [(rng.normal(size=(n, d)) * scale + rng.normal(size=d)).astype(np.float32)
-          for _ in range(2)]
+  return [
+      (rng.normal(size=(n, d)) * scale + rng.normal(size=d)).astype(np.float32) for _ in range(2)
+  ]
 
 
 @functools.partial(jax.jit, static_argnames=("lambd",))
@@ -73,13 +75,15 @@ def _barlow_value_and_grad(z1, z2, lambd):
 
 @functools.partial(jax.jit, static_argnames=("weights",))
 def _vicreg_value_and_grad(z1, z2, weights):
-  fn = lambda a, b: vicreg(a, b, sim_weight=weights[0], var_weight=weights[1],
-                           cov_weight=weights[2])
+  fn = lambda a, b: vicreg(
+      a, b, sim_weight=weights[0], var_weight=weights[1], cov_weight=weights[2]
+  )
   return jax.value_and_grad(fn, argnums=(0, 1), has_aux=True)(z1, z2)
 
 
-@pytest.mark.parametrize("n,d,lambd", [(2, 3, 0.0051), (5, 4, 0.5), (8, 6, 0.0051), (16, 8, 0.1),
-                                       (7, 1, 0.0051)])
+@pytest.mark.parametrize(
+    "n,d,lambd", [(2, 3, 0.0051), (5, 4, 0.5), (8, 6, 0.0051), (16, 8, 0.1), (7, 1, 0.0051)]
+)
 def test_barlow_twins_matches_numpy(n, d, lambd):
   z1, z2 = _embeddings(np.random.default_rng(n * 100 + d), n, d)
   (loss, metrics), grads = _barlow_value_and_grad(z1, z2, lambd)
@@ -91,9 +95,16 @@ def test_barlow_twins_matches_numpy(n, d, lambd):
       np.testing.assert_allclose(g, w, rtol=1e-3, atol=1e-4)
 
 
-@pytest.mark.parametrize("n,d,weights", [(2, 3, (25.0, 25.0, 1.0)), (5, 4, (1.0, 2.0, 3.0)),
-                                         (8, 6, (25.0, 25.0, 1.0)), (16, 8, (0.5, 10.0, 4.0)),
-                                         (7, 1, (25.0, 25.0, 1.0))])
+@pytest.mark.parametrize(
+    "n,d,weights",
+    [
+        (2, 3, (25.0, 25.0, 1.0)),
+        (5, 4, (1.0, 2.0, 3.0)),
+        (8, 6, (25.0, 25.0, 1.0)),
+        (16, 8, (0.5, 10.0, 4.0)),
+        (7, 1, (25.0, 25.0, 1.0)),
+    ],
+)
 def test_vicreg_matches_numpy(n, d, weights):
   z1, z2 = _embeddings(np.random.default_rng(n * 100 + d), n, d)
   (loss, metrics), grads = _vicreg_value_and_grad(z1, z2, weights)
@@ -112,7 +123,7 @@ def _orthogonal_embeddings(n=8, d=4):
   h = np.ones((1, 1))
   while h.shape[0] < n:
     h = np.block([[h, h], [h, -h]])
-  return h[:, 1:d + 1].astype(np.float32)
+  return h[:, 1 : d + 1].astype(np.float32)
 
 
 def test_barlow_twins_collapse_and_ideal():
@@ -149,13 +160,15 @@ def test_bfloat16_inputs_computed_in_float32(loss_fn):
   z1, z2 = jnp.asarray(z1, jnp.bfloat16), jnp.asarray(z2, jnp.bfloat16)
   loss, _ = loss_fn(z1, z2)
   assert loss.dtype == jnp.float32
-  np.testing.assert_allclose(loss, loss_fn(z1.astype(jnp.float32), z2.astype(jnp.float32))[0],
-                             rtol=1e-6)
+  np.testing.assert_allclose(
+      loss, loss_fn(z1.astype(jnp.float32), z2.astype(jnp.float32))[0], rtol=1e-6
+  )
 
 
 @pytest.mark.parametrize("loss_fn", [barlow_twins, vicreg])
-@pytest.mark.parametrize("shape1,shape2", [((2, 3), (3, 3)), ((2, 3), (2, 4)), ((6,), (6,)),
-                                           ((2, 3, 4), (2, 3, 4))])
+@pytest.mark.parametrize(
+    "shape1,shape2", [((2, 3), (3, 3)), ((2, 3), (2, 4)), ((6,), (6,)), ((2, 3, 4), (2, 3, 4))]
+)
 def test_rejects_bad_shapes(loss_fn, shape1, shape2):
   with pytest.raises(ValueError, match=r"must both be \(n, d\); got"):
     loss_fn(np.ones(shape1, np.float32), np.ones(shape2, np.float32))
@@ -172,9 +185,14 @@ def _mesh():
   return jax.make_mesh((8,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
 
 
-@pytest.mark.parametrize("loss_fn", [functools.partial(barlow_twins, lambd=0.1),
-                                     functools.partial(vicreg, var_weight=10.0, cov_weight=5.0)],
-                         ids=["barlow_twins", "vicreg"])
+@pytest.mark.parametrize(
+    "loss_fn",
+    [
+        functools.partial(barlow_twins, lambd=0.1),
+        functools.partial(vicreg, var_weight=10.0, cov_weight=5.0),
+    ],
+    ids=["barlow_twins", "vicreg"],
+)
 def test_sharded_matches_single_device(loss_fn):
   """shard_map over 8 devices and jit on NamedSharding inputs both equal the 1-device value,
   metrics and gradients."""
@@ -182,11 +200,18 @@ def test_sharded_matches_single_device(loss_fn):
   z1, z2 = _embeddings(np.random.default_rng(0), 32, 16)
   value_and_grad = lambda f: jax.jit(jax.value_and_grad(f, argnums=(0, 1), has_aux=True))
   global_fn = value_and_grad(loss_fn)
-  sharded_fn = value_and_grad(jax.shard_map(
-      functools.partial(loss_fn, axis_name="data"), mesh=mesh, in_specs=(P("data"), P("data")),
-      out_specs=P()))
+  sharded_fn = value_and_grad(
+      jax.shard_map(
+          functools.partial(loss_fn, axis_name="data"),
+          mesh=mesh,
+          in_specs=(P("data"), P("data")),
+          out_specs=P(),
+      )
+  )
   sharding = jax.NamedSharding(mesh, P("data"))
   want = global_fn(z1, z2)
-  for got in (sharded_fn(z1, z2),
-              global_fn(jax.device_put(z1, sharding), jax.device_put(z2, sharding))):
+  for got in (
+      sharded_fn(z1, z2),
+      global_fn(jax.device_put(z1, sharding), jax.device_put(z2, sharding)),
+  ):
     jax.tree.map(lambda g, w: np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-6), got, want)

@@ -1,4 +1,5 @@
 """NT-Xent against an independent numpy reference, and sharded == single-device (value and grad)."""
+
 import functools
 
 import jax
@@ -83,7 +84,9 @@ def test_rejects_mismatched_shapes():
 
 def _mesh():
   if jax.device_count() < 8:
-    pytest.skip("needs XLA_FLAGS=--xla_force_host_platform_device_count=8 (tests/conftest.py sets it)")
+    pytest.skip(
+        "needs XLA_FLAGS=--xla_force_host_platform_device_count=8 (tests/conftest.py sets it)"
+    )
   return jax.make_mesh((8,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
 
 

@@ -1,4 +1,5 @@
 """Optimiser groups: frozen parameters stay put, multipliers scale, decay skips biases and norms."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,8 +10,13 @@ from ssl_jax import optim
 
 
 def _params():
-  return {"encoder": {"conv": {"kernel": jnp.ones((3, 3))}, "bn": {"scale": jnp.ones(3), "bias": jnp.ones(3)}},
-          "head": {"dense": {"kernel": jnp.ones((3, 2)), "bias": jnp.ones(2)}}}
+  return {
+      "encoder": {
+          "conv": {"kernel": jnp.ones((3, 3))},
+          "bn": {"scale": jnp.ones(3), "bias": jnp.ones(3)},
+      },
+      "head": {"dense": {"kernel": jnp.ones((3, 2)), "bias": jnp.ones(2)}},
+  }
 
 
 def _update(**overrides):
@@ -37,14 +43,20 @@ def test_frozen_group_gets_no_update():
 def test_lr_multiplier_scales_its_group():
   plain, _ = _update(name="sgd", momentum=0.0)
   scaled, _ = _update(name="sgd", momentum=0.0, lr_multipliers=((r"^head/", 0.1),))
-  np.testing.assert_allclose(scaled["head"]["dense"]["kernel"], 0.1 * plain["head"]["dense"]["kernel"], rtol=1e-6)
-  np.testing.assert_allclose(scaled["encoder"]["conv"]["kernel"], plain["encoder"]["conv"]["kernel"])
+  np.testing.assert_allclose(
+      scaled["head"]["dense"]["kernel"], 0.1 * plain["head"]["dense"]["kernel"], rtol=1e-6
+  )
+  np.testing.assert_allclose(
+      scaled["encoder"]["conv"]["kernel"], plain["encoder"]["conv"]["kernel"]
+  )
 
 
 def test_weight_decay_skips_biases_and_norm_parameters():
   with_decay, _ = _update(name="sgd", momentum=0.0, weight_decay=0.5)
   without, _ = _update(name="sgd", momentum=0.0, weight_decay=0.0)
-  assert not np.allclose(with_decay["encoder"]["conv"]["kernel"], without["encoder"]["conv"]["kernel"])
+  assert not np.allclose(
+      with_decay["encoder"]["conv"]["kernel"], without["encoder"]["conv"]["kernel"]
+  )
   for path in (("encoder", "bn", "scale"), ("encoder", "bn", "bias"), ("head", "dense", "bias")):
     a, b = with_decay, without
     for key in path:

@@ -1,4 +1,5 @@
 """The parity suite's scorer (experiments/parity/score.py) against a brute-force reference."""
+
 import pathlib
 import sys
 
@@ -42,16 +43,30 @@ def test_separable_features_score_full_marks():
 
 
 def _result(side, knn, seed, overrides=()):
-  return dict(side=side, method="byol", seed=seed, steps=450, overrides=list(overrides), knn20=knn,
-              knn200=knn, probe1=knn, probe10=knn, pretrain_s=10.0, final_loss=1.0)
+  return dict(
+      side=side,
+      method="byol",
+      seed=seed,
+      steps=450,
+      overrides=list(overrides),
+      knn20=knn,
+      knn200=knn,
+      probe1=knn,
+      probe10=knn,
+      pretrain_s=10.0,
+      final_loss=1.0,
+  )
 
 
 def test_table_flags_a_deficit_beyond_two_standard_errors_and_keeps_overrides_apart():
   import table  # pylint: disable=g-import-not-at-top
-  level = [_result("ours", v, i) for i, v in enumerate((80, 81, 82))] + \
-          [_result("peer", v, i) for i, v in enumerate((80.5, 81.5, 82.5))]
-  below = [_result("ours", v, i, ["--x=1"]) for i, v in enumerate((70, 71, 72))] + \
-          [_result("peer", v, i, ["--x=1"]) for i, v in enumerate((80, 81, 82))]
+
+  level = [_result("ours", v, i) for i, v in enumerate((80, 81, 82))] + [
+      _result("peer", v, i) for i, v in enumerate((80.5, 81.5, 82.5))
+  ]
+  below = [_result("ours", v, i, ["--x=1"]) for i, v in enumerate((70, 71, 72))] + [
+      _result("peer", v, i, ["--x=1"]) for i, v in enumerate((80, 81, 82))
+  ]
   rows = {r[0]: r for r in table.rows(level + below)}
   assert rows["`byol`"][-1] == "level"
   assert rows["`byol` --x=1"][-1] == "**below**"
@@ -63,9 +78,12 @@ def test_table_flags_a_deficit_beyond_two_standard_errors_and_keeps_overrides_ap
 
 def test_tune_finetune_grid_is_the_product_of_its_lists():
   import tune_finetune  # pylint: disable=g-import-not-at-top
+
   grid = tune_finetune.parse_grid("finetune.learning_rate=1e-3,3e-4 finetune.layer_decay=1.0")
-  assert grid == [{"finetune.learning_rate": "1e-3", "finetune.layer_decay": "1.0"},
-                  {"finetune.learning_rate": "3e-4", "finetune.layer_decay": "1.0"}]
+  assert grid == [
+      {"finetune.learning_rate": "1e-3", "finetune.layer_decay": "1.0"},
+      {"finetune.learning_rate": "3e-4", "finetune.layer_decay": "1.0"},
+  ]
   assert tune_finetune.parse_grid("") == [{}]
   try:
     tune_finetune.parse_grid("finetune.learning_rate")

@@ -1,6 +1,7 @@
-"""Preemption: a real SIGTERM to a real run checkpoints the current step and exits 0; the same command
-resumes to the uninterrupted run's losses. With two processes the notice reaches both, and they
-stop at one step."""
+"""Preemption: a real SIGTERM to a real run checkpoints the current step and exits 0; the same
+command resumes to the uninterrupted run's losses. With two processes the notice reaches both, and
+they stop at one step."""
+
 import json
 import os
 import signal
@@ -21,16 +22,29 @@ TOTAL_STEPS = 30
 
 
 def command(data_path, workdir, *extra):
-  """`python -m ssl_jax.main` arguments: the default config shrunk to a run of seconds (a 2-block ViT)."""
-  return ["--config=configs/default.py", f"--workdir={workdir}", f"--config.data.source=npz:{data_path}",
-          "--config.data.image_size=16", "--config.data.channels=3", "--config.data.num_classes=4",
-          "--config.global_batch_size=16", f"--config.total_steps={TOTAL_STEPS}",
-          "--config.log_every_steps=1", "--config.checkpoint_every_steps=1000",
-          "--config.model.name=vit", "--config.model.variant=mu", "--config.model.patch_size=8",
-          "--config.task_kwargs.projection_dims=(32,16)", "--config.optimizer.warmup_epochs=1.0",
-          "--config.label_efficiency.enabled=False",
-          # this session's cache (conftest): what a subprocess compiles, the test process reuses
-          f"--config.compilation_cache_dir={jax.config.jax_compilation_cache_dir}", *extra]
+  """`python -m ssl_jax.main` arguments: the default config shrunk to a run of seconds (a 2-block
+  ViT)."""
+  return [
+      "--config=configs/default.py",
+      f"--workdir={workdir}",
+      f"--config.data.source=npz:{data_path}",
+      "--config.data.image_size=16",
+      "--config.data.channels=3",
+      "--config.data.num_classes=4",
+      "--config.global_batch_size=16",
+      f"--config.total_steps={TOTAL_STEPS}",
+      "--config.log_every_steps=1",
+      "--config.checkpoint_every_steps=1000",
+      "--config.model.name=vit",
+      "--config.model.variant=mu",
+      "--config.model.patch_size=8",
+      "--config.task_kwargs.projection_dims=(32,16)",
+      "--config.optimizer.warmup_epochs=1.0",
+      "--config.label_efficiency.enabled=False",
+      # this session's cache (conftest): what a subprocess compiles, the test process reuses
+      f"--config.compilation_cache_dir={jax.config.jax_compilation_cache_dir}",
+      *extra,
+  ]
 
 
 def losses(workdir):
@@ -76,8 +90,14 @@ def _sigterm_when_logged(procs, workdir, target, step=2, timeout=240):
 def test_sigterm_saves_the_current_step_exits_0_and_the_same_command_resumes(data_path, tmp_path):
   interrupted, whole = str(tmp_path / "interrupted"), str(tmp_path / "whole")
   args = command(data_path, interrupted, "--config.mesh.data=1")
-  proc = subprocess.Popen([sys.executable, "-m", "ssl_jax.main", *args], cwd=REPO, env=_env(),
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  proc = subprocess.Popen(
+      [sys.executable, "-m", "ssl_jax.main", *args],
+      cwd=REPO,
+      env=_env(),
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+  )
   _sigterm_when_logged([proc], interrupted, proc)
   output = proc.communicate(timeout=120)[0]
   assert proc.returncode == 0, output[-3000:]
@@ -93,7 +113,9 @@ def test_sigterm_saves_the_current_step_exits_0_and_the_same_command_resumes(dat
   got, want = losses(interrupted), losses(whole)
   assert sorted(got) == list(range(1, TOTAL_STEPS + 1))
   for step in want:
-    assert got[step] == want[step], f"step {step}: resumed {got[step]} != uninterrupted {want[step]}"
+    assert (
+        got[step] == want[step]
+    ), f"step {step}: resumed {got[step]} != uninterrupted {want[step]}"
 
 
 def _free_port():
@@ -102,18 +124,30 @@ def _free_port():
     return s.getsockname()[1]
 
 
-@pytest.mark.slow  # two processes compile the step side by side: about 25 s on 2 idle cores, 80 s loaded
+# two processes compile the step side by side: about 25 s on 2 idle cores, 80 s loaded
+@pytest.mark.slow
 def test_two_processes_stop_together_on_one_sigterm(data_path, tmp_path):
   """launch/local.py's variables (the explicit override); SIGTERM to process 1 only."""
   workdir = str(tmp_path / "run")
   address = f"127.0.0.1:{_free_port()}"
   # long enough that the notice, relayed through the coordination service, lands before the end
   args = command(data_path, workdir, "--config.total_steps=1000")
-  procs = [subprocess.Popen(
-      [sys.executable, "-m", "ssl_jax.main", *args], cwd=REPO,
-      env=_env(JAX_COORDINATOR_ADDRESS=address, JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(i),
-               XLA_FLAGS="--xla_force_host_platform_device_count=1"),
-      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
+  procs = [
+      subprocess.Popen(
+          [sys.executable, "-m", "ssl_jax.main", *args],
+          cwd=REPO,
+          env=_env(
+              JAX_COORDINATOR_ADDRESS=address,
+              JAX_NUM_PROCESSES="2",
+              JAX_PROCESS_ID=str(i),
+              XLA_FLAGS="--xla_force_host_platform_device_count=1",
+          ),
+          stdout=subprocess.PIPE,
+          stderr=subprocess.STDOUT,
+          text=True,
+      )
+      for i in range(2)
+  ]
   _sigterm_when_logged(procs, workdir, procs[1])
   outputs = [p.communicate(timeout=180)[0] for p in procs]
   for p, output in zip(procs, outputs):

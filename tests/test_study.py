@@ -1,5 +1,6 @@
 """The study layer's shared pieces: the modality registry, method checks, the loop's draws on
 "every label", the table with missing cells."""
+
 import numpy as np
 import pytest
 
@@ -13,14 +14,21 @@ from ssl_jax.study import report
 
 def test_each_task_finds_its_modality():
   c = config_lib.base_config()
-  for task, name in (("simclr", "image"), ("mae", "image"), ("mlm", "text"),
-                     ("mlm_nsp", "text"), ("ts2vec", "timeseries")):
+  for task, name in (
+      ("simclr", "image"),
+      ("mae", "image"),
+      ("mlm", "text"),
+      ("mlm_nsp", "text"),
+      ("ts2vec", "timeseries"),
+  ):
     c.task = task
     assert modalities.of(c).NAME == name
   with pytest.raises(ValueError, match="unknown modality 'audio'; accepted"):
     modalities.get("audio")
   for name in modalities.MODALITIES:  # every modality offers only names the study can build
-    assert set(modalities.get(name).METHODS) <= set(methods.ENCODER_METHODS) | set(methods.BASELINES)
+    assert set(modalities.get(name).METHODS) <= set(methods.ENCODER_METHODS) | set(
+        methods.BASELINES
+    )
 
 
 def test_check_names_the_modality_and_the_missing_teacher():
@@ -32,6 +40,7 @@ def test_check_names_the_modality_and_the_missing_teacher():
 
 class _Counting:
   """A method that records its fits: deterministic or not."""
+
   mode = "counting"
 
   def __init__(self, deterministic):
@@ -58,7 +67,9 @@ def test_every_label_is_fitted_once_by_a_deterministic_method():
   notes = []
   rows = loop.run(c, {"fixed": (fixed, x, x), "drawn": (drawn, x, x)}, labels, labels, notes.append)
   assert any("skipping 50 labels per class: class 0 has 4" in n for n in notes)
-  assert [f[0] for f in fixed.fits] == [3, 3, 3, 15] and [f[0] for f in drawn.fits] == [3] * 3 + [15] * 3
+  assert [f[0] for f in fixed.fits] == [3, 3, 3, 15] and [f[0] for f in drawn.fits] == [3] * 3 + [
+      15
+  ] * 3
   by = {(r["labels_per_class"], r["method"]): r for r in rows}
   assert by[6, "fixed"]["n_draws"] == 1 and by[6, "drawn"]["n_draws"] == 3
   assert by[6, "fixed"]["all_labels"] and "all_labels" not in by[1, "fixed"]
@@ -69,7 +80,9 @@ def test_every_label_is_fitted_once_by_a_deterministic_method():
 
 
 def test_table_marks_missing_cells():
-  rows = [{"labels_per_class": 1, "method": "a", "accuracy_mean": 0.5, "accuracy_std": 0.1},
-          {"labels_per_class": 5, "method": "b", "accuracy_mean": 0.75, "accuracy_std": 0.0}]
+  rows = [
+      {"labels_per_class": 1, "method": "a", "accuracy_mean": 0.5, "accuracy_std": 0.1},
+      {"labels_per_class": 5, "method": "b", "accuracy_mean": 0.75, "accuracy_std": 0.0},
+  ]
   lines = report.format_table(rows).splitlines()
   assert lines[1].split("|")[2].strip() == "-" and "75.00 +-  0.00 %" in lines[2]

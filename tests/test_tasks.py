@@ -1,4 +1,6 @@
-"""Every pretext task through the one loop: sharded == single device, exact resume, state updates."""
+"""Every pretext task through the one loop: sharded == single device, exact resume, state
+updates."""
+
 import json
 import os
 import shutil
@@ -22,18 +24,34 @@ TASK_KWARGS = {
     "simsiam": dict(projection_dims=(32, 32), prediction_dims=(8, 32)),
     "barlow_twins": dict(projection_dims=(32, 32)),
     "vicreg": dict(projection_dims=(32, 32)),
-    "dino": dict(hidden_dims=(32,), bottleneck_dim=16, num_prototypes=64, num_local_crops=2,
-                 local_crop_size=8, teacher_warmup_fraction=0.5),
-    "swav": dict(hidden_dims=(32,), embedding_dim=16, num_prototypes=20, queue_length=32,
-                 num_local_crops=2, local_crop_size=8, freeze_prototypes_steps=2),
-    "deepcluster_v2": dict(num_prototypes=(5, 6), projection_dims=(32, 16), cluster_every_steps=2,
-                           kmeans_iterations=3),
+    "dino": dict(
+        hidden_dims=(32,),
+        bottleneck_dim=16,
+        num_prototypes=64,
+        num_local_crops=2,
+        local_crop_size=8,
+        teacher_warmup_fraction=0.5,
+    ),
+    "swav": dict(
+        hidden_dims=(32,),
+        embedding_dim=16,
+        num_prototypes=20,
+        queue_length=32,
+        num_local_crops=2,
+        local_crop_size=8,
+        freeze_prototypes_steps=2,
+    ),
+    "deepcluster_v2": dict(
+        num_prototypes=(5, 6), projection_dims=(32, 16), cluster_every_steps=2, kmeans_iterations=3
+    ),
     "mae": dict(decoder_width=32, decoder_depth=1, decoder_heads=2),
     "rotation": dict(head_dims=(32,)),
     "jigsaw": dict(num_permutations=10, head_dims=(32,)),
 }
-MODEL = {"mae": {"model.name": "vit", "model.variant": "mu", "model.patch_size": 4},
-         "swav": {"optimizer.no_decay_regex": r"(^|/)(bias|scale|prototypes)$"}}
+MODEL = {
+    "mae": {"model.name": "vit", "model.variant": "mu", "model.patch_size": 4},
+    "swav": {"optimizer.no_decay_regex": r"(^|/)(bias|scale|prototypes)$"},
+}
 
 
 TESTED_ELSEWHERE = {"ts2vec", "mlm", "mlm_nsp"}  # tests/test_ts2vec*.py, tests/test_text*.py
@@ -76,14 +94,18 @@ def components(data_path, task, mesh_data=1):
   builds the same programs for the same config, so its compilations hit the persistent cache."""
   if (task, mesh_data) not in _BUILT:
     c = task_config(data_path, task, **{"mesh.data": mesh_data})
-    _BUILT[task, mesh_data] = train.build(c, input_shape=(16, 16, 3), steps_per_epoch=4, total_steps=6,
-                                          num_examples=64)
+    _BUILT[task, mesh_data] = train.build(
+        c, input_shape=(16, 16, 3), steps_per_epoch=4, total_steps=6, num_examples=64
+    )
   return _BUILT[task, mesh_data]
 
 
 def _batch(seed):
-  return {"inputs": np.random.default_rng(seed).integers(0, 255, (16, 16, 16, 3), dtype=np.uint8),
-          "label": np.arange(16, dtype=np.int32) % 4, "index": np.arange(16, dtype=np.int32) * 3}
+  return {
+      "inputs": np.random.default_rng(seed).integers(0, 255, (16, 16, 16, 3), dtype=np.uint8),
+      "label": np.arange(16, dtype=np.int32) % 4,
+      "index": np.arange(16, dtype=np.int32) * 3,
+  }
 
 
 def _assert_trees_close(got, want, rtol=1e-4, atol=1e-5):
@@ -117,7 +139,9 @@ def test_sharded_step_equals_single_device(data_path, task):
   (want_state, want_metrics), (got_state, got_metrics) = results
   assert np.isfinite(want_metrics["loss"])
   for key in want_metrics:
-    np.testing.assert_allclose(got_metrics[key], want_metrics[key], rtol=2e-4, atol=1e-5, err_msg=key)
+    np.testing.assert_allclose(
+        got_metrics[key], want_metrics[key], rtol=2e-4, atol=1e-5, err_msg=key
+    )
   _assert_trees_close(got_state.params, want_state.params)
   _assert_trees_close(got_state.model_state, want_state.model_state)
   _assert_trees_close(got_state.task_state, want_state.task_state)
@@ -152,17 +176,27 @@ def test_resume_equals_uninterrupted_run(data_path, tmp_path, task):
   assert sorted(got) == list(range(1, 7))
   for step in range(1, 7):
     assert got[step] == want[step], f"{task} step {step}: resumed {got[step]} != {want[step]}"
-  same = jax.tree.map(np.array_equal, jax.device_get((resumed.state.task_state, resumed.state.probe)),
-                      jax.device_get((whole.state.task_state, whole.state.probe)))
+  same = jax.tree.map(
+      np.array_equal,
+      jax.device_get((resumed.state.task_state, resumed.state.probe)),
+      jax.device_get((whole.state.task_state, whole.state.probe)),
+  )
   assert all(jax.tree.leaves(same))
   final = [json.loads(line) for line in open(os.path.join(interrupted, "metrics.jsonl"))]
   evaluated = {k: v for row in final if row["step"] == 6 for k, v in row.items()}
   assert 0.0 <= evaluated["linear_probe/accuracy"] <= 1.0
-  for key in ("knn/accuracy", "linear_probe/train_accuracy", "collapse/std_fraction", "collapse/effective_rank",
-              "collapse/alignment", "collapse/uniformity"):
+  for key in (
+      "knn/accuracy",
+      "linear_probe/train_accuracy",
+      "collapse/std_fraction",
+      "collapse/effective_rank",
+      "collapse/alignment",
+      "collapse/uniformity",
+  ):
     assert np.isfinite(evaluated[key]), (task, key)
   if task == "mae":
     from PIL import Image  # pylint: disable=g-import-not-at-top
+
     picture = np.asarray(Image.open(os.path.join(interrupted, "reconstructions.png")))
     assert picture.shape == (3 * 16, 8 * 16, 3)  # original / masked / reconstruction rows of 8
 
@@ -171,8 +205,9 @@ def _one_step(data_path, task):
   comps = components(data_path, task)
   before = jax.device_get(comps.init_state(jax.random.PRNGKey(0)))
   batch = _batch(2)
-  state, _ = comps.train_step(comps.init_state(jax.random.PRNGKey(0)),
-                              jax.device_put(batch, comps.batch_sharding))
+  state, _ = comps.train_step(
+      comps.init_state(jax.random.PRNGKey(0)), jax.device_put(batch, comps.batch_sharding)
+  )
   return comps, before, jax.device_get(state), batch
 
 
@@ -181,13 +216,18 @@ def test_momentum_target_is_an_ema_of_the_updated_online_weights(data_path):
   momentum = float(comps.task.momentum(0))
   assert momentum == pytest.approx(0.996)
   assert sorted(after.task_state["target"]["params"]) == ["encoder", "projection"]
-  want = jax.tree.map(lambda t, o: momentum * t + (1 - momentum) * o,
-                      before.task_state["target"]["params"],
-                      {k: after.params[k] for k in ("encoder", "projection")})
+  want = jax.tree.map(
+      lambda t, o: momentum * t + (1 - momentum) * o,
+      before.task_state["target"]["params"],
+      {k: after.params[k] for k in ("encoder", "projection")},
+  )
   _assert_trees_close(after.task_state["target"]["params"], want, rtol=1e-6, atol=1e-7)
   # the target's BatchNorm statistics moved with its own forward pass
-  moved = jax.tree.map(lambda a, b: not np.array_equal(a, b), after.task_state["target"]["batch_stats"],
-                       before.task_state["target"]["batch_stats"])
+  moved = jax.tree.map(
+      lambda a, b: not np.array_equal(a, b),
+      after.task_state["target"]["batch_stats"],
+      before.task_state["target"]["batch_stats"],
+  )
   assert any(jax.tree.leaves(moved))
   # BYOL's cosine schedule ends at final_momentum
   assert float(tasks.cosine_momentum(6, 6, base=0.996)) == pytest.approx(1.0)
@@ -205,8 +245,14 @@ def test_moco_queue_receives_both_views_keys(data_path):
   rng = jax.random.fold_in(before.rng, 0)
   views = tasks.merge_views(task.views(rng, jnp.asarray(batch["inputs"])))
   from ssl_jax.models.heads import EncoderWithHeads  # pylint: disable=g-import-not-at-top
-  (keys, _), _ = model.apply(before.task_state["target"], views, train=True, mutable=["batch_stats"],
-                             method=EncoderWithHeads.project)
+
+  (keys, _), _ = model.apply(
+      before.task_state["target"],
+      views,
+      train=True,
+      mutable=["batch_stats"],
+      method=EncoderWithHeads.project,
+  )
   np.testing.assert_allclose(queue[:32], moco.normalize(keys), rtol=1e-4, atol=1e-5)
   task = tasks.build("moco_v2", task_kwargs={"queue_size": 16})
   with pytest.raises(ValueError, match="queue_size=16 must hold the 32 keys"):
@@ -218,10 +264,13 @@ def test_dino_centre_teacher_temperature_and_teacher_features(data_path):
   assert np.all(before.task_state["center"] == 0)
   assert np.any(after.task_state["center"] != 0)
   from ssl_jax.losses import dino  # pylint: disable=g-import-not-at-top
+
   assert float(dino.teacher_temperature_schedule(0, warmup_steps=3)) == pytest.approx(0.04)
   # evaluators read the teacher's encoder
   variables = comps.encoder_variables(after)
-  same = jax.tree.map(np.array_equal, variables["params"], after.task_state["target"]["params"]["encoder"])
+  same = jax.tree.map(
+      np.array_equal, variables["params"], after.task_state["target"]["params"]["encoder"]
+  )
   assert all(jax.tree.leaves(same))
 
 
@@ -261,7 +310,9 @@ def test_deepcluster_memory_and_kmeans(data_path):
   state, metrics = comps.train_step(state, jax.device_put(batch, comps.batch_sharding))
   after = jax.device_get(state)
   assert after.task_state["in_memory"][index].all() and after.task_state["in_memory"].sum() == 16
-  np.testing.assert_allclose(np.linalg.norm(after.task_state["memory"][:, index], axis=-1), 1.0, rtol=1e-5)
+  np.testing.assert_allclose(
+      np.linalg.norm(after.task_state["memory"][:, index], axis=-1), 1.0, rtol=1e-5
+  )
   assignments = after.task_state["assignments"]
   assert assignments.shape == (2, 64)
   assert (assignments[:, index] >= 0).all() and (np.delete(assignments, index, axis=1) == -1).all()
@@ -276,6 +327,7 @@ def test_deepcluster_memory_and_kmeans(data_path):
 
 def test_jigsaw_permutations_are_far_apart_and_checkpointed(data_path):
   from ssl_jax.tasks import jigsaw  # pylint: disable=g-import-not-at-top
+
   perms = jigsaw.hamming_permutations(30, seed=0)
   assert perms.shape == (30, 9) and len({tuple(p) for p in perms}) == 30
   assert all(sorted(p) == list(range(9)) for p in perms)
@@ -285,7 +337,9 @@ def test_jigsaw_permutations_are_far_apart_and_checkpointed(data_path):
   _, before, after, _ = _one_step(data_path, "jigsaw")
   np.testing.assert_array_equal(after.task_state["permutations"], before.task_state["permutations"])
   task = tasks.build("jigsaw", task_kwargs={"num_permutations": 4}, image_size=16)
-  tiles = task.tiles(jax.random.PRNGKey(0), jnp.arange(2 * 16 * 16 * 1, dtype=jnp.float32).reshape(2, 16, 16, 1))
+  tiles = task.tiles(
+      jax.random.PRNGKey(0), jnp.arange(2 * 16 * 16 * 1, dtype=jnp.float32).reshape(2, 16, 16, 1)
+  )
   assert tiles.shape == (2, 9, task.tile_size, task.tile_size, 1)
   # tile (row 1, col 2) comes from its own cell
   top_left = np.asarray(tiles[0, 5, 0, 0, 0])
@@ -294,13 +348,23 @@ def test_jigsaw_permutations_are_far_apart_and_checkpointed(data_path):
 
 
 def test_rotation_labels_match_rotations():
-  task = tasks.build("rotation", image_size=8, augment=dict(
-      crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_prob=0.0, jitter_prob=0.0, grayscale_prob=0.0))
+  task = tasks.build(
+      "rotation",
+      image_size=8,
+      augment=dict(
+          crop_scale=(1.0, 1.0),
+          crop_ratio=(1.0, 1.0),
+          flip_prob=0.0,
+          jitter_prob=0.0,
+          grayscale_prob=0.0,
+      ),
+  )
   image = np.zeros((1, 8, 8, 1), np.uint8)
   image[0, 0, 7] = 255  # a bright top-right corner
   seen = {}
 
   class Recorder:
+
     def apply(self, variables, x, **kwargs):
       seen["x"] = x
       return (jnp.zeros((x.shape[0], 4)), {"features": jnp.zeros((x.shape[0], 2))}), {}
@@ -311,7 +375,8 @@ def test_rotation_labels_match_rotations():
 
 
 def test_mae_reconstructions_of_grey_images(data_path):
-  """One-channel images (MNIST) go through the encoder as they are; the picture shows them in RGB."""
+  """One-channel images (MNIST) go through the encoder as they are; the picture shows them in
+  RGB."""
   c = task_config(data_path, "mae", **{"mesh.data": 1, "data.channels": 1})
   comps = train.build(c, input_shape=(16, 16, 1), steps_per_epoch=4, total_steps=6, num_examples=64)
   state = comps.init_state(jax.random.PRNGKey(0))

@@ -1,4 +1,5 @@
 """Text sources (jsonl:DIR, the embedded BBC News), their bad-input errors, and the tokenizer."""
+
 import json
 import os
 
@@ -15,8 +16,10 @@ from text_helpers import write_jsonl
 def test_jsonl_dir_reads_splits_counts_empty_texts_and_accepts_prefixed_gz(tmp_path):
   root = make_dir(str(tmp_path / "a"))
   with open(os.path.join(root, "train.jsonl"), "a") as f:  # two empty texts, an unlabelled row
-    f.write('{"text": "", "label": 1}\n{"text": "   ", "label": 0}\n\n'
-            '{"text": "no label here", "label": null}\n{"text": "minus one", "label": -1}\n')
+    f.write(
+        '{"text": "", "label": 1}\n{"text": "   ", "label": 0}\n\n'
+        '{"text": "no label here", "label": null}\n{"text": "minus one", "label": -1}\n'
+    )
   corpus = text.load(f"jsonl:{root}", num_classes=3)
   assert len(corpus.train_texts) == 32 and len(corpus.test_texts) == 12
   assert len(corpus.unlabeled_texts) == 9 and corpus.num_classes == 3
@@ -37,15 +40,26 @@ def test_jsonl_dir_reads_splits_counts_empty_texts_and_accepts_prefixed_gz(tmp_p
 
 
 BAD = {  # file content -> the error (file:line named)
-    "non_utf8": (b'{"text": "ok", "label": 0}\n{"text": "caf\xe9", "label": 1}\n',
-                 r"train.jsonl:2: byte 0xe9 at column \d+ is not UTF-8"),
-    "missing_text": (b'{"text": "ok", "label": 0}\n{"body": "x", "label": 1}\n',
-                     r"train.jsonl:2: no 'text' key \(got \['body', 'label'\]\)"),
-    "not_json": (b'{"text": "ok", "label": 0}\n{"text": "x", "label": 1\n',
-                 r"train.jsonl:2: not a JSON object"),
-    "label_range": (b'{"text": "ok", "label": 0}\n{"text": "x", "label": 3}\n',
-                    r"train.jsonl:2: label 3 is outside \[0, 3\)"),
-    "label_type": (b'{"text": "ok", "label": "pos"}\n', r"train.jsonl:1: label 'pos' is not an int"),
+    "non_utf8": (
+        b'{"text": "ok", "label": 0}\n{"text": "caf\xe9", "label": 1}\n',
+        r"train.jsonl:2: byte 0xe9 at column \d+ is not UTF-8",
+    ),
+    "missing_text": (
+        b'{"text": "ok", "label": 0}\n{"body": "x", "label": 1}\n',
+        r"train.jsonl:2: no 'text' key \(got \['body', 'label'\]\)",
+    ),
+    "not_json": (
+        b'{"text": "ok", "label": 0}\n{"text": "x", "label": 1\n',
+        r"train.jsonl:2: not a JSON object",
+    ),
+    "label_range": (
+        b'{"text": "ok", "label": 0}\n{"text": "x", "label": 3}\n',
+        r"train.jsonl:2: label 3 is outside \[0, 3\)",
+    ),
+    "label_type": (
+        b'{"text": "ok", "label": "pos"}\n',
+        r"train.jsonl:1: label 'pos' is not an int",
+    ),
     "text_type": (b'{"text": 5, "label": 0}\n', r"train.jsonl:1: 'text' is a int, not a string"),
     "empty": (b"", r"train.jsonl is empty"),
     "only_empty_texts": (b'{"text": "", "label": 0}\n', r"train.jsonl: all 1 texts are empty"),
@@ -104,11 +118,13 @@ def test_wordpiece_training_reload_and_reuse(tmp_path):
   assert np.all(ids[:, 0] == tok.cls_token_id)
   # reload: the same ids, as transformers users would load it
   import transformers  # pylint: disable=g-import-not-at-top
+
   again = transformers.AutoTokenizer.from_pretrained(directory)
   np.testing.assert_array_equal(text.encode(again, texts[:4] + ["Goal, MATCH!"], max_len=64), ids)
   # a resumed run reuses the saved vocabulary, whatever texts it is given
-  reused, _ = tokenizer_lib.for_run(str(tmp_path), ["completely different words"] * 5,
-                                    vocab_size=120)
+  reused, _ = tokenizer_lib.for_run(
+      str(tmp_path), ["completely different words"] * 5, vocab_size=120
+  )
   assert reused.get_vocab() == tok.get_vocab()
   with pytest.raises(ValueError, match="config.text.vocab_size=50"):
     tokenizer_lib.for_run(str(tmp_path), texts, vocab_size=50)
@@ -117,11 +133,13 @@ def test_wordpiece_training_reload_and_reuse(tmp_path):
   assert long.shape == (2, 24)
   assert long[0, 19] == tok.sep_token_id and np.all(long[0, 20:] == tok.pad_token_id)
   short = tok("goal")["input_ids"]
-  assert list(long[1, :len(short)]) == short and short[0] == tok.cls_token_id
-  assert np.all(long[1, len(short):] == tok.pad_token_id)
+  assert list(long[1, : len(short)]) == short and short[0] == tok.cls_token_id
+  assert np.all(long[1, len(short) :] == tok.pad_token_id)
   continuation = tokenizer_lib.continuation_table(tok)
   assert continuation.shape == (len(tok),) and not continuation[:5].any()
-  assert all(tok.convert_ids_to_tokens(int(i)).startswith("##") for i in np.flatnonzero(continuation))
+  assert all(
+      tok.convert_ids_to_tokens(int(i)).startswith("##") for i in np.flatnonzero(continuation)
+  )
 
 
 _TRAIN_IN_A_PROCESS = """
@@ -138,16 +156,33 @@ def test_wordpiece_ids_are_the_same_in_every_process():
   three processes gave three vocabularies' ids); the canonical numbering gives one."""
   import subprocess  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top
+
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  digests = {subprocess.run([sys.executable, "-c", _TRAIN_IN_A_PROCESS], cwd=root, check=True,
-                            capture_output=True, text=True).stdout for _ in range(2)}
+  digests = {
+      subprocess.run(
+          [sys.executable, "-c", _TRAIN_IN_A_PROCESS],
+          cwd=root,
+          check=True,
+          capture_output=True,
+          text=True,
+      ).stdout
+      for _ in range(2)
+  }
   assert len(digests) == 1
 
 
 def test_canonical_ids_tokenize_as_the_trainer_did(monkeypatch):
   vocab = {"[MASK]": 7, "b": 0, "[PAD]": 3, "##a": 5, "a": 1, "[UNK]": 2, "[CLS]": 4, "[SEP]": 6}
   assert list(tokenizer_lib.canonical_vocabulary(vocab)) == [
-      "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "##a", "a", "b"]
+      "[PAD]",
+      "[UNK]",
+      "[CLS]",
+      "[SEP]",
+      "[MASK]",
+      "##a",
+      "a",
+      "b",
+  ]
   texts = text.load("bbc_news").pretraining_texts()[:300]
   ours = tokenizer_lib.train_wordpiece(texts, vocab_size=2000)
   monkeypatch.setattr(tokenizer_lib, "canonical_vocabulary", lambda v: v)  # the trainer's ids
@@ -155,5 +190,6 @@ def test_canonical_ids_tokenize_as_the_trainer_did(monkeypatch):
   assert set(ours.get_vocab()) == set(raw.get_vocab())
   for t in texts[:20]:
     assert ours.tokenize(t) == raw.tokenize(t)
-    assert ours.convert_ids_to_tokens(ours(t)["input_ids"]) == \
-        raw.convert_ids_to_tokens(raw(t)["input_ids"])
+    assert ours.convert_ids_to_tokens(ours(t)["input_ids"]) == raw.convert_ids_to_tokens(
+        raw(t)["input_ids"]
+    )

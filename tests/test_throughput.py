@@ -5,6 +5,7 @@ The loop runs each step under `jax.transfer_guard("disallow")`. On the CPU, JAX 
 host-to-device copies, but a device-to-host read of a CPU buffer is no copy at all, so JAX never
 checks it; `cpu_reads_obey_the_guard` makes such reads obey the guard the loop set, as a GPU's do.
 """
+
 import asyncio
 import json
 import os
@@ -54,8 +55,10 @@ def cpu_reads_obey_the_guard(monkeypatch):
     state = guard_lib.thread_local_state()
     disallowed = state.device_to_host == guard_lib.TransferGuardLevel.DISALLOW
     if disallowed and not state.explicit_device_get:
-      raise RuntimeError(f"Disallowed device-to-host transfer: {self.aval} (CPU emulation of the "
-                         "accelerator's transfer guard; use jax.device_get)")
+      raise RuntimeError(
+          f"Disallowed device-to-host transfer: {self.aval} (CPU emulation of the "
+          "accelerator's transfer guard; use jax.device_get)"
+      )
     return original.fget(self)
 
   monkeypatch.setattr(array_lib.ArrayImpl, "_value", property(guarded))
@@ -68,10 +71,12 @@ def test_the_steps_run_under_a_transfer_guard(data_path, tmp_path, cpu_reads_obe
     float(run.state.step)  # the emulation is live
 
 
-def test_an_implicit_device_to_host_transfer_in_a_step_raises(data_path, tmp_path, monkeypatch,
-                                                              cpu_reads_obey_the_guard):
+def test_an_implicit_device_to_host_transfer_in_a_step_raises(
+    data_path, tmp_path, monkeypatch, cpu_reads_obey_the_guard
+):
   def implicit_check(step, metrics):
     return float(metrics["loss"])  # float() of a device value: an implicit transfer
+
   monkeypatch.setattr(train, "_check_finite", implicit_check)
   with pytest.raises(Exception, match="Disallowed device-to-host transfer"):
     train.train(_quiet_config(data_path), str(tmp_path / "run"))
@@ -89,7 +94,9 @@ def test_device_prefetch_yields_the_same_batches_on_the_batch_sharding(data_path
   kwargs = dict(global_batch_size=16, seed=3, process_index=0, process_count=1)
   plain = pipeline.train_iterator(source, **kwargs)
   ahead = pipeline.train_iterator(source, **kwargs)
-  prefetched = pipeline.DevicePrefetch(ahead, lambda b: sharding_lib.from_process_local(b, sharding), size=2)
+  prefetched = pipeline.DevicePrefetch(
+      ahead, lambda b: sharding_lib.from_process_local(b, sharding), size=2
+  )
   for n in range(1, 7):  # more than an epoch (4 batches)
     want, got = next(plain), next(prefetched)
     assert sorted(got) == sorted(want)

@@ -1,4 +1,5 @@
 """Time-series sources: npz and ucr specs, label remapping, normalisation, and bad-input errors."""
+
 import os
 
 import numpy as np
@@ -51,21 +52,42 @@ def test_variable_length_series_are_centred_for_training():
   np.testing.assert_allclose(source.arrays()[0][0, :6, 0], x[0, :6, 0], rtol=1e-6)  # as stored
 
 
-@pytest.mark.parametrize("change,message", [
-    (lambda a: a.update(x_train=np.concatenate([a["x_train"][:2], np.full((1, 10, 1), np.nan)])),
-     r"series x_train\[2\] is entirely NaN"),
-    (lambda a: a.update(x_test=[np.zeros((10, 1)), np.zeros((8, 1))]),
-     r"'x_test' is ragged: series x_test\[1\] has shape \(8, 1\)"),
-    (lambda a: a.update(x_test=np.zeros((2, 12, 1))),
-     r"'x_train' series have length 10 but 'x_test' series have 12"),
-    (lambda a: a.update(x_test=np.zeros((2, 10, 3))),
-     r"'x_train' has 1 features per timestep but 'x_test' has 3"),
-    (lambda a: a.update(y_train=np.zeros(3)),
-     r"'y_train' has 1 class \(\[0.0\]\); classification needs at least 2"),
-    (lambda a: a.update(y_test=np.array([0, 5])), r"y_test\[1\] = 5 is not a class of 'y_train'"),
-    (lambda a: a.update(y_train=np.arange(2)), r"'y_train' has 2 labels for 3 series"),
-    (lambda a: a.update(x_train=np.zeros((3, 10, 1, 1))), r"'x_train' must be \(N, T\) or \(N, T, F\)"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (
+            lambda a: a.update(
+                x_train=np.concatenate([a["x_train"][:2], np.full((1, 10, 1), np.nan)])
+            ),
+            r"series x_train\[2\] is entirely NaN",
+        ),
+        (
+            lambda a: a.update(x_test=[np.zeros((10, 1)), np.zeros((8, 1))]),
+            r"'x_test' is ragged: series x_test\[1\] has shape \(8, 1\)",
+        ),
+        (
+            lambda a: a.update(x_test=np.zeros((2, 12, 1))),
+            r"'x_train' series have length 10 but 'x_test' series have 12",
+        ),
+        (
+            lambda a: a.update(x_test=np.zeros((2, 10, 3))),
+            r"'x_train' has 1 features per timestep but 'x_test' has 3",
+        ),
+        (
+            lambda a: a.update(y_train=np.zeros(3)),
+            r"'y_train' has 1 class \(\[0.0\]\); classification needs at least 2",
+        ),
+        (
+            lambda a: a.update(y_test=np.array([0, 5])),
+            r"y_test\[1\] = 5 is not a class of 'y_train'",
+        ),
+        (lambda a: a.update(y_train=np.arange(2)), r"'y_train' has 2 labels for 3 series"),
+        (
+            lambda a: a.update(x_train=np.zeros((3, 10, 1, 1))),
+            r"'x_train' must be \(N, T\) or \(N, T, F\)",
+        ),
+    ],
+)
 def test_bad_input_names_the_array_and_index(change, message):
   x, _ = _arrays(n=3)
   arrays = dict(x_train=x, y_train=np.array([0, 1, 1]), x_test=x[:2], y_test=np.array([0, 1]))

@@ -1,4 +1,6 @@
-"""The UCR evaluation protocol (SVM, C search rule, determinism) and the few-label study's pieces."""
+"""The UCR evaluation protocol (SVM, C search rule, determinism) and the few-label study's
+pieces."""
+
 import numpy as np
 import pytest
 
@@ -51,16 +53,27 @@ def test_budgets_keep_what_every_class_can_meet():
   labels = np.array([0] * 3 + [1] * 7)
   notes = []
   assert loop.budgets(labels, (1, 5, -1), notes.append) == [(1, 1), (-1, 7)]  # 5 > the class of 3
-  assert notes == ["skipping 5 labels per class: class 0 has 3 labelled examples "
-                   "(label_efficiency.labels_per_class)"]
+  assert notes == [
+      "skipping 5 labels per class: class 0 has 3 labelled examples "
+      "(label_efficiency.labels_per_class)"
+  ]
   assert loop.budgets(np.array([0, 0, 1, 1]), (1, 2, -1)) == [(1, 1), (2, 2)]  # 2 = all
   with pytest.raises(ValueError, match="labels_per_class has 0"):
     loop.budgets(labels, (0,))
 
 
 def test_study_rows_use_the_image_jobs_table():
-  rows = [{"labels_per_class": b, "method": m, "accuracy_mean": 0.5, "accuracy_std": 0.1,
-           "n_draws": 1, "accuracies": [0.5]} for b in (1, 7)
-          for m in ("ssl_svm", "supervised_scratch", "nn1_euclidean", "raw_logreg")]
+  rows = [
+      {
+          "labels_per_class": b,
+          "method": m,
+          "accuracy_mean": 0.5,
+          "accuracy_std": 0.1,
+          "n_draws": 1,
+          "accuracies": [0.5],
+      }
+      for b in (1, 7)
+      for m in ("ssl_svm", "supervised_scratch", "nn1_euclidean", "raw_logreg")
+  ]
   table = report.format_table(rows)
   assert "ssl_svm" in table and "nn1_euclidean" in table and len(table.splitlines()) >= 3

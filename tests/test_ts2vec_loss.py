@@ -1,4 +1,6 @@
-"""TS2Vec's hierarchical contrastive loss against a numpy reference, padded crops, 1 vs 8 devices."""
+"""TS2Vec's hierarchical contrastive loss against a numpy reference, padded crops, 1 vs 8
+devices."""
+
 import functools
 
 import jax
@@ -74,11 +76,15 @@ def numpy_grad(z1, z2, eps=1e-6, **kwargs):
 
 def _pair(seed, shape, scale=0.5):
   rng = np.random.default_rng(seed)
-  return (rng.normal(size=shape) * scale).astype(np.float32), (rng.normal(size=shape) * scale).astype(np.float32)
+  return (rng.normal(size=shape) * scale).astype(np.float32), (
+      rng.normal(size=shape) * scale
+  ).astype(np.float32)
 
 
-@pytest.mark.parametrize("b,t,c,alpha,temporal_unit", [
-    (2, 5, 3, 0.5, 0), (3, 7, 2, 0.3, 1), (1, 6, 2, 0.5, 0), (3, 1, 2, 0.5, 0), (2, 6, 2, 0.0, 2)])
+@pytest.mark.parametrize(
+    "b,t,c,alpha,temporal_unit",
+    [(2, 5, 3, 0.5, 0), (3, 7, 2, 0.3, 1), (1, 6, 2, 0.5, 0), (3, 1, 2, 0.5, 0), (2, 6, 2, 0.0, 2)],
+)
 def test_value_and_grad_match_numpy(b, t, c, alpha, temporal_unit):
   z1, z2 = _pair(b * 100 + t, (b, t, c))
   fn = lambda a, z: hierarchical_contrastive(a, z, alpha=alpha, temporal_unit=temporal_unit)[0]
@@ -94,11 +100,15 @@ def test_value_and_grad_match_numpy(b, t, c, alpha, temporal_unit):
 def test_padded_prefix_equals_the_prefix_alone(length):
   """`length=` on a padded buffer gives the loss and gradients of z[:, :length] alone."""
   z1, z2 = _pair(length, (3, 13, 4))
-  fn = jax.jit(jax.value_and_grad(
-      lambda a, z, n: hierarchical_contrastive(a, z, length=n)[0], argnums=(0, 1)))
+  fn = jax.jit(
+      jax.value_and_grad(
+          lambda a, z, n: hierarchical_contrastive(a, z, length=n)[0], argnums=(0, 1)
+      )
+  )
   loss, (g1, g2) = fn(z1, z2, jnp.int32(length))  # one compile serves every length
-  want, (w1, w2) = jax.jit(jax.value_and_grad(lambda a, z: hierarchical_contrastive(a, z)[0],
-                                               argnums=(0, 1)))(z1[:, :length], z2[:, :length])
+  want, (w1, w2) = jax.jit(
+      jax.value_and_grad(lambda a, z: hierarchical_contrastive(a, z)[0], argnums=(0, 1))
+  )(z1[:, :length], z2[:, :length])
   np.testing.assert_allclose(loss, want, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(g1[:, :length], w1, rtol=1e-4, atol=1e-6)
   np.testing.assert_allclose(g2[:, :length], w2, rtol=1e-4, atol=1e-6)
@@ -121,7 +131,9 @@ def test_metrics_and_bad_arguments():
 
 def _mesh():
   if jax.device_count() < 8:
-    pytest.skip("needs XLA_FLAGS=--xla_force_host_platform_device_count=8 (tests/conftest.py sets it)")
+    pytest.skip(
+        "needs XLA_FLAGS=--xla_force_host_platform_device_count=8 (tests/conftest.py sets it)"
+    )
   return jax.make_mesh((8,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
 
 

@@ -1,4 +1,6 @@
-"""The TS2Vec encoder: shapes, the reference's size, dilated convs, windows in buffers, NaN masking."""
+"""The TS2Vec encoder: shapes, the reference's size, dilated convs, windows in buffers, NaN
+masking."""
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -21,22 +23,37 @@ def _series(shape, seed=0):
 def tiny():
   encoder = TSEncoder(**TINY)
   variables = jax.jit(encoder.init)(jax.random.PRNGKey(0), jnp.zeros((2, 20, 3)))
-  apply = jax.jit(lambda x, keep=None, valid=None, per_timestep=True: encoder.apply(
-      variables, x, per_timestep=per_timestep, keep=keep, valid=valid), static_argnames="per_timestep")
+  apply = jax.jit(
+      lambda x, keep=None, valid=None, per_timestep=True: encoder.apply(
+          variables, x, per_timestep=per_timestep, keep=keep, valid=valid
+      ),
+      static_argnames="per_timestep",
+  )
   return encoder, variables, apply
 
 
 def test_registry_builds_the_reference_encoder():
-  config = ml_collections.ConfigDict(dict(name="ts_dilated_conv", depth=10, hidden_dims=64,
-                                          repr_dims=320, dtype="float32"))
+  config = ml_collections.ConfigDict(
+      dict(name="ts_dilated_conv", depth=10, hidden_dims=64, repr_dims=320, dtype="float32")
+  )
   encoder = models.build_encoder(config)
   variables = jax.eval_shape(encoder.init, jax.random.PRNGKey(0), jnp.zeros((2, 150, 1)))
   # the reference's size for F=1: input 1*64+64; ten blocks of 2 x (3*64*64+64); the final block
   # 3*64*320+320, 3*320*320+320 and a 1x1 projector 64*320+320
-  want = 128 + 10 * 2 * (3 * 64 * 64 + 64) + (3 * 64 * 320 + 320) + (3 * 320 * 320 + 320) + 64 * 320 + 320
+  want = (
+      128
+      + 10 * 2 * (3 * 64 * 64 + 64)
+      + (3 * 64 * 320 + 320)
+      + (3 * 320 * 320 + 320)
+      + 64 * 320
+      + 320
+  )
   assert sum(np.prod(v.shape) for v in jax.tree.leaves(variables)) == want == 637_248
   assert set(variables["params"]) == {"input_fc"} | {f"block{i}" for i in range(11)}
-  assert "projector" in variables["params"]["block10"] and "projector" not in variables["params"]["block3"]
+  assert (
+      "projector" in variables["params"]["block10"]
+      and "projector" not in variables["params"]["block3"]
+  )
 
 
 def test_shapes_multivariate_and_any_length(tiny):
@@ -53,8 +70,17 @@ def test_dilated_conv_matches_xla_conv(dilation, length):
   conv = DilatedConv(5, dilation)
   variables = jax.jit(conv.init)(jax.random.PRNGKey(1), x)
   kernel, bias = variables["params"]["kernel"], variables["params"]["bias"]
-  want = lax.conv_general_dilated(x, kernel, (1,), [(dilation, dilation)], rhs_dilation=(dilation,),
-                                  dimension_numbers=("NWC", "WIO", "NWC")) + bias
+  want = (
+      lax.conv_general_dilated(
+          x,
+          kernel,
+          (1,),
+          [(dilation, dilation)],
+          rhs_dilation=(dilation,),
+          dimension_numbers=("NWC", "WIO", "NWC"),
+      )
+      + bias
+  )
   np.testing.assert_allclose(conv.apply(variables, x), want, rtol=1e-5, atol=1e-6)
 
 
@@ -72,11 +98,13 @@ def test_window_in_a_buffer_equals_the_window_alone(tiny):
   _, _, apply = tiny
   x = _series((3, 20, 3), seed=3)
   starts, length = np.array([0, 5, 11]), 9
-  valid = (np.arange(20)[None] >= starts[:, None]) & (np.arange(20)[None] < starts[:, None] + length)
+  valid = (np.arange(20)[None] >= starts[:, None]) & (
+      np.arange(20)[None] < starts[:, None] + length
+  )
   buffered = np.asarray(apply(x, valid=jnp.asarray(valid)))
   for i, s in enumerate(starts):
-    alone = np.asarray(apply(x[i:i + 1, s:s + length]))[0]
-    np.testing.assert_allclose(buffered[i, s:s + length], alone, rtol=1e-5, atol=1e-5)
+    alone = np.asarray(apply(x[i : i + 1, s : s + length]))[0]
+    np.testing.assert_allclose(buffered[i, s : s + length], alone, rtol=1e-5, atol=1e-5)
 
 
 def test_missing_values_are_masked_like_the_reference(tiny):
@@ -100,8 +128,9 @@ def test_dropout_only_in_training(tiny):
   x = jnp.asarray(_series((2, 20, 3)))
   a = apply(x)
   assert np.array_equal(a, apply(x))
-  b = jax.jit(lambda v, x, r: encoder.apply(v, x, train=True, per_timestep=True, rngs={"dropout": r}))(
-      variables, x, jax.random.PRNGKey(1))
+  b = jax.jit(
+      lambda v, x, r: encoder.apply(v, x, train=True, per_timestep=True, rngs={"dropout": r})
+  )(variables, x, jax.random.PRNGKey(1))
   dropped = np.asarray(b) == 0
   assert 0.05 < dropped.mean() < 0.2  # 10% of the units
   np.testing.assert_allclose(np.asarray(b)[~dropped], np.asarray(a)[~dropped] / 0.9, rtol=1e-5)

@@ -2,6 +2,7 @@
 exact resume, and pre-train -> SVM protocol -> study end to end (the tiny runs share one compiled
 step: same config and shapes, and tests/conftest.py keeps a compilation cache). The loss's
 1-vs-8-device equality is in test_ts2vec_loss.py; these runs use the 8 simulated devices."""
+
 import json
 import os
 import shutil
@@ -27,11 +28,14 @@ def data_path(tmp_path_factory):
 def test_crops_follow_the_reference():
   """The reference's draws: 2 <= l <= T, the overlap inside both views, views inside the series."""
   task, b, t = ts2vec.Task(), 4, 20
-  c = jax.device_get(jax.jit(jax.vmap(lambda k: task.crops(k, b, t)))(
-      jax.random.split(jax.random.PRNGKey(0), 300)))
+  c = jax.device_get(
+      jax.jit(jax.vmap(lambda k: task.crops(k, b, t)))(jax.random.split(jax.random.PRNGKey(0), 300))
+  )
   right = c["left"] + c["crop"]
   assert c["crop"].min() == 2 and c["crop"].max() >= t - 1
-  assert np.all((0 <= c["eleft"]) & (c["eleft"] <= c["left"]) & (right <= c["eright"]) & (c["eright"] <= t))
+  assert np.all(
+      (0 <= c["eleft"]) & (c["eleft"] <= c["left"]) & (right <= c["eright"]) & (c["eright"] <= t)
+  )
   starts, ends = c["offset"] + c["eleft"][:, None], c["offset"] + c["eright"][:, None]
   assert starts.min() >= 0 and ends.max() <= t
   assert len(np.unique(c["offset"][0])) > 1  # one offset per series
@@ -46,16 +50,17 @@ def test_static_shape_loss_equals_the_reference_computation():
   model = task.model(TSEncoder(hidden_dims=4, repr_dims=6, depth=2, dropout=0.0))
   x = np.random.default_rng(0).normal(size=(3, 13, 2)).astype(np.float32)
   variables = jax.jit(model.init)(jax.random.PRNGKey(0), jnp.asarray(x))
-  ours = jax.jit(jax.value_and_grad(
-      lambda v, rng: task.loss(model, v, {}, {"inputs": x}, rng, 0)[0]))
+  ours = jax.jit(
+      jax.value_and_grad(lambda v, rng: task.loss(model, v, {}, {"inputs": x}, rng, 0)[0])
+  )
 
   def reference(v, c):
     o = c["offset"]
     right = int(c["left"] + c["crop"])
-    view1 = np.stack([x[i, o[i] + c["eleft"]:o[i] + right] for i in range(3)])  # take_per_row
-    view2 = np.stack([x[i, o[i] + c["left"]:o[i] + c["eright"]] for i in range(3)])
-    out1 = model.apply(v, view1, per_timestep=True)[:, -int(c["crop"]):]
-    out2 = model.apply(v, view2, per_timestep=True)[:, :int(c["crop"])]
+    view1 = np.stack([x[i, o[i] + c["eleft"] : o[i] + right] for i in range(3)])  # take_per_row
+    view2 = np.stack([x[i, o[i] + c["left"] : o[i] + c["eright"]] for i in range(3)])
+    out1 = model.apply(v, view1, per_timestep=True)[:, -int(c["crop"]) :]
+    out2 = model.apply(v, view2, per_timestep=True)[:, : int(c["crop"])]
     return hierarchical_contrastive(out1, out2)[0]
 
   for seed, width in ((6, 7),):  # a 6-step overlap in the narrower buffer (the full one: e2e)
@@ -65,7 +70,9 @@ def test_static_shape_loss_equals_the_reference_computation():
     want, want_grads = jax.jit(jax.value_and_grad(lambda v: reference(v, c)))(variables)
     loss, grads = ours(variables, rng)
     np.testing.assert_allclose(loss, want, rtol=2e-5, atol=1e-5)
-    jax.tree.map(lambda g, w: np.testing.assert_allclose(g, w, rtol=2e-4, atol=2e-5), grads, want_grads)
+    jax.tree.map(
+        lambda g, w: np.testing.assert_allclose(g, w, rtol=2e-4, atol=2e-5), grads, want_grads
+    )
 
 
 def test_evaluated_encoder_is_the_running_mean_of_the_weights():
@@ -87,17 +94,26 @@ def _losses(workdir):
     return {r["step"]: r["loss"] for r in map(json.loads, f) if "loss" in r}
 
 
-EVALS = dict(knn=dict(type="knn", every_steps=6, k=5), svm=dict(type="svm", every_steps=6),
-             linear_probe=dict(type="linear_probe", every_steps=6, steps=20),
-             collapse=dict(type="collapse", every_steps=6, num_images=16))
+EVALS = dict(
+    knn=dict(type="knn", every_steps=6, k=5),
+    svm=dict(type="svm", every_steps=6),
+    linear_probe=dict(type="linear_probe", every_steps=6, steps=20),
+    collapse=dict(type="collapse", every_steps=6, num_images=16),
+)
 
 
 def _evaluated(workdir, step):
   """{metric: value} the evaluators wrote at `step`; every evaluator runs on every modality."""
   rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
   found = {k: v for row in rows if row["step"] == step for k, v in row.items()}
-  for key in ("knn/accuracy", "svm/accuracy", "linear_probe/accuracy", "collapse/alignment",
-              "collapse/effective_rank", "collapse/uniformity"):
+  for key in (
+      "knn/accuracy",
+      "svm/accuracy",
+      "linear_probe/accuracy",
+      "collapse/alignment",
+      "collapse/effective_rank",
+      "collapse/uniformity",
+  ):
     assert np.isfinite(found[key]), key
   assert 0 < found["collapse/alignment"]  # the two views differ
   return found
@@ -122,8 +138,11 @@ def test_resume_equals_uninterrupted_run(data_path, tmp_path):
   assert sorted(got) == list(range(1, 7))
   for step in range(1, 7):
     assert got[step] == want[step], f"step {step}: resumed {got[step]} != {want[step]}"
-  same = jax.tree.map(np.array_equal, jax.device_get(resumed.state.task_state),
-                      jax.device_get(whole.state.task_state))
+  same = jax.tree.map(
+      np.array_equal,
+      jax.device_get(resumed.state.task_state),
+      jax.device_get(whole.state.task_state),
+  )
   assert all(jax.tree.leaves(same))
 
 
@@ -139,12 +158,18 @@ def test_end_to_end_beats_the_majority_class(data_path, tmp_path):
   assert results["num_classes"] == 3 and results["features"] == 2 and results["length"] == 16
   assert results["train_seconds"] > 0 and results["study_seconds"] > 0
   rows = results["label_efficiency"]
-  assert [r["method"] for r in rows if r["labels_per_class"] == 1] == list(c.label_efficiency.methods)
+  assert [r["method"] for r in rows if r["labels_per_class"] == 1] == list(
+      c.label_efficiency.methods
+  )
   assert sorted({r["labels_per_class"] for r in rows}) == [1, 8]  # 1 and all (8 per class)
   assert all(r["all_labels"] for r in rows if r["labels_per_class"] == 8)
   assert all(0 <= r["accuracy_mean"] <= 1 for r in rows)
   # the deterministic methods fit "every label" once; the trained ones once per draw
   assert {r["method"]: r["n_draws"] for r in rows if r["labels_per_class"] == 8} == {
-      "ssl_svm": 1, "supervised_scratch": 2, "nn1_euclidean": 1, "raw_logreg": 1}
+      "ssl_svm": 1,
+      "supervised_scratch": 2,
+      "nn1_euclidean": 1,
+      "raw_logreg": 1,
+  }
   assert all(r["trainable_params"] <= r["total_params"] for r in rows)
   assert os.path.isfile(tmp_path / "label_efficiency.png")

@@ -1,13 +1,16 @@
 """Small labelled text corpora for the text tests (jsonl:DIR layout)."""
+
 import gzip
 import json
 import os
 
 import numpy as np
 
-WORDS = {0: "goal match team coach league score player season",
-         1: "market shares profit bank economy growth price company",
-         2: "film actor music award album star movie director"}
+WORDS = {
+    0: "goal match team coach league score player season",
+    1: "market shares profit bank economy growth price company",
+    2: "film actor music award album star movie director",
+}
 
 
 def sentences(n, seed=0):
@@ -32,7 +35,8 @@ def make_dir(root, n_train=30, n_test=12, n_unlabeled=9):
   texts, labels = sentences(n_train + n_test + n_unlabeled)
   rows = [{"text": t, "label": y} for t, y in zip(texts, labels)]
   write_jsonl(os.path.join(root, "train.jsonl"), rows[:n_train])
-  write_jsonl(os.path.join(root, "test.jsonl"), rows[n_train:n_train + n_test])
-  write_jsonl(os.path.join(root, "unlabeled.jsonl"),
-              [{"text": r["text"]} for r in rows[n_train + n_test:]])
+  write_jsonl(os.path.join(root, "test.jsonl"), rows[n_train : n_train + n_test])
+  write_jsonl(
+      os.path.join(root, "unlabeled.jsonl"), [{"text": r["text"]} for r in rows[n_train + n_test :]]
+  )
   return root

@@ -1,4 +1,5 @@
 """Shared pieces of the time-series tests: a small labelled npz set and a tiny TS2Vec config."""
+
 import os
 
 import numpy as np

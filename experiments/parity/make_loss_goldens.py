@@ -10,6 +10,7 @@ float32 on CPU. Every case is a key prefix ("ntxent_tau0.2/z1", ".../loss", "...
 hyperparameters as 0-d arrays), so the test reads all it needs from the file. Only numbers leave
 this script. The conventions the test converts are listed in that test's docstring.
 """
+
 import argparse
 import os
 
@@ -17,8 +18,14 @@ import lightly
 import numpy as np
 import torch
 import torch.nn.functional as F
-from lightly.loss import (BarlowTwinsLoss, DINOLoss, NegativeCosineSimilarity, NTXentLoss,
-                          SwaVLoss, VICRegLoss)
+from lightly.loss import (
+    BarlowTwinsLoss,
+    DINOLoss,
+    NegativeCosineSimilarity,
+    NTXentLoss,
+    SwaVLoss,
+    VICRegLoss,
+)
 from lightly.loss.swav_loss import sinkhorn
 from lightly.models import utils as lightly_utils
 
@@ -53,9 +60,19 @@ def ntxent_cases(rng):
     t1, t2 = _leaf(z1), _leaf(z2)
     loss = NTXentLoss(temperature=temperature, memory_bank_size=0)(t1, t2)
     loss.backward()
-    out.update(_with_prefix(f"ntxent_tau{temperature}", dict(
-        z1=z1, z2=z2, temperature=np.float32(temperature), loss=_np(loss),
-        grad_z1=_np(t1.grad), grad_z2=_np(t2.grad))))
+    out.update(
+        _with_prefix(
+            f"ntxent_tau{temperature}",
+            dict(
+                z1=z1,
+                z2=z2,
+                temperature=np.float32(temperature),
+                loss=_np(loss),
+                grad_z1=_np(t1.grad),
+                grad_z2=_np(t2.grad),
+            ),
+        )
+    )
   return out
 
 
@@ -70,10 +87,20 @@ def moco_v2_case(rng, temperature=0.2, queue_size=32, pointer=24):
   tq = _leaf(q)
   loss = loss_fn(tq, torch.from_numpy(k))  # keys come from the momentum encoder: no gradient
   loss.backward()
-  return _with_prefix("moco_v2", dict(
-      q=q, k=k, queue=queue, pointer=np.int32(pointer), temperature=np.float32(temperature),
-      loss=_np(loss), grad_q=_np(tq.grad), queue_after=_np(loss_fn.memory_bank.bank),
-      pointer_after=np.int32(loss_fn.memory_bank.bank_ptr.item())))
+  return _with_prefix(
+      "moco_v2",
+      dict(
+          q=q,
+          k=k,
+          queue=queue,
+          pointer=np.int32(pointer),
+          temperature=np.float32(temperature),
+          loss=_np(loss),
+          grad_q=_np(tq.grad),
+          queue_after=_np(loss_fn.memory_bank.bank),
+          pointer_after=np.int32(loss_fn.memory_bank.bank_ptr.item()),
+      ),
+  )
 
 
 def _in_batch_infonce(q, k, temperature):
@@ -87,9 +114,9 @@ def _in_batch_infonce(q, k, temperature):
   for i in range(n):
     loss_fn = NTXentLoss(temperature=temperature, memory_bank_size=(n - 1, q.shape[1]))
     with torch.no_grad():
-      others = F.normalize(torch.cat([k[:i], k[i + 1:]]), dim=1)
+      others = F.normalize(torch.cat([k[:i], k[i + 1 :]]), dim=1)
       loss_fn.memory_bank.bank.copy_(others)
-    total = total + loss_fn(q[i:i + 1], k[i:i + 1].detach())
+    total = total + loss_fn(q[i : i + 1], k[i : i + 1].detach())
   return total / n
 
 
@@ -101,9 +128,20 @@ def moco_v3_case(rng, temperature=0.2):
   ctr_21 = _in_batch_infonce(tq2, tk1, temperature)
   ctr_12.backward()
   ctr_21.backward()
-  return _with_prefix("moco_v3", dict(
-      q1=q1, q2=q2, k1=k1, k2=k2, temperature=np.float32(temperature),
-      ce_12=_np(ctr_12), ce_21=_np(ctr_21), grad_q1=_np(tq1.grad), grad_q2=_np(tq2.grad)))
+  return _with_prefix(
+      "moco_v3",
+      dict(
+          q1=q1,
+          q2=q2,
+          k1=k1,
+          k2=k2,
+          temperature=np.float32(temperature),
+          ce_12=_np(ctr_12),
+          ce_21=_np(ctr_21),
+          grad_q1=_np(tq1.grad),
+          grad_q2=_np(tq2.grad),
+      ),
+  )
 
 
 def negative_cosine_case(rng):
@@ -114,9 +152,19 @@ def negative_cosine_case(rng):
   ncs_12 = criterion(tp1, torch.from_numpy(z2))
   ncs_21 = criterion(tp2, torch.from_numpy(z1))
   (ncs_12 + ncs_21).backward()
-  return _with_prefix("negative_cosine", dict(
-      p1=p1, p2=p2, z1=z1, z2=z2, ncs_12=_np(ncs_12), ncs_21=_np(ncs_21),
-      grad_p1=_np(tp1.grad), grad_p2=_np(tp2.grad)))
+  return _with_prefix(
+      "negative_cosine",
+      dict(
+          p1=p1,
+          p2=p2,
+          z1=z1,
+          z2=z2,
+          ncs_12=_np(ncs_12),
+          ncs_21=_np(ncs_21),
+          grad_p1=_np(tp1.grad),
+          grad_p2=_np(tp2.grad),
+      ),
+  )
 
 
 def _two_view_case(prefix, loss_fn, rng, extra):
@@ -127,19 +175,25 @@ def _two_view_case(prefix, loss_fn, rng, extra):
   t1, t2 = _leaf(z1), _leaf(z2)
   loss = loss_fn(t1, t2)
   loss.backward()
-  return _with_prefix(prefix, dict(z1=z1, z2=z2, loss=_np(loss), grad_z1=_np(t1.grad),
-                                   grad_z2=_np(t2.grad), **extra))
+  return _with_prefix(
+      prefix,
+      dict(z1=z1, z2=z2, loss=_np(loss), grad_z1=_np(t1.grad), grad_z2=_np(t2.grad), **extra),
+  )
 
 
 def barlow_twins_case(rng, lambd=0.0051):
-  return _two_view_case("barlow_twins", BarlowTwinsLoss(lambda_param=lambd), rng,
-                        dict(lambd=np.float32(lambd)))
+  return _two_view_case(
+      "barlow_twins", BarlowTwinsLoss(lambda_param=lambd), rng, dict(lambd=np.float32(lambd))
+  )
 
 
 def vicreg_case(rng, sim=25.0, var=25.0, cov=1.0):
-  return _two_view_case("vicreg", VICRegLoss(lambda_param=sim, mu_param=var, nu_param=cov), rng,
-                        dict(sim_weight=np.float32(sim), var_weight=np.float32(var),
-                             cov_weight=np.float32(cov)))
+  return _two_view_case(
+      "vicreg",
+      VICRegLoss(lambda_param=sim, mu_param=var, nu_param=cov),
+      rng,
+      dict(sim_weight=np.float32(sim), var_weight=np.float32(var), cov_weight=np.float32(cov)),
+  )
 
 
 def dino_cases(rng, num_prototypes=32, warmup_epochs=10, epoch=3):
@@ -149,21 +203,39 @@ def dino_cases(rng, num_prototypes=32, warmup_epochs=10, epoch=3):
     teacher = _draw(rng, 2, BATCH, num_prototypes, scale=2.0)
     student = _draw(rng, num_views, BATCH, num_prototypes, scale=2.0)
     center = _draw(rng, num_prototypes, scale=0.5)
-    loss_fn = DINOLoss(output_dim=num_prototypes, warmup_teacher_temp=0.04, teacher_temp=0.07,
-                       warmup_teacher_temp_epochs=warmup_epochs, student_temp=0.1,
-                       center_momentum=0.9)
+    loss_fn = DINOLoss(
+        output_dim=num_prototypes,
+        warmup_teacher_temp=0.04,
+        teacher_temp=0.07,
+        warmup_teacher_temp_epochs=warmup_epochs,
+        student_temp=0.1,
+        center_momentum=0.9,
+    )
     with torch.no_grad():
       loss_fn.center.copy_(torch.from_numpy(center).reshape(1, 1, -1))
     tstudent = _leaf(student)
     loss = loss_fn(list(torch.from_numpy(teacher)), list(tstudent), epoch=epoch)
     loss.backward()
-    out.update(_with_prefix(f"dino_views{num_views}", dict(
-        student=student, teacher=teacher, center=center, epoch=np.int32(epoch),
-        warmup_epochs=np.int32(warmup_epochs), warmup_teacher_temperature=np.float32(0.04),
-        teacher_temperature=np.float32(0.07), student_temperature=np.float32(0.1),
-        center_momentum=np.float32(0.9), temperature_schedule=_np(loss_fn.teacher_temp_schedule),
-        loss=_np(loss), grad_student=_np(tstudent.grad),
-        center_after=_np(loss_fn.center.reshape(-1)))))
+    out.update(
+        _with_prefix(
+            f"dino_views{num_views}",
+            dict(
+                student=student,
+                teacher=teacher,
+                center=center,
+                epoch=np.int32(epoch),
+                warmup_epochs=np.int32(warmup_epochs),
+                warmup_teacher_temperature=np.float32(0.04),
+                teacher_temperature=np.float32(0.07),
+                student_temperature=np.float32(0.1),
+                center_momentum=np.float32(0.9),
+                temperature_schedule=_np(loss_fn.teacher_temp_schedule),
+                loss=_np(loss),
+                grad_student=_np(tstudent.grad),
+                center_after=_np(loss_fn.center.reshape(-1)),
+            ),
+        )
+    )
   return out
 
 
@@ -179,21 +251,29 @@ def swav_cases(rng, temperature=0.1, epsilon=0.05, iterations=3, queue_length=16
   for queue in (False, True):
     scores = _prototype_scores(rng, 4, BATCH)  # 2 global + 2 local crops
     queue_scores = _prototype_scores(rng, 2, queue_length) if queue else None
-    loss_fn = SwaVLoss(temperature=temperature, sinkhorn_iterations=iterations,
-                       sinkhorn_epsilon=epsilon)
+    loss_fn = SwaVLoss(
+        temperature=temperature, sinkhorn_iterations=iterations, sinkhorn_epsilon=epsilon
+    )
     tscores = _leaf(scores)
     views = list(tscores)
-    loss = loss_fn(views[:2], views[2:],
-                   list(torch.from_numpy(queue_scores)) if queue else None).squeeze()
+    loss = loss_fn(
+        views[:2], views[2:], list(torch.from_numpy(queue_scores)) if queue else None
+    ).squeeze()
     loss.backward()
-    arrays = dict(scores=scores, temperature=np.float32(temperature),
-                  epsilon=np.float32(epsilon), iterations=np.int32(iterations), loss=_np(loss),
-                  grad_scores=_np(tscores.grad))
+    arrays = dict(
+        scores=scores,
+        temperature=np.float32(temperature),
+        epsilon=np.float32(epsilon),
+        iterations=np.int32(iterations),
+        loss=_np(loss),
+        grad_scores=_np(tscores.grad),
+    )
     if queue:
       arrays["queue_scores"] = queue_scores
     else:
-      arrays["codes_view0"] = _np(sinkhorn(torch.from_numpy(scores[0]), iterations=iterations,
-                                           epsilon=epsilon))
+      arrays["codes_view0"] = _np(
+          sinkhorn(torch.from_numpy(scores[0]), iterations=iterations, epsilon=epsilon)
+      )
     out.update(_with_prefix("swav_queue" if queue else "swav", arrays))
   return out
 
@@ -217,9 +297,20 @@ def mae_cases(rng, batch=4, channels=3, size=8, patch_size=2, mask_ratio=0.75):
       target = lightly_utils.normalize_mean_var(target)
     loss = F.mse_loss(lightly_utils.get_at_index(tpred, index), target)
     loss.backward()
-    out.update(_with_prefix(f"mae_normpix{int(norm_pix)}", dict(
-        images_nchw=images, patch_size=np.int32(patch_size), mask=mask, predictions=predictions,
-        patches=_np(patches), loss=_np(loss), grad_predictions=_np(tpred.grad))))
+    out.update(
+        _with_prefix(
+            f"mae_normpix{int(norm_pix)}",
+            dict(
+                images_nchw=images,
+                patch_size=np.int32(patch_size),
+                mask=mask,
+                predictions=predictions,
+                patches=_np(patches),
+                loss=_np(loss),
+                grad_predictions=_np(tpred.grad),
+            ),
+        )
+    )
   return out
 
 
@@ -230,15 +321,29 @@ def main():
   args = parser.parse_args()
   torch.set_num_threads(1)  # deterministic reductions, and a light load
   rng = np.random.default_rng(args.seed)
-  arrays = {"lightly_version": np.array(lightly.__version__),
-            "torch_version": np.array(torch.__version__), "seed": np.int32(args.seed)}
-  for make in (ntxent_cases, moco_v2_case, moco_v3_case, negative_cosine_case, barlow_twins_case,
-               vicreg_case, dino_cases, swav_cases, mae_cases):
+  arrays = {
+      "lightly_version": np.array(lightly.__version__),
+      "torch_version": np.array(torch.__version__),
+      "seed": np.int32(args.seed),
+  }
+  for make in (
+      ntxent_cases,
+      moco_v2_case,
+      moco_v3_case,
+      negative_cosine_case,
+      barlow_twins_case,
+      vicreg_case,
+      dino_cases,
+      swav_cases,
+      mae_cases,
+  ):
     arrays.update(make(rng))
   os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
   np.savez_compressed(args.out, **arrays)
-  print(f"wrote {len(arrays)} arrays to {args.out} ({os.path.getsize(args.out)} bytes) with "
-        f"lightly {lightly.__version__}, torch {torch.__version__}")
+  print(
+      f"wrote {len(arrays)} arrays to {args.out} ({os.path.getsize(args.out)} bytes) with "
+      f"lightly {lightly.__version__}, torch {torch.__version__}"
+  )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ It also writes what the PyTorch peer needs to run the same recipe: EXPORT/digits
 training and 1,000 held-out test digits of `config.data.holdout_seed`, uint8, with labels) and
 EXPORT/recipe_METHOD.json (the resolved config, steps included); `--export_only` stops there.
 """
+
 import argparse
 import json
 import os
@@ -44,17 +45,21 @@ def run_config(method, seed, steps, overrides):
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = argparse.ArgumentParser(
+      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
   parser.add_argument("--method", required=True)
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--steps", type=int, default=450)
   parser.add_argument("--export", default="/tmp/parity")
-  parser.add_argument("--export_only", action="store_true", help="write the digits and recipe, stop")
+  parser.add_argument(
+      "--export_only", action="store_true", help="write the digits and recipe, stop"
+  )
   args, overrides = parser.parse_known_args()
   bad = [o for o in overrides if not o.startswith("--config.")]
   if bad:
     parser.error(f"unrecognised arguments {bad}; overrides look like --config.KEY=VALUE")
-  c = run_config(args.method, args.seed, args.steps, [o[len("--config."):] for o in overrides])
+  c = run_config(args.method, args.seed, args.steps, [o[len("--config.") :] for o in overrides])
   workdir = os.path.join(args.export, "runs", f"ours-{args.method}-{args.seed}")
   shutil.rmtree(workdir, ignore_errors=True)
   c = config_lib.finalize(c, workdir)
@@ -62,8 +67,13 @@ def main():
   (train_x, train_y), (test_x, test_y) = train_source.arrays(), test_source.arrays()
   digits = os.path.join(args.export, "digits.npz")
   if not os.path.exists(digits):
-    np.savez(digits + ".tmp.npz", train_images=train_x, train_labels=train_y,
-             test_images=test_x, test_labels=test_y)
+    np.savez(
+        digits + ".tmp.npz",
+        train_images=train_x,
+        train_labels=train_y,
+        test_images=test_x,
+        test_labels=test_y,
+    )
     os.replace(digits + ".tmp.npz", digits)
   recipe = json.loads(c.to_json())
   recipe["parity_overrides"] = overrides  # the peer reports them beside its scores
@@ -75,9 +85,20 @@ def main():
   run = train.train(c, workdir, data=(train_source, test_source))
   pretrain_s = time.time() - start
   scores = score.score(run.features_of(train_x), train_y, run.features_of(test_x), test_y)
-  print(json.dumps(dict(side="ours", method=args.method, seed=args.seed, steps=args.steps,
-                        overrides=overrides, **scores, pretrain_s=round(pretrain_s, 1),
-                        final_loss=round(run.history[-1]["loss"], 4) if run.history else None)))
+  print(
+      json.dumps(
+          dict(
+              side="ours",
+              method=args.method,
+              seed=args.seed,
+              steps=args.steps,
+              overrides=overrides,
+              **scores,
+              pretrain_s=round(pretrain_s, 1),
+              final_loss=round(run.history[-1]["loss"], 4) if run.history else None,
+          )
+      )
+  )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
 As ssl_jax/tasks/barlow_twins.py: both views in one forward pass, projector
 MLPHead(projection_dims), lightly's BarlowTwinsLoss(lambda_param=lambd) times `scale_loss`.
 """
+
 import torch
 from lightly.loss import BarlowTwinsLoss
 
@@ -16,8 +17,9 @@ class BarlowTwins:
   def __init__(self, recipe, data, seed):
     kw = recipe["task_kwargs"]
     self.encoder = tc.backbone(recipe, data["train_images"].shape[-1])
-    self.projection = tc.head(self.encoder.dim, kw["projection_dims"],
-                              norm=kw.get("head_norm", "batch"))
+    self.projection = tc.head(
+        self.encoder.dim, kw["projection_dims"], norm=kw.get("head_norm", "batch")
+    )
     self.modules = torch.nn.ModuleDict(dict(encoder=self.encoder, projection=self.projection))
     self.views = tc.Views(recipe, seed)
     self.criterion = BarlowTwinsLoss(lambda_param=kw["lambd"])

@@ -11,6 +11,7 @@ ours sums the two directions of ||p - z||^2 = 2 - 2cos (the paper's L + L~), whi
 4 + 4 x lightly's example loss 0.5 (NCS(p0, z1) + NCS(p1, z0)); the peer uses that multiple so
 that the optimiser sees our gradients.
 """
+
 import copy
 
 import torch
@@ -30,8 +31,9 @@ class BYOL:
     self.encoder = tc.backbone(recipe, data["train_images"].shape[-1])
     self.projection = tc.head(self.encoder.dim, kw["projection_dims"])
     self.prediction = tc.head(kw["projection_dims"][-1], kw["prediction_dims"])
-    self.modules = torch.nn.ModuleDict(dict(encoder=self.encoder, projection=self.projection,
-                                            prediction=self.prediction))
+    self.modules = torch.nn.ModuleDict(
+        dict(encoder=self.encoder, projection=self.projection, prediction=self.prediction)
+    )
     self.target = torch.nn.Sequential(copy.deepcopy(self.encoder), copy.deepcopy(self.projection))
     deactivate_requires_grad(self.target)
     self.online = torch.nn.Sequential(self.encoder, self.projection)
@@ -46,7 +48,9 @@ class BYOL:
     return 4 + 4 * 0.5 * (self.criterion(p0, z1) + self.criterion(p1, z0))
 
   def after_step(self, step):
-    update_momentum(self.online, self.target, m=cosine_schedule(step, self.total, self.base, self.final))
+    update_momentum(
+        self.online, self.target, m=cosine_schedule(step, self.total, self.base, self.final)
+    )
 
 
 if __name__ == "__main__":

@@ -13,11 +13,13 @@ this file holds everything the two sides must share exactly:
   - the optimiser: lightly's LARS (trust coefficient 1e-3) or torch SGD (Nesterov) / AdamW, with
     biases and norm parameters exempt from weight decay (and from LARS's trust ratio), our linear
     warm-up from 0 then cosine to 0, the learning rate scaled by batch / 256;
-  - the batch order (a fresh permutation of the 4,000 digits each epoch, last partial batch dropped);
+  - the batch order (a fresh permutation of the 4,000 digits each epoch, last partial batch
+    dropped);
   - the views: made by OUR image_ops (jax on the CPU) from the recipe's augment settings, so the
     view code is not a difference between the sides (image_ops is checked against numpy
     references in tests/test_image_ops.py); the keys differ from our run's, the distribution not.
 """
+
 import json
 import math
 import os
@@ -58,7 +60,9 @@ class BasicBlock(nn.Module):
       nn.init.zeros_(self.bn2.weight)
     self.shortcut = None
     if stride != 1 or cin != cout:
-      self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+      self.shortcut = nn.Sequential(
+          nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
+      )
 
   def forward(self, x):
     y = torch.relu(self.bn1(self.conv1(x)))
@@ -74,12 +78,17 @@ class ResNet(nn.Module):
     if stem not in ("small", "small_stride2"):
       raise ValueError(f"stem {stem!r}: the parity suite mirrors 'small' and 'small_stride2'")
     width = max(8, int(64 * width_multiplier))
-    self.stem = nn.Sequential(nn.Conv2d(channels, width, 3, 2 if stem == "small_stride2" else 1, 1,
-                                        bias=False), nn.BatchNorm2d(width), nn.ReLU())
+    self.stem = nn.Sequential(
+        nn.Conv2d(channels, width, 3, 2 if stem == "small_stride2" else 1, 1, bias=False),
+        nn.BatchNorm2d(width),
+        nn.ReLU(),
+    )
     blocks, cin = [], width
     for i, num_blocks in enumerate(STAGES[depth]):
       for j in range(num_blocks):
-        blocks.append(BasicBlock(cin, width * 2**i, 2 if i > 0 and j == 0 else 1, zero_init_residual))
+        blocks.append(
+            BasicBlock(cin, width * 2**i, 2 if i > 0 and j == 0 else 1, zero_init_residual)
+        )
         cin = width * 2**i
     self.blocks = nn.Sequential(*blocks)
     self.dim = cin
@@ -93,8 +102,13 @@ class ResNet(nn.Module):
 
 def backbone(recipe, channels):
   m = recipe["model"]
-  return ResNet(depth=m["depth"], width_multiplier=m["width_multiplier"], stem=m["stem"],
-                channels=channels, zero_init_residual=m.get("zero_init_residual", True))
+  return ResNet(
+      depth=m["depth"],
+      width_multiplier=m["width_multiplier"],
+      stem=m["stem"],
+      channels=channels,
+      zero_init_residual=m.get("zero_init_residual", True),
+  )
 
 
 def flax_dense_init_(module):
@@ -125,14 +139,18 @@ def head_blocks(in_dim, dims, *, norm="batch", last_norm=False):
 def head(in_dim, dims, *, norm="batch", last_norm=False):
   """lightly's ProjectionHead laid out and initialised as our MLPHead(dims, norm, last_norm)."""
   from lightly.models.modules.heads import ProjectionHead  # pylint: disable=g-import-not-at-top
+
   return flax_dense_init_(ProjectionHead(head_blocks(in_dim, dims, norm=norm, last_norm=last_norm)))
 
 
 def learning_rate(recipe, step):
   """ssl_jax/optim.py's schedule: linear warm-up from 0, then cosine to 0 at total_steps."""
   opt, total = recipe["optimizer"], recipe["total_steps"]
-  scale = {"linear": recipe["global_batch_size"] / 256,
-           "sqrt": math.sqrt(recipe["global_batch_size"] / 256), "none": 1.0}[opt["lr_scaling"]]
+  scale = {
+      "linear": recipe["global_batch_size"] / 256,
+      "sqrt": math.sqrt(recipe["global_batch_size"] / 256),
+      "none": 1.0,
+  }[opt["lr_scaling"]]
   peak = opt["base_learning_rate"] * scale
   warmup = min(int(round(opt["warmup_epochs"] * steps_per_epoch(recipe))), max(total - 1, 0))
   if step < warmup:
@@ -153,10 +171,13 @@ def optimizer(recipe, named_params):
   for name, p in named_params:
     exempt = name.endswith("bias") or p.ndim == 1 or (exempt_prototypes and "prototypes" in name)
     (no_decay if exempt else decay).append(p)
-  groups = [dict(params=decay, weight_decay=opt["weight_decay"]),
-            dict(params=no_decay, weight_decay=0.0)]
+  groups = [
+      dict(params=decay, weight_decay=opt["weight_decay"]),
+      dict(params=no_decay, weight_decay=0.0),
+  ]
   if opt["name"] == "lars":
     from lightly.utils.lars import LARS  # pylint: disable=g-import-not-at-top
+
     return LARS(groups, lr=0.0, momentum=opt["momentum"])  # weight decay 0: no trust ratio either
   if opt["name"] == "sgd":
     return torch.optim.SGD(groups, lr=0.0, momentum=opt["momentum"], nesterov=True)
@@ -172,14 +193,17 @@ class Views:
     import jax  # pylint: disable=g-import-not-at-top
     import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
     from ssl_jax.data import image_ops  # pylint: disable=g-import-not-at-top
+
     self.jax = jax
     kwargs = {"crop_size": recipe["data"]["image_size"], **recipe["augment"], **overrides}
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
     self.key = jax.random.PRNGKey(seed + 10_000)  # not our run's keys: the same distribution
 
     def make(key, images, num_views):
-      return image_ops.augment_views(key, images.astype(jnp.float32) / 255.0, num_views=num_views,
-                                     **kwargs)
+      return image_ops.augment_views(
+          key, images.astype(jnp.float32) / 255.0, num_views=num_views, **kwargs
+      )
+
     self.make = jax.jit(make, static_argnums=2)
 
   def __call__(self, step, images, num_views=2, salt=0):
@@ -195,7 +219,7 @@ def batches(data, recipe, seed):
   while True:
     order = rng.permutation(n)
     for start in range(0, n - b + 1, b):
-      index = order[start:start + b]
+      index = order[start : start + b]
       yield images[index], torch.from_numpy(index)
 
 
@@ -204,7 +228,7 @@ def features(encoder, images, batch=500):
   encoder.eval()
   out = []
   for start in range(0, len(images), batch):
-    x = torch.from_numpy(images[start:start + batch]).float().div(255).permute(0, 3, 1, 2)
+    x = torch.from_numpy(images[start : start + batch]).float().div(255).permute(0, 3, 1, 2)
     out.append(encoder(x).numpy())
   encoder.train()
   return np.concatenate(out)
@@ -220,6 +244,7 @@ def run(method, make_method, *, argv=None):
   optional `.after_step(step)` (momentum updates, queues, centres) run after the optimiser step.
   """
   import argparse  # pylint: disable=g-import-not-at-top
+
   parser = argparse.ArgumentParser()
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--export", default="/tmp/parity")
@@ -247,12 +272,30 @@ def run(method, make_method, *, argv=None):
     if not math.isfinite(loss.item()):
       raise FloatingPointError(f"non-finite loss at step {step}")
     if (step + 1) % log_every == 0:
-      print(f"step {step + 1}/{total} loss {loss.item():.4f} ({time.time() - start:.0f} s)", flush=True)
+      print(
+          f"step {step + 1}/{total} loss {loss.item():.4f} ({time.time() - start:.0f} s)",
+          flush=True,
+      )
   pretrain_s = time.time() - start
   encoder = getattr(m, "scored_encoder", m.encoder)
-  scores = score.score(features(encoder, data["train_images"]), data["train_labels"],
-                       features(encoder, data["test_images"]), data["test_labels"])
-  print(json.dumps(dict(side="peer", method=method, seed=args.seed, steps=total,
-                        overrides=recipe.get("parity_overrides", []),
-                        variant=os.environ.get("PEER_VARIANT", ""), **scores,
-                        pretrain_s=round(pretrain_s, 1), final_loss=round(loss.item(), 4))))
+  scores = score.score(
+      features(encoder, data["train_images"]),
+      data["train_labels"],
+      features(encoder, data["test_images"]),
+      data["test_labels"],
+  )
+  print(
+      json.dumps(
+          dict(
+              side="peer",
+              method=method,
+              seed=args.seed,
+              steps=total,
+              overrides=recipe.get("parity_overrides", []),
+              variant=os.environ.get("PEER_VARIANT", ""),
+              **scores,
+              pretrain_s=round(pretrain_s, 1),
+              final_loss=round(loss.item(), 4),
+          )
+      )
+  )

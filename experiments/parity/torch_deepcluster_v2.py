@@ -14,6 +14,7 @@ examples; an example without a cluster yet (before the first clustering, every e
 part in the loss, on both sides. Where this follows the official code rather than ours: an empty
 cluster keeps its old centroid (ours re-seeds it with a random bank row).
 """
+
 import torch
 import torch.nn.functional as F
 
@@ -42,7 +43,8 @@ class DeepClusterV2:
     kw = recipe["task_kwargs"]
     self.num_prototypes, self.temperature = kw["num_prototypes"], kw["temperature"]
     self.iterations, self.every = kw["kmeans_iterations"], kw["cluster_every_steps"] or (
-        recipe["num_examples"] // recipe["global_batch_size"])
+        recipe["num_examples"] // recipe["global_batch_size"]
+    )
     self.encoder = tc.backbone(recipe, data["train_images"].shape[-1])
     self.projection = tc.head(self.encoder.dim, kw["projection_dims"])
     self.modules = torch.nn.ModuleDict(dict(encoder=self.encoder, projection=self.projection))
@@ -51,8 +53,10 @@ class DeepClusterV2:
     self.generator = torch.Generator().manual_seed(seed)
     self.bank = torch.zeros(2, n, dim)
     self.in_bank = torch.zeros(n, dtype=torch.bool)
-    self.centroids = [F.normalize(torch.randn(k, dim, generator=self.generator), dim=1)
-                      for k in self.num_prototypes]
+    self.centroids = [
+        F.normalize(torch.randn(k, dim, generator=self.generator), dim=1)
+        for k in self.num_prototypes
+    ]
     self.assignments = torch.full((len(self.num_prototypes), n), -1, dtype=torch.long)
     self.index = None
 
@@ -64,7 +68,9 @@ class DeepClusterV2:
       logits = z @ centroids.T / self.temperature  # (2, n, K)
       targets = self.assignments[h, index].repeat(2)
       if (targets >= 0).any():  # before the first clustering no example has a cluster
-        loss = loss + F.cross_entropy(logits.flatten(0, 1), targets, ignore_index=-1) / len(self.centroids)
+        loss = loss + F.cross_entropy(logits.flatten(0, 1), targets, ignore_index=-1) / len(
+            self.centroids
+        )
       else:
         loss = loss + 0.0 * logits.sum()
     self.bank[:, index] = z.detach()
@@ -75,8 +81,9 @@ class DeepClusterV2:
     if (step + 1) % self.every:
       return
     for h, k in enumerate(self.num_prototypes):
-      self.centroids[h], self.assignments[h] = kmeans(self.bank[h % 2], self.in_bank, k,
-                                                      self.iterations, self.generator)
+      self.centroids[h], self.assignments[h] = kmeans(
+          self.bank[h % 2], self.in_bank, k, self.iterations, self.generator
+      )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ up; our warm-up of W steps is its warm-up of W + 1 "epochs" indexed by step
 (tests/test_loss_goldens.py). Momentum from base to final on lightly's cosine_schedule, EMA after
 each optimiser step. The scorer reads the teacher's encoder, as ours does.
 """
+
 import copy
 
 import torch
@@ -32,7 +33,8 @@ class Head(torch.nn.Module):
     super().__init__()
     self.mlp = tc.head(in_dim, (*hidden_dims, bottleneck_dim), norm=norm)
     self.prototypes = torch.nn.utils.parametrizations.weight_norm(
-        torch.nn.Linear(bottleneck_dim, num_prototypes, bias=False))
+        torch.nn.Linear(bottleneck_dim, num_prototypes, bias=False)
+    )
     gain = self.prototypes.parametrizations.weight.original0
     gain.data.fill_(1)
     gain.requires_grad = False
@@ -45,26 +47,41 @@ class DINO:
 
   def __init__(self, recipe, data, seed):
     kw = recipe["task_kwargs"]
-    self.total, self.base, self.final = recipe["total_steps"], kw["base_momentum"], kw["final_momentum"]
+    self.total, self.base, self.final = (
+        recipe["total_steps"],
+        kw["base_momentum"],
+        kw["final_momentum"],
+    )
     self.num_local = kw.get("num_local_crops", 0)
     self.encoder = tc.backbone(recipe, data["train_images"].shape[-1])
-    self.head = Head(self.encoder.dim, kw["hidden_dims"], kw["bottleneck_dim"], kw["num_prototypes"],
-                     kw.get("head_norm", "none"))
+    self.head = Head(
+        self.encoder.dim,
+        kw["hidden_dims"],
+        kw["bottleneck_dim"],
+        kw["num_prototypes"],
+        kw.get("head_norm", "none"),
+    )
     self.modules = torch.nn.ModuleDict(dict(encoder=self.encoder, head=self.head))
     self.student = torch.nn.Sequential(self.encoder, self.head)
     self.teacher = copy.deepcopy(self.student)
     deactivate_requires_grad(self.teacher)
     self.views = tc.Views(recipe, seed)
-    self.local_views = tc.Views(recipe, seed, crop_size=kw.get("local_crop_size", 16),
-                                crop_scale=tuple(kw.get("local_crop_scale", (0.05, 0.4))))
+    self.local_views = tc.Views(
+        recipe,
+        seed,
+        crop_size=kw.get("local_crop_size", 16),
+        crop_scale=tuple(kw.get("local_crop_scale", (0.05, 0.4))),
+    )
     self.scored_encoder = self.teacher[0]
     warmup = int(kw["teacher_warmup_fraction"] * self.total)
-    self.criterion = DINOLoss(output_dim=kw["num_prototypes"],
-                              warmup_teacher_temp=kw["warmup_teacher_temperature"],
-                              teacher_temp=kw["teacher_temperature"],
-                              warmup_teacher_temp_epochs=warmup + 1,
-                              student_temp=kw["student_temperature"],
-                              center_momentum=kw["center_momentum"])
+    self.criterion = DINOLoss(
+        output_dim=kw["num_prototypes"],
+        warmup_teacher_temp=kw["warmup_teacher_temperature"],
+        teacher_temp=kw["teacher_temperature"],
+        warmup_teacher_temp_epochs=warmup + 1,
+        student_temp=kw["student_temperature"],
+        center_momentum=kw["center_momentum"],
+    )
 
   def step(self, step, images):
     g = self.views(step, images).flatten(0, 1)
@@ -77,7 +94,9 @@ class DINO:
     return self.criterion(teacher, student, epoch=step)
 
   def after_step(self, step):
-    update_momentum(self.student, self.teacher, m=cosine_schedule(step, self.total, self.base, self.final))
+    update_momentum(
+        self.student, self.teacher, m=cosine_schedule(step, self.total, self.base, self.final)
+    )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ digits are repeated). Masking: lightly's random_token_mask (the same number kept
 ratio))); targets: lightly's patchify, get_at_index and normalize_mean_var (norm_pix); loss: mean
 squared error over the masked patches. One view per image from the recipe's augment settings.
 """
+
 import math
 
 import numpy as np
@@ -68,7 +69,7 @@ class ViT(nn.Module):
     width, depth, mlp_dim, heads = VARIANTS[variant]
     self.width, self.pool, self.patch_size = width, pool, patch_size
     self.embedding = nn.Conv2d(channels, width, patch_size, patch_size)
-    fan_in = channels * patch_size ** 2  # flax's Conv: LeCun truncated normal, zero bias
+    fan_in = channels * patch_size**2  # flax's Conv: LeCun truncated normal, zero bias
     std = math.sqrt(1.0 / fan_in) / 0.87962566103423978
     nn.init.trunc_normal_(self.embedding.weight, std=std, a=-2 * std, b=2 * std)
     nn.init.zeros_(self.embedding.bias)
@@ -100,20 +101,31 @@ class MAE:
   def __init__(self, recipe, data, seed):
     kw, m = recipe["task_kwargs"], recipe["model"]
     self.mask_ratio, self.norm_pix = kw["mask_ratio"], kw["norm_pix"]
-    self.encoder = ViT(variant=m["variant"], patch_size=m["patch_size"],
-                       image_size=recipe["data"]["image_size"],
-                       channels=data["train_images"].shape[-1], pool=m["pool"])
+    self.encoder = ViT(
+        variant=m["variant"],
+        patch_size=m["patch_size"],
+        image_size=recipe["data"]["image_size"],
+        channels=data["train_images"].shape[-1],
+        pool=m["pool"],
+    )
     width, patch = kw["decoder_width"], m["patch_size"]
     self.decoder_embed = tc.flax_dense_init_(nn.Linear(self.encoder.dim, width))
     self.mask_token = nn.Parameter(0.02 * torch.randn(1, 1, width))
-    self.decoder_blocks = nn.ModuleList(Block(width, 4 * width, kw["decoder_heads"])
-                                        for _ in range(kw["decoder_depth"]))
+    self.decoder_blocks = nn.ModuleList(
+        Block(width, 4 * width, kw["decoder_heads"]) for _ in range(kw["decoder_depth"])
+    )
     self.decoder_norm = nn.LayerNorm(width, eps=1e-6)
-    self.decoder_pred = tc.flax_dense_init_(nn.Linear(width, patch ** 2 * 3))
+    self.decoder_pred = tc.flax_dense_init_(nn.Linear(width, patch**2 * 3))
     self.decoder_pos = sincos_2d(recipe["data"]["image_size"] // patch, width)
-    self.modules = nn.ModuleDict(dict(
-        encoder=self.encoder, decoder_embed=self.decoder_embed, decoder_blocks=self.decoder_blocks,
-        decoder_norm=self.decoder_norm, decoder_pred=self.decoder_pred))
+    self.modules = nn.ModuleDict(
+        dict(
+            encoder=self.encoder,
+            decoder_embed=self.decoder_embed,
+            decoder_blocks=self.decoder_blocks,
+            decoder_norm=self.decoder_norm,
+            decoder_pred=self.decoder_pred,
+        )
+    )
     self.modules.mask_token = self.mask_token
     self.views = tc.Views(recipe, seed)
 

@@ -13,6 +13,7 @@ lightly's update_momentum at lightly's cosine_schedule from base to final moment
 lightly's NTXentLoss with a memory bank computes this InfoNCE (tests/test_loss_goldens.py), but it
 enqueues on each call, so the second direction would see the first's keys: written out here.
 """
+
 import copy
 
 import torch
@@ -43,8 +44,9 @@ class MoCoV2:
     self.online = torch.nn.Sequential(self.encoder, self.projection)
     self.target = copy.deepcopy(self.online)
     deactivate_requires_grad(self.target)
-    self.bank = MemoryBankModule(size=(kw["queue_size"], kw["projection_dims"][-1]),
-                                 feature_dim_first=False)
+    self.bank = MemoryBankModule(
+        size=(kw["queue_size"], kw["projection_dims"][-1]), feature_dim_first=False
+    )
     self.views = tc.Views(recipe, seed)
 
   def step(self, step, images):
@@ -54,12 +56,16 @@ class MoCoV2:
       k = self.target(v)
     k0, k1 = k.chunk(2)
     _, queue = self.bank(k, update=False)
-    loss = 0.5 * (info_nce(q0, k1, queue, self.temperature) + info_nce(q1, k0, queue, self.temperature))
+    loss = 0.5 * (
+        info_nce(q0, k1, queue, self.temperature) + info_nce(q1, k0, queue, self.temperature)
+    )
     self.bank(F.normalize(k, dim=1), update=True)
     return loss
 
   def after_step(self, step):
-    update_momentum(self.online, self.target, m=cosine_schedule(step, self.total, self.base, self.final))
+    update_momentum(
+        self.online, self.target, m=cosine_schedule(step, self.total, self.base, self.final)
+    )
 
 
 if __name__ == "__main__":

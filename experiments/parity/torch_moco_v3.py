@@ -10,6 +10,7 @@ predictor; heads end in a BatchNorm without affine parameters) and through the m
 our form against its memory-bank NT-Xent); EMA with lightly's update_momentum at its
 cosine_schedule after each optimiser step.
 """
+
 import copy
 
 import torch
@@ -34,8 +35,9 @@ class MoCoV3:
     self.encoder = tc.backbone(recipe, data["train_images"].shape[-1])
     self.projection = tc.head(self.encoder.dim, kw["projection_dims"], last_norm=True)
     self.prediction = tc.head(kw["projection_dims"][-1], kw["prediction_dims"], last_norm=True)
-    self.modules = torch.nn.ModuleDict(dict(encoder=self.encoder, projection=self.projection,
-                                            prediction=self.prediction))
+    self.modules = torch.nn.ModuleDict(
+        dict(encoder=self.encoder, projection=self.projection, prediction=self.prediction)
+    )
     self.online = torch.nn.Sequential(self.encoder, self.projection)
     self.target = copy.deepcopy(self.online)
     deactivate_requires_grad(self.target)
@@ -49,7 +51,9 @@ class MoCoV3:
     return ctr(q0, k1, self.temperature) + ctr(q1, k0, self.temperature)
 
   def after_step(self, step):
-    update_momentum(self.online, self.target, m=cosine_schedule(step, self.total, self.base, self.final))
+    update_momentum(
+        self.online, self.target, m=cosine_schedule(step, self.total, self.base, self.final)
+    )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
 As ssl_jax/tasks/simclr.py: both views of the batch in one forward pass (BatchNorm over 2B),
 projector MLPHead(projection_dims), NT-Xent at the recipe's temperature.
 """
+
 import torch
 from lightly.loss import NTXentLoss
 
@@ -16,8 +17,9 @@ class SimCLR:
   def __init__(self, recipe, data, seed):
     kw = recipe["task_kwargs"]
     self.encoder = tc.backbone(recipe, data["train_images"].shape[-1])
-    self.projection = tc.head(self.encoder.dim, kw["projection_dims"],
-                              norm=kw.get("head_norm", "batch"))
+    self.projection = tc.head(
+        self.encoder.dim, kw["projection_dims"], norm=kw.get("head_norm", "batch")
+    )
     self.modules = torch.nn.ModuleDict(dict(encoder=self.encoder, projection=self.projection))
     self.views = tc.Views(recipe, seed)
     self.criterion = NTXentLoss(temperature=kw["temperature"])

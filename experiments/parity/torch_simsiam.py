@@ -6,6 +6,7 @@ As ssl_jax/tasks/simsiam.py: both views in one forward pass, projector MLPHead(p
 ending in a BatchNorm without affine parameters, predictor MLPHead(prediction_dims), loss
 0.5 (NCS(p0, sg(z1)) + NCS(p1, sg(z0))): lightly's example loss, our scale.
 """
+
 import torch
 from lightly.loss import NegativeCosineSimilarity
 
@@ -19,8 +20,9 @@ class SimSiam:
     self.encoder = tc.backbone(recipe, data["train_images"].shape[-1])
     self.projection = tc.head(self.encoder.dim, kw["projection_dims"], last_norm=True)
     self.prediction = tc.head(kw["projection_dims"][-1], kw["prediction_dims"])
-    self.modules = torch.nn.ModuleDict(dict(encoder=self.encoder, projection=self.projection,
-                                            prediction=self.prediction))
+    self.modules = torch.nn.ModuleDict(
+        dict(encoder=self.encoder, projection=self.projection, prediction=self.prediction)
+    )
     self.views = tc.Views(recipe, seed)
     self.criterion = NegativeCosineSimilarity()
 

@@ -17,6 +17,7 @@ from weight decay and LARS's trust ratio, as ours does.
 are normalised inside the forward pass (the gradient flows through the normalisation) and never
 renormalised in place.
 """
+
 import os
 
 import torch
@@ -36,19 +37,29 @@ class SwAV:
     self.num_local = kw.get("num_local_crops", 0)
     self.encoder = tc.backbone(recipe, data["train_images"].shape[-1])
     self.projection = tc.head(self.encoder.dim, (*kw["hidden_dims"], kw["embedding_dim"]))
-    self.prototypes = SwaVPrototypes(kw["embedding_dim"], kw["num_prototypes"],
-                                     n_steps_frozen_prototypes=kw["freeze_prototypes_steps"])
+    self.prototypes = SwaVPrototypes(
+        kw["embedding_dim"],
+        kw["num_prototypes"],
+        n_steps_frozen_prototypes=kw["freeze_prototypes_steps"],
+    )
     for layer in self.prototypes.heads:
       layer.bias = None
-    self.modules = torch.nn.ModuleDict(dict(encoder=self.encoder, projection=self.projection,
-                                            prototypes=self.prototypes))
+    self.modules = torch.nn.ModuleDict(
+        dict(encoder=self.encoder, projection=self.projection, prototypes=self.prototypes)
+    )
     self.views = tc.Views(recipe, seed)
-    self.local_views = tc.Views(recipe, seed, crop_size=kw.get("local_crop_size", 16),
-                                crop_scale=tuple(kw.get("local_crop_scale", (0.05, 0.14))))
+    self.local_views = tc.Views(
+        recipe,
+        seed,
+        crop_size=kw.get("local_crop_size", 16),
+        crop_scale=tuple(kw.get("local_crop_scale", (0.05, 0.14))),
+    )
     self.forward_norm = os.environ.get("PEER_VARIANT", "") == "forward_prototypes"
-    self.criterion = SwaVLoss(temperature=kw["temperature"],
-                              sinkhorn_iterations=kw["sinkhorn_iterations"],
-                              sinkhorn_epsilon=kw["epsilon"])
+    self.criterion = SwaVLoss(
+        temperature=kw["temperature"],
+        sinkhorn_iterations=kw["sinkhorn_iterations"],
+        sinkhorn_epsilon=kw["epsilon"],
+    )
 
   def scores(self, x, step):
     z = F.normalize(self.projection(self.encoder(x)), dim=1)

@@ -13,6 +13,7 @@ point: the settings and the validation accuracy (mean, std, per draw). The valid
 the npz's test split; the main job's test digits are never read. A point is a fixed setting (no
 CV: the ablation's full-mode grid is one point), so the lines compare settings.
 """
+
 import argparse
 import copy
 import itertools
@@ -44,7 +45,9 @@ def parse_grid(text):
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = argparse.ArgumentParser(
+      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
   parser.add_argument("--method", required=True)
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--steps", type=int, default=120)
@@ -58,8 +61,12 @@ def main():
     parser.error(f"unrecognised arguments {bad}; overrides look like --config.KEY=VALUE")
   if not os.path.exists(args.val):
     parser.error(f"--val={args.val} does not exist: run experiments/make_validation_digits.py")
-  c = ours.run_config(args.method, args.seed, args.steps,
-                      [f"data.source=npz:{args.val}"] + [o[len("--config."):] for o in overrides])
+  c = ours.run_config(
+      args.method,
+      args.seed,
+      args.steps,
+      [f"data.source=npz:{args.val}"] + [o[len("--config.") :] for o in overrides],
+  )
   workdir = os.path.join(args.export, "runs", f"tune-{args.method}-{args.seed}")
   c = config_lib.finalize(c, workdir)
   run = train.train(c, workdir)  # resumes (no step left) when the run is already there
@@ -71,13 +78,30 @@ def main():
     fc.label_efficiency.methods = ("ssl_finetune",)
     fc.label_efficiency.labels_per_class = (ablation.finetune_labels_per_class,)
     fc.label_efficiency.num_draws = args.draws
-    row, = image.study_rows(fc, run.features_of, run.train_source, run.test_source,
-                            run.components.mesh, pretrained_encoder=encoder)
+    (row,) = image.study_rows(
+        fc,
+        run.features_of,
+        run.train_source,
+        run.test_source,
+        run.components.mesh,
+        pretrained_encoder=encoder,
+    )
     accuracies = [float(a) for a in row.get("accuracies", [])]
-    print(json.dumps(dict(method=args.method, seed=args.seed, steps=args.steps, setting=point,
-                          overrides=overrides, val_accuracy=round(100 * row["accuracy_mean"], 2),
-                          val_std=round(100 * row["accuracy_std"], 2),
-                          per_draw=[round(100 * a, 2) for a in accuracies])), flush=True)
+    print(
+        json.dumps(
+            dict(
+                method=args.method,
+                seed=args.seed,
+                steps=args.steps,
+                setting=point,
+                overrides=overrides,
+                val_accuracy=round(100 * row["accuracy_mean"], 2),
+                val_std=round(100 * row["accuracy_std"], 2),
+                per_draw=[round(100 * a, 2) for a in accuracies],
+            )
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

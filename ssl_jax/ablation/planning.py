@@ -1,5 +1,6 @@
 """The ablation's plan: the `ablation` config section and its schema, each task's run config (its
 recipe over the ablation config) and the sweeps' extra runs (ssl_jax/ablation/__init__.py)."""
+
 import copy
 import inspect
 import json
@@ -34,8 +35,9 @@ def _schema_defaults():
 
 
 # the library's keys and `ablation`; its overrides and sweeps are checked by `plan`
-SCHEMA = config_lib.Schema(_schema_defaults,
-                           config_lib.FREE_FORM + ("ablation.overrides", "ablation.sweeps"))
+SCHEMA = config_lib.Schema(
+    _schema_defaults, config_lib.FREE_FORM + ("ablation.overrides", "ablation.sweeps")
+)
 
 
 def image_tasks():
@@ -50,8 +52,9 @@ def task_keywords(name):
 
 def _same(a, b):
   norm = lambda v: list(v) if isinstance(v, (tuple, list)) else v
-  return json.dumps(norm(a), sort_keys=True, default=str) == json.dumps(norm(b), sort_keys=True,
-                                                                         default=str)
+  return json.dumps(norm(a), sort_keys=True, default=str) == json.dumps(
+      norm(b), sort_keys=True, default=str
+  )
 
 
 def setting_name(setting):
@@ -85,8 +88,10 @@ def recipe_config(ablation_config, task):
   try:
     recipe = config_lib.load(recipe_path)
   except FileNotFoundError:
-    raise FileNotFoundError(f"ablation.recipe={ab.recipe!r}: no recipe {recipe_path!r} for task "
-                            f"{task!r}; add one or set ablation.recipe") from None
+    raise FileNotFoundError(
+        f"ablation.recipe={ab.recipe!r}: no recipe {recipe_path!r} for task "
+        f"{task!r}; add one or set ablation.recipe"
+    ) from None
   if recipe.task != task:
     raise ValueError(f"recipe {recipe_path!r} is for task {recipe.task!r}, not {task!r}")
   c.task = task
@@ -111,8 +116,10 @@ def applies(task, setting, sweep_tasks):
 def plan(ablation_config):
   """[(task, setting dict, run config)] in order: each task's recipe, then its sweep settings."""
   if "ablation" not in ablation_config:
-    raise KeyError("the config has no 'ablation' section: start from configs/ablate.py, or add "
-                   "c.ablation = ssl_jax.ablation.planning.defaults()")
+    raise KeyError(
+        "the config has no 'ablation' section: start from configs/ablate.py, or add "
+        "c.ablation = ssl_jax.ablation.planning.defaults()"
+    )
   ab = ablation_config.ablation
   known = image_tasks()
   chosen = list(ab.tasks) or known
@@ -123,8 +130,10 @@ def plan(ablation_config):
   for name, sweep in dict(ab.sweeps).items():
     sweep = dict(sweep)
     if set(sweep) - {"settings", "tasks"} or not sweep.get("settings"):
-      raise ValueError(f"ablation.sweeps.{name} must be dict(settings=({{KEY: VALUE}}, ...), "
-                       f"tasks=(...)), got {sweep}")
+      raise ValueError(
+          f"ablation.sweeps.{name} must be dict(settings=({{KEY: VALUE}}, ...), "
+          f"tasks=(...)), got {sweep}"
+      )
     sweeps[name] = sweep
   runs = []
   for task in chosen:
@@ -141,8 +150,9 @@ def plan(ablation_config):
             continue  # the recipe's own value: its run is the recipe's row
         except KeyError:
           pass
-        c = config_lib.override(copy.deepcopy(base),
-                                [_setting_string(k, v) for k, v in setting.items()])
+        c = config_lib.override(
+            copy.deepcopy(base), [_setting_string(k, v) for k, v in setting.items()]
+        )
         if run_name(task, setting) not in seen:
           seen.add(run_name(task, setting))
           runs.append((task, setting, c))

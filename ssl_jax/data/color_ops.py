@@ -5,6 +5,7 @@ about the ITU-R 601 luma, hue as a rotation in HSV space); 1-channel images pass
 saturation and hue ops unchanged. `image_ops.augment_view` applies `color_jitter` and
 `to_grayscale` per view.
 """
+
 import jax
 import jax.numpy as jnp
 
@@ -12,7 +13,8 @@ _LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as torchvision and PIL use for grays
 
 
 def color_jitter(image, uniforms, *, strength):
-  """SimCLR's colour distortion at strength s, its four ops in a random order, each clipped to [0, 1].
+  """SimCLR's colour distortion at strength s, its four ops in a random order, each clipped
+  to [0, 1].
 
   `uniforms`: 8 numbers in [0, 1) (image_ops._JITTER_UNIFORMS) that fix the factors, the hue
   shift and the order.
@@ -21,9 +23,15 @@ def color_jitter(image, uniforms, *, strength):
   low = jnp.maximum(0.0, 1 - 0.8 * strength)
   factors = low + (1 + 0.8 * strength - low) * u_factors
   hue_delta = 0.2 * strength * (2 * u_hue[0] - 1)
-  ops = (lambda x: adjust_brightness(x, factors[0]), lambda x: adjust_contrast(x, factors[1]),
-         lambda x: adjust_saturation(x, factors[2]), lambda x: adjust_hue(x, hue_delta))
-  order = jnp.argsort(u_order)  # a uniformly random permutation, cheaper to compile than permutation()
+  ops = (
+      lambda x: adjust_brightness(x, factors[0]),
+      lambda x: adjust_contrast(x, factors[1]),
+      lambda x: adjust_saturation(x, factors[2]),
+      lambda x: adjust_hue(x, hue_delta),
+  )
+  order = jnp.argsort(
+      u_order
+  )  # a uniformly random permutation, cheaper to compile than permutation()
   for step in range(len(ops)):  # unrolled: 3x faster than fori_loop on CPU, which cannot fuse steps
     image = jax.lax.switch(order[step], ops, image)  # under vmap all four ops run, then a select
   return image
@@ -58,7 +66,8 @@ def adjust_saturation(image, factor):
 
 
 def adjust_hue(image, delta):
-  """Rotates hue by `delta` turns (delta in [-0.5, 0.5]) in HSV space; a no-op for 1-channel images."""
+  """Rotates hue by `delta` turns (delta in [-0.5, 0.5]) in HSV space; a no-op for 1-channel
+  images."""
   if image.shape[-1] == 1:
     return image
   hue, saturation, value = rgb_to_hsv(image)
@@ -84,8 +93,11 @@ def rgb_to_hsv(image):
 
 
 def hsv_to_rgb(hue, saturation, value):
-  """Inverse of rgb_to_hsv, via the piecewise-linear form f(n) = v - v s clip(min(k, 4 - k), 0, 1)."""
+  """Inverse of rgb_to_hsv, via the piecewise-linear form
+  f(n) = v - v s clip(min(k, 4 - k), 0, 1)."""
+
   def channel(n):
     k = _wrap(n + 6 * hue, 6)
     return value - value * saturation * jnp.clip(jnp.minimum(k, 4 - k), 0, 1)
+
   return jnp.stack([channel(5), channel(3), channel(1)], axis=-1)

@@ -3,6 +3,7 @@
 Only what must happen before batching lives here (decode, fixed-size resize, per-view crops);
 flips, colour and blur run batched on the device (`image_ops`).
 """
+
 import io
 import math
 
@@ -27,10 +28,15 @@ def open_image(encoded, where, channels=3, size=None):
       im.draft(_MODE[channels], (size, size))
     im.load()
     if im.mode != _MODE[channels]:
-      im = im.convert("RGBA").convert(_MODE[channels]) if im.mode == "P" else im.convert(_MODE[channels])
+      im = (
+          im.convert("RGBA").convert(_MODE[channels])
+          if im.mode == "P"
+          else im.convert(_MODE[channels])
+      )
   except Exception as e:  # PIL raises several types for corrupt data
-    raise ValueError(f"{where}: cannot decode image ({type(e).__name__}: {e}); expected a JPEG or "
-                     "PNG file") from None
+    raise ValueError(
+        f"{where}: cannot decode image ({type(e).__name__}: {e}); expected a JPEG or " "PNG file"
+    ) from None
   return im
 
 
@@ -47,7 +53,8 @@ def encode_png(array):
 
 
 def decode_image(encoded, where, channels=3, size=None):
-  """Bytes -> uint8 (H, W, C); with `size`, shorter side resized to `size` and centre-cropped square."""
+  """Bytes -> uint8 (H, W, C); with `size`, shorter side resized to `size` and centre-cropped
+  square."""
   im = open_image(encoded, where, channels, size)
   return to_array(center_crop(im, size) if size else im)
 

@@ -1,4 +1,5 @@
-"""SimCLR's augmentations (Chen et al. 2020, appendix A) as batched JAX ops for the jitted train step.
+"""SimCLR's augmentations (Chen et al. 2020, appendix A) as batched JAX ops for the jitted train
+step.
 
 View v of example i draws from `fold_in(fold_in(key, v), i)`, with i its index in the global batch,
 so a view depends only on the key and the example, never on how the batch is split over devices.
@@ -10,6 +11,7 @@ variation); both are off by default and drawn from keys of their own, so views w
 exactly what they were before they existed. Pixels are float32 in [0, 1], channels last, 1 or 3
 channels. The colour ops (jitter, grayscale, HSV) are data/color_ops.py's.
 """
+
 import math
 
 import jax
@@ -25,7 +27,8 @@ _JITTER_UNIFORMS = 8  # three factors, the hue shift, four sort keys for the op 
 
 
 def check_images(images, *, name="images"):
-  """Raises ValueError unless `images` is a float32/bfloat16 (B, H, W, C) batch, C in {1, 3}, in [0, 1].
+  """Raises ValueError unless `images` is a float32/bfloat16 (B, H, W, C) batch, C in {1, 3},
+  in [0, 1].
 
   Shape and dtype are checked always (at trace time under jit); the value range only for
   concrete arrays, since a check on traced values would need a host sync inside the step.
@@ -34,20 +37,30 @@ def check_images(images, *, name="images"):
   dtype = getattr(images, "dtype", None)  # not jnp.result_type, which reports float64 as float32
   if len(shape) != 4:
     hint = "; add a batch axis with images[None]" if len(shape) == 3 else ""
-    raise ValueError(f"{name} must be 4-D (batch, height, width, channels), got shape {shape}{hint}")
+    raise ValueError(
+        f"{name} must be 4-D (batch, height, width, channels), got shape {shape}{hint}"
+    )
   if dtype not in (jnp.float32, jnp.bfloat16):
-    hint = ("; convert with images.astype(np.float32) / 255" if jnp.issubdtype(dtype, jnp.integer)
-            else "; cast with images.astype(np.float32)")
-    raise ValueError(f"{name} has dtype {dtype}, expected float32 or bfloat16 with values in [0, 1]"
-                     f"{hint}")
+    hint = (
+        "; convert with images.astype(np.float32) / 255"
+        if jnp.issubdtype(dtype, jnp.integer)
+        else "; cast with images.astype(np.float32)"
+    )
+    raise ValueError(
+        f"{name} has dtype {dtype}, expected float32 or bfloat16 with values in [0, 1]" f"{hint}"
+    )
   if shape[-1] not in (1, 3):
-    raise ValueError(f"{name} has {shape[-1]} channels (shape {shape}); expected 1 (grayscale) or "
-                     "3 (RGB), channels last")
+    raise ValueError(
+        f"{name} has {shape[-1]} channels (shape {shape}); expected 1 (grayscale) or "
+        "3 (RGB), channels last"
+    )
   if not isinstance(images, jax.core.Tracer) and images.size:
     low, high = float(jnp.min(images)), float(jnp.max(images))
     if low < 0 or high > 1:
-      raise ValueError(f"{name} values lie in [{low:g}, {high:g}], expected [0, 1]; "
-                       "divide uint8 pixels by 255")
+      raise ValueError(
+          f"{name} values lie in [{low:g}, {high:g}], expected [0, 1]; "
+          "divide uint8 pixels by 255"
+      )
 
 
 def augment_views(key, images, *, num_views=2, **augment_kwargs):
@@ -70,11 +83,29 @@ def augment_views(key, images, *, num_views=2, **augment_kwargs):
   return jnp.swapaxes(flat.reshape(batch_size, num_views, *flat.shape[1:]), 0, 1)
 
 
-def augment_view(key, image, *, crop_size=None, crop_scale=(0.08, 1.0), crop_ratio=(3 / 4, 4 / 3),
-                 flip_prob=0.5, jitter_prob=0.8, jitter_strength=0.5, grayscale_prob=0.2,
-                 blur_prob=0.0, blur_sigma=(0.1, 2.0), solarize_prob=0.0, solarize_threshold=0.5,
-                 affine_prob=0.0, rotate_degrees=0.0, shear_degrees=0.0, translate=0.0,
-                 elastic_prob=0.0, elastic_alpha=0.0, elastic_sigma=4.0):
+def augment_view(
+    key,
+    image,
+    *,
+    crop_size=None,
+    crop_scale=(0.08, 1.0),
+    crop_ratio=(3 / 4, 4 / 3),
+    flip_prob=0.5,
+    jitter_prob=0.8,
+    jitter_strength=0.5,
+    grayscale_prob=0.2,
+    blur_prob=0.0,
+    blur_sigma=(0.1, 2.0),
+    solarize_prob=0.0,
+    solarize_threshold=0.5,
+    affine_prob=0.0,
+    rotate_degrees=0.0,
+    shear_degrees=0.0,
+    translate=0.0,
+    elastic_prob=0.0,
+    elastic_alpha=0.0,
+    elastic_sigma=4.0,
+):
   """One view of one float (H, W, C) image in [0, 1]; returns float32 (S, S, C), S = crop_size or H.
 
   affine_prob: the chance of `affine` with an angle uniform in +-rotate_degrees, a shear uniform in
@@ -83,29 +114,41 @@ def augment_view(key, image, *, crop_size=None, crop_scale=(0.08, 1.0), crop_rat
   elastic_sigma pixels (Simard et al. use 34 and 4 on 28 px digits; a Python number, static).
   """
   if np.ndim(image) != 3:
-    raise ValueError(f"augment_view takes one (H, W, C) image, got shape {np.shape(image)}; "
-                     "use augment_views for a batch")
+    raise ValueError(
+        f"augment_view takes one (H, W, C) image, got shape {np.shape(image)}; "
+        "use augment_views for a batch"
+    )
   check_images(image[None], name="image")
   if not 0 < crop_scale[0] <= crop_scale[1] or not 0 < crop_ratio[0] <= crop_ratio[1]:
-    raise ValueError(f"need 0 < low <= high for crop_scale={crop_scale} and crop_ratio={crop_ratio}")
+    raise ValueError(
+        f"need 0 < low <= high for crop_scale={crop_scale} and crop_ratio={crop_ratio}"
+    )
   image = image.astype(jnp.float32)
   size = crop_size or image.shape[0]
   # one draw for the whole view: each separate RNG call adds ~0.5 s to XLA's CPU compile
   uniforms = jax.random.uniform(key, (_CROP_UNIFORMS + _JITTER_UNIFORMS + 6,))
-  u_crop, u_jitter_ops, u_rest = jnp.split(uniforms,
-                                           [_CROP_UNIFORMS, _CROP_UNIFORMS + _JITTER_UNIFORMS])
+  u_crop, u_jitter_ops, u_rest = jnp.split(
+      uniforms, [_CROP_UNIFORMS, _CROP_UNIFORMS + _JITTER_UNIFORMS]
+  )
   u_flip, u_jitter, u_gray, u_blur, u_sigma, u_solarize = u_rest
   box = _crop_box(u_crop, image.shape[:2], crop_scale, crop_ratio)
   image = resized_crop(image, box, size, flip=u_flip < flip_prob)
   if affine_prob > 0:
     u_affine = jax.random.uniform(jax.random.fold_in(key, 1), (5,))
-    warp = lambda x: affine(x, rotate_degrees * (2 * u_affine[1] - 1),
-                            shear_degrees * (2 * u_affine[2] - 1),
-                            translate * size * (2 * u_affine[3:] - 1))
+    warp = lambda x: affine(
+        x,
+        rotate_degrees * (2 * u_affine[1] - 1),
+        shear_degrees * (2 * u_affine[2] - 1),
+        translate * size * (2 * u_affine[3:] - 1),
+    )
     image = _maybe(u_affine[0], affine_prob, warp, image)
   if elastic_prob > 0:
-    u_elastic, noise = jnp.split(jax.random.uniform(jax.random.fold_in(key, 2), (1 + 2 * size * size,),
-                                                    minval=-1.0, maxval=1.0), [1])
+    u_elastic, noise = jnp.split(
+        jax.random.uniform(
+            jax.random.fold_in(key, 2), (1 + 2 * size * size,), minval=-1.0, maxval=1.0
+        ),
+        [1],
+    )
     distort = lambda x: elastic(x, noise.reshape(2, size, size), elastic_alpha, elastic_sigma)
     image = _maybe((u_elastic[0] + 1) / 2, elastic_prob, distort, image)
   jitter = lambda x: color_jitter(x, u_jitter_ops, strength=jitter_strength)
@@ -115,7 +158,9 @@ def augment_view(key, image, *, crop_size=None, crop_scale=(0.08, 1.0), crop_rat
   image = _maybe(u_blur, blur_prob, lambda x: gaussian_blur(x, sigma), image)
   solarize = lambda x: jnp.where(x >= solarize_threshold, 1 - x, x)
   image = _maybe(u_solarize, solarize_prob, solarize, image)
-  return jnp.clip(image, 0, 1)  # float rounding (luma weights sum to 1 + 1e-7) must not leave [0, 1]
+  return jnp.clip(
+      image, 0, 1
+  )  # float rounding (luma weights sum to 1 + 1e-7) must not leave [0, 1]
 
 
 def _maybe(uniform, prob, op, image):
@@ -126,8 +171,8 @@ def _maybe(uniform, prob, op, image):
 
 
 def _crop_box(uniforms, image_shape, scale, ratio):
-  """(top, left, height, width) in whole pixels from _CROP_UNIFORMS numbers in [0, 1), as torchvision's
-  RandomResizedCrop draws them.
+  """(top, left, height, width) in whole pixels from _CROP_UNIFORMS numbers in [0, 1), as
+  torchvision's RandomResizedCrop draws them.
 
   All tries are drawn at once and the first box that fits wins (static shapes, no while loop);
   if none of the tries fits, a centre crop with the aspect ratio clamped into `ratio`.
@@ -154,12 +199,14 @@ def _crop_box(uniforms, image_shape, scale, ratio):
 
 
 def resized_crop(image, box, size, *, flip=False):
-  """Bilinear resize of image[top:top+h, left:left+w] to (size, size), optionally mirrored left-right.
+  """Bilinear resize of image[top:top+h, left:left+w] to (size, size), optionally mirrored
+  left-right.
 
   Bilinear resampling along one axis is a (size, H) matrix of tent weights, so the crop is two small
   matmuls. Chosen over jax.image.scale_and_translate (same output to 2e-6, same speed: 2.7-2.9 vs
   2.4-3.4 ms for 256 x 32x32x3 on 2 CPU cores) for being explicit, exact for the full box and
-  flipping for free; map_coordinates took 16-19 ms. No antialiasing: with size = H crops only enlarge.
+  flipping for free; map_coordinates took 16-19 ms. No antialiasing: with size = H crops only
+  enlarge.
   """
   top, left, box_h, box_w = box
   rows = _tent_weights(top, box_h, image.shape[0], size)
@@ -177,14 +224,17 @@ def affine(image, degrees, shear_degrees, shift):
   height, width = image.shape[:2]
   cy, cx = (height - 1) / 2, (width - 1) / 2
   theta, shear = jnp.deg2rad(degrees), jnp.deg2rad(shear_degrees)
-  y, x = jnp.meshgrid(jnp.arange(height) - cy - shift[0], jnp.arange(width) - cx - shift[1],
-                      indexing="ij")
+  y, x = jnp.meshgrid(
+      jnp.arange(height) - cy - shift[0], jnp.arange(width) - cx - shift[1], indexing="ij"
+  )
   # A^-1 = S^-1 R^-1 maps output offsets to input offsets
   x_in, y_in = jnp.cos(theta) * x - jnp.sin(theta) * y, jnp.sin(theta) * x + jnp.cos(theta) * y
   x_in = x_in + jnp.tan(shear) * y_in
   coords = [y_in + cy, x_in + cx]
-  channels = [jax.scipy.ndimage.map_coordinates(image[..., k], coords, order=1, mode="constant",
-                                                cval=0.0) for k in range(image.shape[-1])]
+  channels = [
+      jax.scipy.ndimage.map_coordinates(image[..., k], coords, order=1, mode="constant", cval=0.0)
+      for k in range(image.shape[-1])
+  ]
   return jnp.stack(channels, axis=-1)
 
 
@@ -193,12 +243,13 @@ def gaussian_filter_matrix(size, sigma):
   truncated at 4 sigma, the values beyond the edges taken as zero."""
   radius = max(1, int(4 * sigma + 0.5))
   offsets = np.arange(-radius, radius + 1)
-  kernel = np.exp(-offsets ** 2 / (2 * sigma ** 2))
+  kernel = np.exp(-(offsets**2) / (2 * sigma**2))
   kernel /= kernel.sum()
   distance = np.arange(size)[None, :] - np.arange(size)[:, None]
   inside = np.abs(distance) <= radius
-  return jnp.asarray(np.where(inside, kernel[np.clip(distance + radius, 0, 2 * radius)], 0.0),
-                     jnp.float32)
+  return jnp.asarray(
+      np.where(inside, kernel[np.clip(distance + radius, 0, 2 * radius)], 0.0), jnp.float32
+  )
 
 
 def elastic(image, noise, alpha, sigma):
@@ -209,16 +260,20 @@ def elastic(image, noise, alpha, sigma):
   height, width = image.shape[:2]
   rows, cols = gaussian_filter_matrix(height, sigma), gaussian_filter_matrix(width, sigma)
   field = alpha * jnp.einsum("hi,cij,wj->chw", rows, noise, cols)
-  y, x = jnp.meshgrid(jnp.arange(height, dtype=jnp.float32), jnp.arange(width, dtype=jnp.float32),
-                      indexing="ij")
+  y, x = jnp.meshgrid(
+      jnp.arange(height, dtype=jnp.float32), jnp.arange(width, dtype=jnp.float32), indexing="ij"
+  )
   coords = [y + field[0], x + field[1]]
-  channels = [jax.scipy.ndimage.map_coordinates(image[..., k], coords, order=1, mode="constant",
-                                                cval=0.0) for k in range(image.shape[-1])]
+  channels = [
+      jax.scipy.ndimage.map_coordinates(image[..., k], coords, order=1, mode="constant", cval=0.0)
+      for k in range(image.shape[-1])
+  ]
   return jnp.stack(channels, axis=-1)
 
 
 def _tent_weights(start, length, in_size, out_size):
-  """(out_size, in_size) bilinear weights; pixel centres at +0.5 (align_corners=False), edges clamp."""
+  """(out_size, in_size) bilinear weights; pixel centres at +0.5 (align_corners=False), edges
+  clamp."""
   centres = start + (jnp.arange(out_size) + 0.5) * length / out_size - 0.5
   centres = jnp.clip(centres, 0, in_size - 1)
   return jnp.maximum(0.0, 1 - jnp.abs(centres[:, None] - jnp.arange(in_size)))
@@ -228,13 +283,15 @@ def gaussian_blur(image, sigma):
   """Separable Gaussian blur of an (H, W, C) image, kernel ~10% of the image side as in SimCLR."""
   radius = max(1, min(image.shape[:2]) // 20)
   offsets = jnp.arange(-radius, radius + 1, dtype=jnp.float32)
-  kernel = jnp.exp(-offsets ** 2 / (2 * jnp.maximum(sigma, 1e-3) ** 2))
+  kernel = jnp.exp(-(offsets**2) / (2 * jnp.maximum(sigma, 1e-3) ** 2))
   kernel = kernel / jnp.sum(kernel)
   for axis in (0, 1):
     pad = [(0, 0)] * image.ndim
     pad[axis] = (radius, radius)
     padded = jnp.pad(image, pad, mode="edge")  # replicate borders so edges are not darkened
     size = image.shape[axis]
-    image = sum(kernel[i] * jax.lax.slice_in_dim(padded, i, i + size, axis=axis)
-                for i in range(2 * radius + 1))
+    image = sum(
+        kernel[i] * jax.lax.slice_in_dim(padded, i, i + size, axis=axis)
+        for i in range(2 * radius + 1)
+    )
   return image

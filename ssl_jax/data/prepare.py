@@ -1,8 +1,10 @@
 """Converts an image folder, an .npz or a jsonl:DIR text corpus into a TFDS ArrayRecord dataset
 that `tfds:NAME` reads.
 
-  python -m ssl_jax.data.prepare --input=folder:/data/xrays --name=xrays --data_dir=~/tensorflow_datasets
-  python -m ssl_jax.data.prepare --input=npz:cifar10_jpeg_bytes.npz --name=cifar10_jpeg --data_dir=DIR
+  python -m ssl_jax.data.prepare --input=folder:/data/xrays --name=xrays \
+      --data_dir=~/tensorflow_datasets
+  python -m ssl_jax.data.prepare --input=npz:cifar10_jpeg_bytes.npz --name=cifar10_jpeg \
+      --data_dir=DIR
   python -m ssl_jax.data.prepare --input=jsonl:/data/sst2 --name=sst2_jsonl --data_dir=DIR
 
 then train with `--config.data.source=tfds:xrays --config.data.data_dir=DIR`. No TensorFlow needed:
@@ -18,8 +20,10 @@ and checks; empty texts skipped and reported) into features `text` (Text) and `l
 of K classes named '0'..'K-1': --num_classes, else the largest label + 1) and splits 'train',
 'test' and, when DIR has one, 'unlabeled'. Unlabelled rows, those of the train file and the whole
 'unlabeled' split, are stored with label -1, which ClassLabel accepts as "no label" (as tfds's own
-imdb_reviews 'unsupervised' split does), so `tfds:NAME` gives back the texts and labels of `jsonl:DIR`.
+imdb_reviews 'unsupervised' split does), so `tfds:NAME` gives back the texts and labels of
+`jsonl:DIR`.
 """
+
 import argparse
 import concurrent.futures
 import io
@@ -43,12 +47,20 @@ def _splits_and_classes(spec, channels, skip_corrupt):
   kind, _, path = spec.partition(":")
   if kind == "folder":
     if os.path.isdir(os.path.join(path, "train")):
-      names = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d))
-                     and not d.startswith("."))
-      splits = {s: folder.build(path, s, channels=channels, skip_corrupt=skip_corrupt) for s in names}
+      names = sorted(
+          d
+          for d in os.listdir(path)
+          if os.path.isdir(os.path.join(path, d)) and not d.startswith(".")
+      )
+      splits = {
+          s: folder.build(path, s, channels=channels, skip_corrupt=skip_corrupt) for s in names
+      }
     else:
-      splits = {"train": folder.build(path, "train", channels=channels, holdout_per_class=0,
-                                      skip_corrupt=skip_corrupt)}
+      splits = {
+          "train": folder.build(
+              path, "train", channels=channels, holdout_per_class=0, skip_corrupt=skip_corrupt
+          )
+      }
     return splits, splits["train"].classes
   if kind == "npz":
     if not os.path.isfile(path):
@@ -86,8 +98,11 @@ def _encoded(source, index, channels):
 
 def _features(channels, classes, encoding):
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  features = {"image": tfds.features.Image(shape=(None, None, channels), encoding_format=encoding),
-              "file_name": tfds.features.Text()}
+
+  features = {
+      "image": tfds.features.Image(shape=(None, None, channels), encoding_format=encoding),
+      "file_name": tfds.features.Text(),
+  }
   if classes is not None:
     features["label"] = tfds.features.ClassLabel(names=classes)
   return tfds.features.FeaturesDict(features)
@@ -103,11 +118,16 @@ def _file_names(source):
 def _output_dir(name, data_dir, version, overwrite):
   """DATA_DIR/NAME/VERSION after checking the name (replaced only with `overwrite`)."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
   if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
-    raise ValueError(f"--name={name!r}: use lower_case letters, digits and underscores (a TFDS name)")
+    raise ValueError(
+        f"--name={name!r}: use lower_case letters, digits and underscores (a TFDS name)"
+    )
   if name in tfds.list_builders(with_community_datasets=False):
-    raise ValueError(f"--name={name!r} is a registered TFDS dataset, which tfds would read with its own "
-                     f"builder; choose another name, e.g. {name}_local")
+    raise ValueError(
+        f"--name={name!r} is a registered TFDS dataset, which tfds would read with its own "
+        f"builder; choose another name, e.g. {name}_local"
+    )
   out = os.path.join(os.path.expanduser(data_dir), name, version)
   if os.path.exists(out):
     if not overwrite:
@@ -120,6 +140,7 @@ def _write_split(out, name, split, records, n, examples_per_shard):
   """Writes `n` serialized examples (an iterable) as ArrayRecord shards -> tfds SplitInfo."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   from array_record.python import array_record_module  # pylint: disable=g-import-not-at-top
+
   records = iter(records)
   shards = [min(examples_per_shard, n - s) for s in range(0, n, examples_per_shard)]
   for k, size in enumerate(shards):
@@ -135,12 +156,20 @@ def _write_split(out, name, split, records, n, examples_per_shard):
 def _finish(out, final, name, data_dir, spec, features, split_infos):
   """Writes the metadata and renames OUT (NAME/VERSION.incomplete) to its final name."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  tfds.folder_dataset.write_metadata(data_dir=out, features=features,
-                                     split_infos=split_infos, check_data=False,
-                                     description=f"Prepared by ssl_jax.data.prepare from {spec}")
+
+  tfds.folder_dataset.write_metadata(
+      data_dir=out,
+      features=features,
+      split_infos=split_infos,
+      check_data=False,
+      description=f"Prepared by ssl_jax.data.prepare from {spec}",
+  )
   os.rename(out, final)
-  print(f"wrote {final}; train with --config.data.source=tfds:{name} --config.data.data_dir={data_dir}",
-        flush=True)
+  print(
+      f"wrote {final}; train with --config.data.source=tfds:{name} "
+      f"--config.data.data_dir={data_dir}",
+      flush=True,
+  )
   return final
 
 
@@ -153,41 +182,81 @@ def _incomplete(final):
 
 def _text_features(num_classes):
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  return tfds.features.FeaturesDict({"text": tfds.features.Text(),
-                                     "label": tfds.features.ClassLabel(num_classes=num_classes)})
+
+  return tfds.features.FeaturesDict(
+      {"text": tfds.features.Text(), "label": tfds.features.ClassLabel(num_classes=num_classes)}
+  )
 
 
-def prepare_text(spec, *, name, data_dir, version="1.0.0", num_classes=0, examples_per_shard=10_000,
-                 overwrite=False):
+def prepare_text(
+    spec,
+    *,
+    name,
+    data_dir,
+    version="1.0.0",
+    num_classes=0,
+    examples_per_shard=10_000,
+    overwrite=False,
+):
   """A jsonl:DIR corpus as DATA_DIR/NAME/VERSION/ (see the module docstring)."""
   final = _output_dir(name, data_dir, version, overwrite)
   corpus = text.jsonl_dir(spec.partition(":")[2], num_classes=num_classes)
   for path, count in corpus.skipped_empty.items():
     print(f"skipped {count} empty text(s) in {path}", flush=True)
-  splits = {"train": (corpus.train_texts, corpus.train_labels),
-            "test": (corpus.test_texts, corpus.test_labels)}
+  splits = {
+      "train": (corpus.train_texts, corpus.train_labels),
+      "test": (corpus.test_texts, corpus.test_labels),
+  }
   if corpus.unlabeled_texts:
-    splits["unlabeled"] = (corpus.unlabeled_texts, [sources_base.UNLABELED] * len(corpus.unlabeled_texts))
+    splits["unlabeled"] = (
+        corpus.unlabeled_texts,
+        [sources_base.UNLABELED] * len(corpus.unlabeled_texts),
+    )
   features = _text_features(corpus.num_classes)
   out, split_infos = _incomplete(final), []
   for split, (texts, labels) in splits.items():
-    records = (features.serialize_example({"text": t, "label": int(y)}) for t, y in zip(texts, labels))
+    records = (
+        features.serialize_example({"text": t, "label": int(y)}) for t, y in zip(texts, labels)
+    )
     split_infos.append(_write_split(out, name, split, records, len(texts), examples_per_shard))
   return _finish(out, final, name, data_dir, spec, features, split_infos)
 
 
-def prepare(spec, *, name, data_dir, version="1.0.0", channels=3, holdout_per_class=0, seed=0,
-            skip_corrupt=False, examples_per_shard=10_000, overwrite=False, num_classes=0):
+def prepare(
+    spec,
+    *,
+    name,
+    data_dir,
+    version="1.0.0",
+    channels=3,
+    holdout_per_class=0,
+    seed=0,
+    skip_corrupt=False,
+    examples_per_shard=10_000,
+    overwrite=False,
+    num_classes=0,
+):
   """Writes DATA_DIR/NAME/VERSION/ (ArrayRecord shards, dataset_info.json, features.json)."""
   if spec.partition(":")[0] == "jsonl":
     if holdout_per_class or skip_corrupt or channels != 3:
-      raise ValueError(f"--input={spec!r}: --holdout_per_class, --skip_corrupt and --channels are for "
-                       "images; a jsonl:DIR corpus has its own test file")
-    return prepare_text(spec, name=name, data_dir=data_dir, version=version, num_classes=num_classes,
-                        examples_per_shard=examples_per_shard, overwrite=overwrite)
+      raise ValueError(
+          f"--input={spec!r}: --holdout_per_class, --skip_corrupt and --channels are for "
+          "images; a jsonl:DIR corpus has its own test file"
+      )
+    return prepare_text(
+        spec,
+        name=name,
+        data_dir=data_dir,
+        version=version,
+        num_classes=num_classes,
+        examples_per_shard=examples_per_shard,
+        overwrite=overwrite,
+    )
   if num_classes:
-    raise ValueError(f"--num_classes={num_classes} is for jsonl:DIR; images take their classes from "
-                     "the folder names or the .npz")
+    raise ValueError(
+        f"--num_classes={num_classes} is for jsonl:DIR; images take their classes from "
+        "the folder names or the .npz"
+    )
   final = _output_dir(name, data_dir, version, overwrite)
   splits, classes = _splits_and_classes(spec, channels, skip_corrupt)
   splits = _holdout(splits, holdout_per_class, seed)
@@ -200,13 +269,17 @@ def prepare(spec, *, name, data_dir, version="1.0.0", channels=3, holdout_per_cl
     file_names, n = _file_names(source), len(source)
     for start in range(0, n, examples_per_shard):  # a shard's images decoded in parallel
       shard = range(start, min(start + examples_per_shard, n))
-      for i, (data, label, kind) in zip(shard, pool.map(lambda i: _encoded(source, i, channels), shard)):
+      for i, (data, label, kind) in zip(
+          shard, pool.map(lambda i: _encoded(source, i, channels), shard)
+      ):
         formats.add(kind)
         example = {"image": data, "file_name": file_names[i]}
         if labelled:
           if label < 0:
-            raise ValueError(f"{spec}:{split}[{i}] is unlabelled (-1) in a labelled dataset; every "
-                             "example needs a label in [0, num_classes)")
+            raise ValueError(
+                f"{spec}:{split}[{i}] is unlabelled (-1) in a labelled dataset; every "
+                "example needs a label in [0, num_classes)"
+            )
           example["label"] = label
         yield serializer.serialize_example(example)
 
@@ -214,9 +287,14 @@ def prepare(spec, *, name, data_dir, version="1.0.0", channels=3, holdout_per_cl
     for split, source in splits.items():
       if labelled:
         sources_base.check_labels(np.asarray(source.labels), len(classes), f"{spec}:{split}")
-      split_infos.append(_write_split(out, name, split, records(split, source, pool), len(source),
-                                      examples_per_shard))
-  features = _features(channels, classes if labelled else None, "jpeg" if formats == {"JPEG"} else "png")
+      split_infos.append(
+          _write_split(
+              out, name, split, records(split, source, pool), len(source), examples_per_shard
+          )
+      )
+  features = _features(
+      channels, classes if labelled else None, "jpeg" if formats == {"JPEG"} else "png"
+  )
   skipped = [line for s in splits.values() for line in getattr(s, "skipped", [])]
   if skipped:
     with open(os.path.join(out, "skipped_files.txt"), "w") as f:
@@ -225,25 +303,48 @@ def prepare(spec, *, name, data_dir, version="1.0.0", channels=3, holdout_per_cl
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = argparse.ArgumentParser(
+      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
   parser.add_argument("--input", required=True, help="folder:PATH, npz:PATH or jsonl:DIR")
   parser.add_argument("--name", required=True, help="TFDS dataset name (lower_case)")
-  parser.add_argument("--data_dir", default=os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets"))
+  parser.add_argument(
+      "--data_dir", default=os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets")
+  )
   parser.add_argument("--version", default="1.0.0")
   parser.add_argument("--channels", type=int, default=3, choices=(1, 3))
-  parser.add_argument("--num_classes", type=int, default=0,
-                      help="jsonl:DIR: the label's classes (0: the largest label + 1)")
-  parser.add_argument("--holdout_per_class", type=int, default=0,
-                      help="without split folders/keys: hold out this many per class as 'test'")
+  parser.add_argument(
+      "--num_classes",
+      type=int,
+      default=0,
+      help="jsonl:DIR: the label's classes (0: the largest label + 1)",
+  )
+  parser.add_argument(
+      "--holdout_per_class",
+      type=int,
+      default=0,
+      help="without split folders/keys: hold out this many per class as 'test'",
+  )
   parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--skip_corrupt", action="store_true", help="skip unreadable files, list them")
+  parser.add_argument(
+      "--skip_corrupt", action="store_true", help="skip unreadable files, list them"
+  )
   parser.add_argument("--examples_per_shard", type=int, default=10_000)
   parser.add_argument("--overwrite", action="store_true")
   args = parser.parse_args(argv)
-  prepare(args.input, name=args.name, data_dir=args.data_dir, version=args.version, channels=args.channels,
-          holdout_per_class=args.holdout_per_class, seed=args.seed, skip_corrupt=args.skip_corrupt,
-          examples_per_shard=args.examples_per_shard, overwrite=args.overwrite,
-          num_classes=args.num_classes)
+  prepare(
+      args.input,
+      name=args.name,
+      data_dir=args.data_dir,
+      version=args.version,
+      channels=args.channels,
+      holdout_per_class=args.holdout_per_class,
+      seed=args.seed,
+      skip_corrupt=args.skip_corrupt,
+      examples_per_shard=args.examples_per_shard,
+      overwrite=args.overwrite,
+      num_classes=args.num_classes,
+  )
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """What every source shares: the record contract, in-memory arrays, decode-on-access, subsets.
 
-A source has `len(source)`, `source[i] -> {"inputs": uint8 (H, W, C), "label": int}` (-1: unlabelled),
-`source.read(i)` (the same image before resizing, for host-side crops) and
+A source has `len(source)`, `source[i] -> {"inputs": uint8 (H, W, C), "label": int}`
+(-1: unlabelled), `source.read(i)` (the same image before resizing, for host-side crops) and
 `source.arrays() -> (images uint8 (N, H, W, C), labels int32 (N,))`.
 """
+
 import concurrent.futures
 import os
 
@@ -16,8 +17,9 @@ UNLABELED = -1
 
 def check_image_array(images, name):
   if images.ndim != 4 or images.shape[-1] not in (1, 3):
-    raise ValueError(f"{name}: images must be uint8 (N, H, W, C) with C in (1, 3), got shape "
-                     f"{images.shape}")
+    raise ValueError(
+        f"{name}: images must be uint8 (N, H, W, C) with C in (1, 3), got shape " f"{images.shape}"
+    )
   if images.dtype != np.uint8:
     raise ValueError(f"{name}: images must be uint8 in [0, 255], got dtype {images.dtype}")
 
@@ -26,8 +28,10 @@ def check_labels(labels, num_classes, name):
   labels = np.asarray(labels)
   bad = np.flatnonzero((labels != UNLABELED) & ((labels < 0) | (labels >= num_classes)))
   if bad.size:
-    raise ValueError(f"{name}: label {labels[bad[0]]} at index {bad[0]} is outside [0, {num_classes}) "
-                     f"(config.data.num_classes={num_classes}; -1 marks unlabelled)")
+    raise ValueError(
+        f"{name}: label {labels[bad[0]]} at index {bad[0]} is outside [0, {num_classes}) "
+        f"(config.data.num_classes={num_classes}; -1 marks unlabelled)"
+    )
   return labels[labels != UNLABELED]
 
 
@@ -38,8 +42,10 @@ def holdout_split(labels, per_class, seed):
   for c in np.unique(labels):
     members = np.flatnonzero(labels == c)
     if len(members) <= per_class:
-      raise ValueError(f"class {c} has {len(members)} examples; cannot hold out {per_class} "
-                       "(config.data.holdout_per_class)")
+      raise ValueError(
+          f"class {c} has {len(members)} examples; cannot hold out {per_class} "
+          "(config.data.holdout_per_class)"
+      )
     test.append(rng.choice(members, per_class, replace=False))
   test = np.sort(np.concatenate(test))
   train = np.setdiff1d(np.arange(len(labels)), test)
@@ -90,6 +96,7 @@ class DecodedSource:
   Subclasses define `record(i) -> (encoded bytes, label, where)` (`where` names it in errors),
   `__len__` and `labels` (int32 (N,)).
   """
+
   _DECODE_THREADS = os.cpu_count() or 1  # PIL releases the GIL while decoding
 
   def __init__(self, *, channels=3, image_size=None, name=""):
@@ -98,7 +105,10 @@ class DecodedSource:
 
   def __getitem__(self, index):
     data, label, where = self.record(index)
-    return {"inputs": decode.decode_image(data, where, self.channels, self.image_size), "label": label}
+    return {
+        "inputs": decode.decode_image(data, where, self.channels, self.image_size),
+        "label": label,
+    }
 
   def read(self, index):
     """The full-resolution PIL image (channels converted) and label, for host-side crops."""
@@ -112,8 +122,10 @@ class DecodedSource:
         images = list(pool.map(lambda i: self[i]["inputs"], range(len(self))))
       shapes = {im.shape for im in images}
       if len(shapes) > 1:
-        raise ValueError(f"{self.name}: images have different shapes {sorted(shapes)[:3]}; set "
-                         "config.data.image_size to resize them")
+        raise ValueError(
+            f"{self.name}: images have different shapes {sorted(shapes)[:3]}; set "
+            "config.data.image_size to resize them"
+        )
       self._arrays = (np.stack(images), np.asarray(self.labels, np.int32))
     return self._arrays
 

@@ -1,9 +1,11 @@
-"""Label subsets: deterministic "N per class" / "P percent" draws, written as files and loaded by path.
+"""Label subsets: deterministic "N per class" / "P percent" draws, written as files and loaded by
+path.
 
 A subset file has one entry a line: an example index into the split, or a file name (a path
 relative to an image folder, or its base name, or a TFDS `file_name` such as SimCLR's published
 1%/10% ImageNet lists, e.g. `n01440764_10026.JPEG`). Blank lines and `#` comments are ignored.
 """
+
 import math
 import os
 
@@ -34,7 +36,9 @@ def percent(labels, p, seed):
   chosen = []
   for c in np.unique(labels[labels != UNLABELED]):
     members = np.flatnonzero(labels == c)
-    chosen.append(rng.choice(members, max(1, math.floor(len(members) * p / 100 + 0.5)), replace=False))
+    chosen.append(
+        rng.choice(members, max(1, math.floor(len(members) * p / 100 + 0.5)), replace=False)
+    )
   return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, np.int64)
 
 
@@ -54,8 +58,11 @@ def load(path, source):
   if not os.path.isfile(path):
     raise FileNotFoundError(f"subset file {path!r} does not exist (one index or file name a line)")
   with open(path) as f:
-    entries = [(n, line.strip()) for n, line in enumerate(f, 1)
-               if line.strip() and not line.lstrip().startswith("#")]
+    entries = [
+        (n, line.strip())
+        for n, line in enumerate(f, 1)
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
   if not entries:
     raise ValueError(f"subset file {path!r} lists no examples")
   lookup = None
@@ -64,12 +71,16 @@ def load(path, source):
     if entry.isdigit():
       index = int(entry)
       if index >= len(source):
-        raise ValueError(f"{path}:{line_no}: index {index} is outside [0, {len(source)}) of {source.name}")
+        raise ValueError(
+            f"{path}:{line_no}: index {index} is outside [0, {len(source)}) of {source.name}"
+        )
     else:
       lookup = _name_lookup(source) if lookup is None else lookup
       if entry not in lookup:
-        raise ValueError(f"{path}:{line_no}: file name {entry!r} is not in {source.name} "
-                         f"(e.g. {next(iter(lookup))!r})")
+        raise ValueError(
+            f"{path}:{line_no}: file name {entry!r} is not in {source.name} "
+            f"(e.g. {next(iter(lookup))!r})"
+        )
       index = lookup[entry]
     indices.append(index)
   if len(set(indices)) != len(indices):

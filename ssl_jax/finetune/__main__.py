@@ -1,4 +1,6 @@
-"""python -m ssl_jax.finetune --config=configs/NAME.py[:ARG] --workdir=DIR [--config.KEY=VALUE ...]"""
+"""python -m ssl_jax.finetune --config=configs/NAME.py[:ARG] --workdir=DIR
+[--config.KEY=VALUE ...]"""
+
 from ssl_jax.finetune import standalone
 
 if __name__ == "__main__":

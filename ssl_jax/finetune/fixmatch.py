@@ -17,6 +17,7 @@ ReMixMatch), which keeps one class from taking every pseudo-label when labels ar
 Hyperparameters: the paper's threshold 0.95, weight 1 and ratio 7; the learning rate and weight
 decay are the `full` mode's.
 """
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -44,6 +45,7 @@ def pseudo_label_loss(weak_logits, strong_logits, threshold, prior_ratio=None):
 
 class FixMatchFinetuner(step_lib.Finetuner):
   """`full` fine-tuning with FixMatch's unlabelled term; `fit` takes the pool."""
+
   traced = TRACED
 
   def __init__(self, model, *, batch_size, unlabeled_ratio=7, align=False, momentum=0.999):
@@ -64,11 +66,15 @@ class FixMatchFinetuner(step_lib.Finetuner):
     inputs = self.model.inputs
     k_labelled, k_weak, k_strong = jax.random.split(rng, 3)
     n, u = batch["x"].shape[0], batch["u"].shape[0]
-    views = jnp.concatenate([inputs.augment(k_labelled, batch["x"]),
-                             inputs.augment(k_weak, batch["u"]),
-                             inputs.strong(k_strong, batch["u"])])
+    views = jnp.concatenate(
+        [
+            inputs.augment(k_labelled, batch["x"]),
+            inputs.augment(k_weak, batch["u"]),
+            inputs.strong(k_strong, batch["u"]),
+        ]
+    )
     logits, model_state = self._apply(trainable, state, views, rng)
-    labelled, weak, strong = logits[:n], logits[n:n + u], logits[n + u:]
+    labelled, weak, strong = logits[:n], logits[n : n + u], logits[n + u :]
     supervised = step_lib.smoothed_cross_entropy(labelled, batch["y"], hp["label_smoothing"])
     ratio = (1.0 / self.model.num_classes) / state["weak_mean"] if self.align else None
     unsupervised, extra = pseudo_label_loss(weak, strong, hp["fixmatch_threshold"], ratio)

@@ -11,6 +11,7 @@ square (Cutout, DeVries & Taylor 2017, as FixMatch's strong views end); tokens a
 three times the weak view's dropping, scaling and jitter.
 All are pure JAX and run inside the jitted step. `for_arrays` picks one by the data.
 """
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -27,24 +28,45 @@ class Images:
   def preprocess(self, x):
     x = x.astype(jnp.float32) / 255.0
     if self.image_size and x.shape[1] != self.image_size:
-      x = jax.image.resize(x, (x.shape[0], self.image_size, self.image_size, x.shape[3]), "bilinear")
+      x = jax.image.resize(
+          x, (x.shape[0], self.image_size, self.image_size, x.shape[3]), "bilinear"
+      )
     return x
 
   def augment(self, rng, x):
     return image_ops.augment_views(
-        rng, x.astype(jnp.float32) / 255.0, num_views=1, crop_size=self.image_size,
-        crop_scale=self.crop_scale, flip_prob=self.flip_prob, jitter_prob=0.0, grayscale_prob=0.0,
-        blur_prob=0.0, solarize_prob=0.0, **self.elastic)[0]
-
+        rng,
+        x.astype(jnp.float32) / 255.0,
+        num_views=1,
+        crop_size=self.image_size,
+        crop_scale=self.crop_scale,
+        flip_prob=self.flip_prob,
+        jitter_prob=0.0,
+        grayscale_prob=0.0,
+        blur_prob=0.0,
+        solarize_prob=0.0,
+        **self.elastic,
+    )[0]
 
   def strong(self, rng, x):
     k_view, k_erase = jax.random.split(rng)
     # half the views get the pre-training views' elastic distortion, where the data has one
     elastic = {**self.elastic, "elastic_prob": 0.5 if self.elastic.get("elastic_alpha") else 0.0}
     x = image_ops.augment_views(
-        k_view, x.astype(jnp.float32) / 255.0, num_views=1, crop_size=self.image_size,
-        crop_scale=(0.35, 1.0), flip_prob=self.flip_prob, jitter_prob=0.0, grayscale_prob=0.0,
-        affine_prob=1.0, rotate_degrees=20.0, shear_degrees=15.0, translate=0.1, **elastic)[0]
+        k_view,
+        x.astype(jnp.float32) / 255.0,
+        num_views=1,
+        crop_size=self.image_size,
+        crop_scale=(0.35, 1.0),
+        flip_prob=self.flip_prob,
+        jitter_prob=0.0,
+        grayscale_prob=0.0,
+        affine_prob=1.0,
+        rotate_degrees=20.0,
+        shear_degrees=15.0,
+        translate=0.1,
+        **elastic,
+    )[0]
     return erase(k_erase, x, size=0.4)
 
 
@@ -97,18 +119,25 @@ class Series:
 def elastic_of(config):
   """The elastic_* keywords of the fine-tuning augmentation: `finetune.elastic_prob` with the
   pre-training views' strength (`augment.elastic_alpha`, `augment.elastic_sigma`)."""
-  return dict(elastic_prob=config.finetune.elastic_prob, elastic_alpha=config.augment.elastic_alpha,
-              elastic_sigma=config.augment.elastic_sigma)
+  return dict(
+      elastic_prob=config.finetune.elastic_prob,
+      elastic_alpha=config.augment.elastic_alpha,
+      elastic_sigma=config.augment.elastic_sigma,
+  )
 
 
 def for_arrays(x, *, image_size=None, crop_scale=(0.5, 1.0), flip_prob=0.0, elastic=None, pad_id=0):
   """The input kind of the data `x` (one of the three above), by dtype and rank."""
   x = np.asarray(x[:1])
   if x.dtype == np.uint8 and x.ndim == 4:
-    return Images(image_size=image_size, crop_scale=crop_scale, flip_prob=flip_prob, elastic=elastic)
+    return Images(
+        image_size=image_size, crop_scale=crop_scale, flip_prob=flip_prob, elastic=elastic
+    )
   if np.issubdtype(x.dtype, np.integer) and x.ndim == 2:
     return Tokens(pad_id=pad_id)
   if np.issubdtype(x.dtype, np.floating) and x.ndim in (2, 3):
     return Series()
-  raise ValueError(f"fine-tuning inputs of dtype {x.dtype} and shape (N,) + {x.shape[1:]} are none "
-                   "of: uint8 images (N, H, W, C), integer tokens (N, L), float series (N, T[, C])")
+  raise ValueError(
+      f"fine-tuning inputs of dtype {x.dtype} and shape (N,) + {x.shape[1:]} are none "
+      "of: uint8 images (N, H, W, C), integer tokens (N, L), float series (N, T[, C])"
+  )

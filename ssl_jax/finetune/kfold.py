@@ -5,6 +5,7 @@ count in any two validation folds differs by at most one), disjoint, cover every
 and depend only on the labels and the seed. Selection looks at the CV mean only: the test set
 never reaches this module.
 """
+
 import itertools
 
 import numpy as np
@@ -17,8 +18,10 @@ def stratified_folds(labels, k, seed):
   if k < 2:
     raise ValueError(f"finetune.kfold={k}: cross-validation needs at least 2 folds")
   if counts.min() < k:
-    raise ValueError(f"finetune.kfold={k}: class {classes[np.argmin(counts)]} has only "
-                     f"{counts.min()} labelled examples; every class needs at least k")
+    raise ValueError(
+        f"finetune.kfold={k}: class {classes[np.argmin(counts)]} has only "
+        f"{counts.min()} labelled examples; every class needs at least k"
+    )
   rng = np.random.default_rng(seed)
   fold_of = np.empty(len(labels), np.int64)
   start = 0
@@ -52,8 +55,14 @@ def cross_validate(fit_and_score, labels, points, *, k, seed):
   for point in points:
     scores = [fit_and_score(point, tr, va, f) for f, (tr, va) in enumerate(folds)]
     accuracies = np.asarray([s[0] for s in scores], np.float64)
-    results.append({"hyperparameters": point, "fold_accuracies": accuracies.tolist(),
-                    "fold_best_steps": [int(s[1]) for s in scores],
-                    "mean": float(accuracies.mean()), "std": float(accuracies.std())})
+    results.append(
+        {
+            "hyperparameters": point,
+            "fold_accuracies": accuracies.tolist(),
+            "fold_best_steps": [int(s[1]) for s in scores],
+            "mean": float(accuracies.mean()),
+            "std": float(accuracies.std()),
+        }
+    )
   best = max(results, key=lambda r: r["mean"])  # max keeps the first of equal means
   return results, best

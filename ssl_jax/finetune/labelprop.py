@@ -6,14 +6,15 @@ The labelled examples and the unlabelled pool form one graph A: each point links
 dropped; the features are L2-normalised, so Euclidean neighbours are cosine ones). The labels
 spread over S = D^-1/2 A D^-1/2 (D: in-degrees) until F = alpha * S F + (1 - alpha) Y holds, i.e.
 F = (1 - alpha) (I - alpha S)^-1 Y, rows normalised. scikit-learn's `LabelSpreading`
-(kernel="knn") does the spreading; tests/test_labelprop.py checks it against that closed form. A new point takes the summed
-label distributions of its nearest graph points (inductive, as `LabelSpreading.predict`), so test
-points never enter the graph.
+(kernel="knn") does the spreading; tests/test_labelprop.py checks it against that closed form. A new
+point takes the summed label distributions of its nearest graph points (inductive, as
+`LabelSpreading.predict`), so test points never enter the graph.
 
 It is a study method of its own (`ssl_labelprop`: the cheapest strong baseline on a pre-trained
 encoder, no training at all) and FixMatch's optional start (`finetune.fixmatch_labelprop`: the
 pool examples it is surest of join the labelled set with their propagated labels).
 """
+
 import warnings
 
 import numpy as np
@@ -36,8 +37,9 @@ def spread(labelled, labels, pool, *, neighbors, alpha, max_iter=1000):
   y = np.concatenate([np.asarray(labels, np.int64), np.full(len(pool), -1, np.int64)])
   if int(neighbors) < 2:
     raise ValueError(f"labelprop_neighbors={neighbors}; accepted: >= 2 (each point counts itself)")
-  model = semi_supervised.LabelSpreading(kernel="knn", n_neighbors=min(int(neighbors), len(x)),
-                                         alpha=float(alpha), max_iter=max_iter)
+  model = semi_supervised.LabelSpreading(
+      kernel="knn", n_neighbors=min(int(neighbors), len(x)), alpha=float(alpha), max_iter=max_iter
+  )
   with warnings.catch_warnings():
     warnings.simplefilter("error", exceptions.ConvergenceWarning)  # never a half-spread answer
     return model.fit(x, y)
@@ -58,6 +60,7 @@ def confident(distributions, per_class, num_classes):
 class LabelPropMethod:
   """Label propagation on precomputed features: `fit` takes the drawn examples' features (x) and
   labels, the graph holds them and `pool` (every training example's features)."""
+
   mode = "labelprop"
 
   def __init__(self, pool, *, encoder_params=0):
@@ -65,8 +68,9 @@ class LabelPropMethod:
 
   def fit(self, hp, x, y, *, seed, val=None, log_every=0):
     del seed, log_every  # deterministic
-    model = spread(x, y, self.pool, neighbors=hp["labelprop_neighbors"],
-                   alpha=hp["labelprop_alpha"])
+    model = spread(
+        x, y, self.pool, neighbors=hp["labelprop_neighbors"], alpha=hp["labelprop_alpha"]
+    )
     val_accuracy = self._accuracy(model, *val) if val is not None else float("nan")
     return step_lib.Fit({"labelprop": model}, {}, 0, 0, val_accuracy, [])
 

@@ -1,13 +1,14 @@
 """Which parameters a fine-tuning mode trains, and at what learning rate, for any Flax encoder.
 
-Parameters are handled as flat dicts keyed by '/'-joined paths ('encoder/BasicBlock_3/Conv_0/kernel').
-An encoder's layers ("units") come from its parameter paths in the order its modules first run:
-a unit is the shortest path prefix whose last name ends in a number (`BasicBlock_3`,
-`encoder/layer/5`, `encoder/stages/2`), or what `layer_regex` matches; parameters outside any
-numbered prefix (a stem, embeddings, a final norm) join the unit before them, or form the first
-unit. The order comes from running the module once under `nn.intercept_methods`, because pytree
-utilities sort dict keys (`BasicBlock_10` before `BasicBlock_2`).
+Parameters are handled as flat dicts keyed by '/'-joined paths
+('encoder/BasicBlock_3/Conv_0/kernel'). An encoder's layers ("units") come from its parameter paths
+in the order its modules first run: a unit is the shortest path prefix whose last name ends in a
+number (`BasicBlock_3`, `encoder/layer/5`, `encoder/stages/2`), or what `layer_regex` matches;
+parameters outside any numbered prefix (a stem, embeddings, a final norm) join the unit before them,
+or form the first unit. The order comes from running the module once under `nn.intercept_methods`,
+because pytree utilities sort dict keys (`BasicBlock_10` before `BasicBlock_2`).
 """
+
 import re
 
 import flax
@@ -15,8 +16,9 @@ import flax.linen as nn
 import jax
 
 NUMBERED_PREFIX = r"(?:[^/]*/)*?[^/]*\d(?=/)"
-NO_DECAY = re.compile(r"(^|/)(bias|scale|embedding|pos_embedding|position_embeddings|cls|cls_token"
-                      r"|mask_token)$")
+NO_DECAY = re.compile(
+    r"(^|/)(bias|scale|embedding|pos_embedding|position_embeddings|cls|cls_token" r"|mask_token)$"
+)
 
 
 def flatten(tree):
@@ -28,7 +30,8 @@ def unflatten(flat):
 
 
 def call_order(module, example, **kwargs):
-  """'/'-joined paths of `module`'s submodules in the order they first run (shapes only, no FLOPs)."""
+  """'/'-joined paths of `module`'s submodules in the order they first run (shapes only, no
+  FLOPs)."""
   order = {}
 
   def record(next_fun, args, call_kwargs, context):
@@ -59,8 +62,10 @@ def units(param_paths, order, layer_regex=""):
       name = path.rpartition("/")[0] or path
     grouped.setdefault(name, []).append(path)
   if layer_regex and not any(pattern.match(p) for p in param_paths):
-    raise ValueError(f"finetune.layer_regex={layer_regex!r} matches no encoder parameter; paths "
-                     f"look like {sorted(param_paths)[:3]}")
+    raise ValueError(
+        f"finetune.layer_regex={layer_regex!r} matches no encoder parameter; paths "
+        f"look like {sorted(param_paths)[:3]}"
+    )
   return list(grouped.items())
 
 

@@ -8,6 +8,7 @@ and padded rows carry zero weight, so one compiled fit serves every subset size 
 The fitted head is returned in the raw feature space (standardisation folded in), as the kernel
 and bias of the classifier's `head`.
 """
+
 import functools
 import math
 
@@ -42,8 +43,18 @@ def _fit(x, y, weight, hp, *, num_classes, steps):
   return params
 
 
-def fit(features, labels, *, num_classes, mesh, learning_rate, weight_decay, label_smoothing=0.0,
-        steps=300, pad_to=None):
+def fit(
+    features,
+    labels,
+    *,
+    num_classes,
+    mesh,
+    learning_rate,
+    weight_decay,
+    label_smoothing=0.0,
+    steps=300,
+    pad_to=None,
+):
   """{'kernel': (D, K), 'bias': (K,)} of a head fitted on (features, labels); see the docstring.
   `mesh` None: on the default device (the periodic evaluator's probe)."""
   features = np.asarray(features, np.float32)
@@ -58,11 +69,16 @@ def fit(features, labels, *, num_classes, mesh, learning_rate, weight_decay, lab
   x = np.pad((features - mean) / std, ((0, rows - n), (0, 0)))
   y = np.pad(labels, (0, rows - n))
   weight = np.pad(np.ones(n, np.float32), (0, rows - n))
-  hp = {"learning_rate": np.float32(learning_rate), "weight_decay": np.float32(weight_decay),
-        "label_smoothing": np.float32(label_smoothing)}
+  hp = {
+      "learning_rate": np.float32(learning_rate),
+      "weight_decay": np.float32(weight_decay),
+      "label_smoothing": np.float32(label_smoothing),
+  }
   rows_data = (x, y, weight)
   if mesh is not None:
-    rows_data = sharding_lib.from_host_copies(rows_data, NamedSharding(mesh, P(sharding_lib.BATCH_AXES)))
+    rows_data = sharding_lib.from_host_copies(
+        rows_data, NamedSharding(mesh, P(sharding_lib.BATCH_AXES))
+    )
   params = jax.device_get(_fit(*rows_data, hp, num_classes=num_classes, steps=steps))
   kernel = params["w"] / std[:, None]
   return {"kernel": kernel, "bias": params["b"] - mean @ kernel}

@@ -12,19 +12,23 @@ effective parameters, i.e. the adapters folded into the base weights for export.
 
 Adapters are a flat dict {f"{kernel path}/lora_a": A, f"{kernel path}/lora_b": B}.
 """
+
 import re
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+
 def targets(shapes, regex):
   """Paths of the kernels `regex` selects in {path: shape} (Dense/Conv kernels: 2+ dimensions)."""
   pattern = re.compile(regex)
   chosen = [p for p, s in shapes.items() if pattern.search(p) and len(s) >= 2]
   if not chosen:
-    raise ValueError(f"finetune.lora_regex={regex!r} selects no Dense/Conv kernel; kernel paths "
-                     f"look like {[p for p, s in shapes.items() if len(s) >= 2][:4]}")
+    raise ValueError(
+        f"finetune.lora_regex={regex!r} selects no Dense/Conv kernel; kernel paths "
+        f"look like {[p for p, s in shapes.items() if len(s) >= 2][:4]}"
+    )
   return chosen
 
 
@@ -52,7 +56,7 @@ def merge(flat_params, adapters, alpha):
   for key, a in adapters.items():
     if not key.endswith("/lora_a"):
       continue
-    path = key[:-len("/lora_a")]
+    path = key[: -len("/lora_a")]
     b = adapters[f"{path}/lora_b"]
     base = flat_params[path]
     delta = (alpha / a.shape[-1]) * (a @ b)
@@ -62,5 +66,13 @@ def merge(flat_params, adapters, alpha):
 
 def num_params(shapes, paths, rank):
   """Adapter parameters for the kernels at `paths` of {path: shape}."""
-  return int(sum(rank * (np.prod(shapes[p][:fan_in_axes(p, shapes[p])]) +
-                         np.prod(shapes[p][fan_in_axes(p, shapes[p]):])) for p in paths))
+  return int(
+      sum(
+          rank
+          * (
+              np.prod(shapes[p][: fan_in_axes(p, shapes[p])])
+              + np.prod(shapes[p][fan_in_axes(p, shapes[p]) :])
+          )
+          for p in paths
+      )
+  )

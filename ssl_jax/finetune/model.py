@@ -4,6 +4,7 @@ Holds what every fine-tuning mode of one classifier shares: initialisation (opti
 pre-trained encoder's {collection: subtree}), the encoder's layer units, and the padded, masked,
 mesh-sharded evaluation (one compiled program for every mode, fold and label draw).
 """
+
 import math
 
 import flax
@@ -35,10 +36,21 @@ def _rows(x):
 
 
 class Model:
-  """`encoder` + head on `mesh`; `inputs` (finetune.inputs) preprocesses raw arrays like `example`."""
+  """`encoder` + head on `mesh`; `inputs` (finetune.inputs) preprocesses raw arrays like
+  `example`."""
 
-  def __init__(self, encoder, *, num_classes, mesh, inputs, example, eval_batch_size=512,
-               layer_regex="", compiler_options=None):
+  def __init__(
+      self,
+      encoder,
+      *,
+      num_classes,
+      mesh,
+      inputs,
+      example,
+      eval_batch_size=512,
+      layer_regex="",
+      compiler_options=None,
+  ):
     self.encoder, self.num_classes, self.mesh, self.inputs = encoder, num_classes, mesh, inputs
     # every jit of this model and its finetuners (models/conv.py: XLA:CPU's convolution library)
     self.compiler_options = compiler_options
@@ -48,10 +60,12 @@ class Model:
     self.example = self.inputs.preprocess(jnp.asarray(np.asarray(example[:2])))
     self.abstract = jax.eval_shape(self.module.init, jax.random.PRNGKey(0), self.example)
     self.param_shapes = {p: x.shape for p, x in layers.flatten(self.abstract["params"]).items()}
-    encoder_paths = [p[len("encoder/"):] for p in self.param_shapes if p.startswith("encoder/")]
+    encoder_paths = [p[len("encoder/") :] for p in self.param_shapes if p.startswith("encoder/")]
     order = layers.call_order(encoder, self.example)
-    self.units = [(f"encoder/{name}", [f"encoder/{p}" for p in paths])
-                  for name, paths in layers.units(encoder_paths, order, layer_regex)]
+    self.units = [
+        (f"encoder/{name}", [f"encoder/{p}" for p in paths])
+        for name, paths in layers.units(encoder_paths, order, layer_regex)
+    ]
     self.eval_batch_size = math.ceil(eval_batch_size / mesh.size) * mesh.size
     self._init = jax.jit(self.module.init, compiler_options=compiler_options)
     self._correct = jax.jit(self._correct_fn, compiler_options=compiler_options)
@@ -67,21 +81,26 @@ class Model:
     return jax.device_put(tree, self.sharding(tree), may_alias=False)
 
   def init(self, seed, encoder=None):
-    """Variables from seed; `encoder` ({collection: encoder subtree}) replaces the encoder's part."""
+    """Variables from seed; `encoder` ({collection: encoder subtree}) replaces the encoder's
+    part."""
     variables = jax.device_get(self._init(jax.random.PRNGKey(seed), self.example))
     variables = flax.core.unfreeze(variables)
     for collection, tree in (encoder or {}).items():
       if collection not in variables or "encoder" not in variables[collection]:
-        raise ValueError(f"the pre-trained encoder has a collection {collection!r} that the "
-                         f"classifier's encoder lacks (it has {sorted(variables)})")
+        raise ValueError(
+            f"the pre-trained encoder has a collection {collection!r} that the "
+            f"classifier's encoder lacks (it has {sorted(variables)})"
+        )
       expected = layers.flatten(variables[collection]["encoder"])
       given = layers.flatten(jax.device_get(tree))
       shape = lambda flat, p: tuple(np.shape(flat[p])) if p in flat else None
       wrong = sorted(p for p in set(expected) | set(given) if shape(given, p) != shape(expected, p))
       if wrong:
         p = wrong[0]
-        raise ValueError(f"the pre-trained encoder does not fit config.model: {collection}/{p} has "
-                         f"shape {shape(given, p)}, the model expects {shape(expected, p)}")
+        raise ValueError(
+            f"the pre-trained encoder does not fit config.model: {collection}/{p} has "
+            f"shape {shape(given, p)}, the model expects {shape(expected, p)}"
+        )
       given = {p: np.asarray(x) for p, x in given.items()}
       variables[collection]["encoder"] = layers.unflatten(given)
     return variables
@@ -109,7 +128,9 @@ class Model:
     variables = self.place(variables)
     out = []
     for (bx,), mask in pipeline.padded((_rows(x),), self.eval_batch_size):
-      out.append(np.asarray(fn(variables, sharding_lib.from_host_copies(bx, self.batch_sharding)))[mask])
+      out.append(
+          np.asarray(fn(variables, sharding_lib.from_host_copies(bx, self.batch_sharding)))[mask]
+      )
     return np.concatenate(out)
 
   def features(self, encoder_variables, x):

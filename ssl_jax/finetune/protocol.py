@@ -9,6 +9,7 @@ final model trains on all the labels with it, stopping at the median of the fold
 reported. A grid key with one value sets that hyperparameter for the mode alone (e.g. LoRA's
 learning rate). Test labels are used only to score the final model.
 """
+
 import time
 
 import numpy as np
@@ -19,30 +20,75 @@ from ssl_jax.finetune import step as step_lib
 
 MODES = ("linear",) + step_lib.ENCODER_MODES
 # what each mode's grid (`finetune.grid.<mode>`) may vary
-GRID_KEYS = {"linear": ("probe_learning_rate", "probe_weight_decay", "label_smoothing"),
-             "last_n": ("learning_rate", "weight_decay", "label_smoothing", "last_n",
-                        "backbone_lr_multiplier"),
-             "full": ("learning_rate", "weight_decay", "label_smoothing", "layer_decay"),
-             "lora": ("learning_rate", "weight_decay", "label_smoothing", "lora_rank", "lora_alpha"),
-             "fixmatch": ("learning_rate", "weight_decay", "label_smoothing", "fixmatch_threshold",
-                          "fixmatch_weight"),
-             "labelprop": ("labelprop_neighbors", "labelprop_alpha")}
-REPORTED = {"linear": ("probe_learning_rate", "probe_weight_decay", "probe_steps", "label_smoothing"),
-            "last_n": ("learning_rate", "weight_decay", "last_n", "backbone_lr_multiplier"),
-            "full": ("learning_rate", "weight_decay", "layer_decay"),
-            "lora": ("learning_rate", "weight_decay", "lora_rank", "lora_alpha"),
-            "distill": ("learning_rate", "weight_decay", "distill_steps", "distill_batch_size",
-                        "distill_temperature"),
-            "fixmatch": ("learning_rate", "weight_decay", "fixmatch_threshold", "fixmatch_weight",
-                         "fixmatch_unlabeled_ratio", "fixmatch_align", "fixmatch_labelprop"),
-            "labelprop": ("labelprop_neighbors", "labelprop_alpha")}
+GRID_KEYS = {
+    "linear": ("probe_learning_rate", "probe_weight_decay", "label_smoothing"),
+    "last_n": (
+        "learning_rate",
+        "weight_decay",
+        "label_smoothing",
+        "last_n",
+        "backbone_lr_multiplier",
+    ),
+    "full": ("learning_rate", "weight_decay", "label_smoothing", "layer_decay"),
+    "lora": ("learning_rate", "weight_decay", "label_smoothing", "lora_rank", "lora_alpha"),
+    "fixmatch": (
+        "learning_rate",
+        "weight_decay",
+        "label_smoothing",
+        "fixmatch_threshold",
+        "fixmatch_weight",
+    ),
+    "labelprop": ("labelprop_neighbors", "labelprop_alpha"),
+}
+REPORTED = {
+    "linear": ("probe_learning_rate", "probe_weight_decay", "probe_steps", "label_smoothing"),
+    "last_n": ("learning_rate", "weight_decay", "last_n", "backbone_lr_multiplier"),
+    "full": ("learning_rate", "weight_decay", "layer_decay"),
+    "lora": ("learning_rate", "weight_decay", "lora_rank", "lora_alpha"),
+    "distill": (
+        "learning_rate",
+        "weight_decay",
+        "distill_steps",
+        "distill_batch_size",
+        "distill_temperature",
+    ),
+    "fixmatch": (
+        "learning_rate",
+        "weight_decay",
+        "fixmatch_threshold",
+        "fixmatch_weight",
+        "fixmatch_unlabeled_ratio",
+        "fixmatch_align",
+        "fixmatch_labelprop",
+    ),
+    "labelprop": ("labelprop_neighbors", "labelprop_alpha"),
+}
 TRAINING = ("label_smoothing", "steps", "stop_at", "batch_size")
-HYPERPARAMETERS = ("learning_rate", "weight_decay", "label_smoothing", "steps", "batch_size",
-                   "backbone_lr_multiplier", "layer_decay", "last_n", "lora_rank", "lora_alpha",
-                   "probe_learning_rate", "probe_weight_decay", "probe_steps", "distill_steps",
-                   "distill_batch_size", "distill_temperature", "fixmatch_threshold",
-                   "fixmatch_weight", "fixmatch_unlabeled_ratio", "fixmatch_align",
-                   "fixmatch_labelprop", "labelprop_neighbors", "labelprop_alpha")
+HYPERPARAMETERS = (
+    "learning_rate",
+    "weight_decay",
+    "label_smoothing",
+    "steps",
+    "batch_size",
+    "backbone_lr_multiplier",
+    "layer_decay",
+    "last_n",
+    "lora_rank",
+    "lora_alpha",
+    "probe_learning_rate",
+    "probe_weight_decay",
+    "probe_steps",
+    "distill_steps",
+    "distill_batch_size",
+    "distill_temperature",
+    "fixmatch_threshold",
+    "fixmatch_weight",
+    "fixmatch_unlabeled_ratio",
+    "fixmatch_align",
+    "fixmatch_labelprop",
+    "labelprop_neighbors",
+    "labelprop_alpha",
+)
 
 
 def check_mode(mode, key="finetune.mode"):
@@ -78,8 +124,11 @@ class EncoderMethod:
     if self.mode == "last_n":
       settings.update(last_n=int(hp["last_n"]))
     if self.mode == "lora":
-      settings.update(lora_rank=int(hp["lora_rank"]), lora_alpha=float(hp["lora_alpha"]),
-                      lora_regex=self.config.lora_regex)
+      settings.update(
+          lora_rank=int(hp["lora_rank"]),
+          lora_alpha=float(hp["lora_alpha"]),
+          lora_regex=self.config.lora_regex,
+      )
     key = (self.mode,) + tuple(sorted(settings.items()))
     if key not in self.model.finetuners:
       self.model.finetuners[key] = step_lib.Finetuner(self.model, self.mode, **settings)
@@ -87,9 +136,18 @@ class EncoderMethod:
 
   def fit(self, hp, x, y, *, seed, val=None, log_every=0):
     return self.finetuner(hp).fit(
-        self.model.init(seed, self.init), x, y, hp=hp, seed=seed, stop_at=hp.get("stop_at"),
-        val=val, eval_every=self.config.eval_every, patience=self.config.patience,
-        log_every=log_every, **self.fit_inputs())
+        self.model.init(seed, self.init),
+        x,
+        y,
+        hp=hp,
+        seed=seed,
+        stop_at=hp.get("stop_at"),
+        val=val,
+        eval_every=self.config.eval_every,
+        patience=self.config.patience,
+        log_every=log_every,
+        **self.fit_inputs(),
+    )
 
   def fit_inputs(self):
     """What the finetuner's fit takes beyond the labels (FixMatch: its unlabelled pool)."""
@@ -115,6 +173,7 @@ class DistillMethod:
   and the same augmentation. `teacher` names the method whose fit it distils; that method has no
   CV of its own here, it takes the teacher's hyperparameters.
   """
+
   mode = "distill"
 
   def __init__(self, student, teacher, pool):
@@ -122,9 +181,15 @@ class DistillMethod:
 
   def hyperparameters(self, teacher_hp):
     ft = self.student.config
-    return {**teacher_hp, "steps": int(ft.distill_steps), "batch_size": int(ft.distill_batch_size),
-            "distill_steps": int(ft.distill_steps), "distill_batch_size": int(ft.distill_batch_size),
-            "distill_temperature": float(ft.distill_temperature), "stop_at": None}
+    return {
+        **teacher_hp,
+        "steps": int(ft.distill_steps),
+        "batch_size": int(ft.distill_batch_size),
+        "distill_steps": int(ft.distill_steps),
+        "distill_batch_size": int(ft.distill_batch_size),
+        "distill_temperature": float(ft.distill_temperature),
+        "stop_at": None,
+    }
 
   def targets(self, teacher_fit, subset, y, temperature):
     """(N, classes) targets over the pool: softmax(teacher logits / T), labels at `subset`."""
@@ -152,7 +217,8 @@ class FixMatchMethod(EncoderMethod):
   """FixMatch (finetune/fixmatch.py) from `init` (None: random weights) on the drawn labels and
   every training image (`pool`, labels unused): `full` fine-tuning plus the pseudo-label term, for
   `steps` steps of `batch_size` labelled and `fixmatch_unlabeled_ratio` times as many pool images.
-  Its grid is `finetune.grid.fixmatch`; with too few labels for CV it takes the grid's first point."""
+  Its grid is `finetune.grid.fixmatch`; with too few labels for CV it takes the grid's first point.
+  """
 
   def __init__(self, model, finetune_config, pool, init=None):
     super().__init__(model, "fixmatch", finetune_config, init=init)
@@ -161,14 +227,20 @@ class FixMatchMethod(EncoderMethod):
   @staticmethod
   def defaults(finetune_config):
     """The `full` mode's settings, with FixMatch's own steps and labelled batch."""
-    return {**defaults(finetune_config), "steps": int(finetune_config.fixmatch_steps),
-            "batch_size": int(finetune_config.fixmatch_batch_size)}
+    return {
+        **defaults(finetune_config),
+        "steps": int(finetune_config.fixmatch_steps),
+        "batch_size": int(finetune_config.fixmatch_batch_size),
+    }
 
   def finetuner(self, hp):
     from ssl_jax.finetune import fixmatch  # pylint: disable=g-import-not-at-top
-    settings = dict(batch_size=int(hp["batch_size"]),
-                    unlabeled_ratio=int(hp["fixmatch_unlabeled_ratio"]),
-                    align=bool(hp["fixmatch_align"]))
+
+    settings = dict(
+        batch_size=int(hp["batch_size"]),
+        unlabeled_ratio=int(hp["fixmatch_unlabeled_ratio"]),
+        align=bool(hp["fixmatch_align"]),
+    )
     key = (self.mode,) + tuple(sorted(settings.items()))
     if key not in self.model.finetuners:
       self.model.finetuners[key] = fixmatch.FixMatchFinetuner(self.model, **settings)
@@ -187,19 +259,29 @@ class FixMatchMethod(EncoderMethod):
   def propagated(self, hp, x, y, seed):
     """(x, y) and the pool rows label propagation is surest of (finetune/labelprop.py)."""
     from ssl_jax.finetune import labelprop  # pylint: disable=g-import-not-at-top
+
     start = self.model.init(seed, self.init)
     encoder = {k: v["encoder"] for k, v in start.items() if "encoder" in v}
     features = lambda images: self.model.features(encoder, images)
-    spread = labelprop.spread(features(x), y, features(self.pool),
-                              neighbors=hp["labelprop_neighbors"], alpha=hp["labelprop_alpha"])
-    rows, labels = labelprop.confident(spread.label_distributions_[len(x):],
-                                       int(hp["fixmatch_labelprop"]), self.model.num_classes)
-    return (np.concatenate([np.asarray(x), np.asarray(self.pool[rows])]),
-            np.concatenate([np.asarray(y), labels.astype(np.asarray(y).dtype)]))
+    spread = labelprop.spread(
+        features(x),
+        y,
+        features(self.pool),
+        neighbors=hp["labelprop_neighbors"],
+        alpha=hp["labelprop_alpha"],
+    )
+    rows, labels = labelprop.confident(
+        spread.label_distributions_[len(x) :], int(hp["fixmatch_labelprop"]), self.model.num_classes
+    )
+    return (
+        np.concatenate([np.asarray(x), np.asarray(self.pool[rows])]),
+        np.concatenate([np.asarray(y), labels.astype(np.asarray(y).dtype)]),
+    )
 
 
 class LinearMethod:
   """Fits a head on features (N, D) that the caller computed (frozen encoder, or pixels)."""
+
   mode = "linear"
 
   def __init__(self, num_classes, mesh, finetune_config, *, pad_to=None, encoder_params=0):
@@ -210,13 +292,26 @@ class LinearMethod:
   def fit(self, hp, x, y, *, seed, val=None, log_every=0):
     del seed, log_every  # a deterministic full-batch fit
     self._dim = x.shape[1]
-    head = linear.fit(x, y, num_classes=self.num_classes, mesh=self.mesh,
-                      learning_rate=hp["probe_learning_rate"], weight_decay=hp["probe_weight_decay"],
-                      label_smoothing=hp["label_smoothing"], steps=int(hp["probe_steps"]),
-                      pad_to=self.pad_to)
+    head = linear.fit(
+        x,
+        y,
+        num_classes=self.num_classes,
+        mesh=self.mesh,
+        learning_rate=hp["probe_learning_rate"],
+        weight_decay=hp["probe_weight_decay"],
+        label_smoothing=hp["label_smoothing"],
+        steps=int(hp["probe_steps"]),
+        pad_to=self.pad_to,
+    )
     val_accuracy = linear.accuracy(head, *val) if val is not None else float("nan")
-    return step_lib.Fit({"params": {"head": head}}, {}, int(hp["probe_steps"]),
-                        int(hp["probe_steps"]), val_accuracy, [])
+    return step_lib.Fit(
+        {"params": {"head": head}},
+        {},
+        int(hp["probe_steps"]),
+        int(hp["probe_steps"]),
+        val_accuracy,
+        [],
+    )
 
   def score(self, fitted, x, y):
     return linear.accuracy(fitted.variables["params"]["head"], x, y)
@@ -240,14 +335,17 @@ def select(method, x, y, *, finetune_config, seed, log=print, always=False):
 
   def fit_and_score(point, train_idx, val_idx, fold):
     fold_seed = (seed + 104_729 * (fold + 1)) % 2**31  # a fold's own draws, within int32
-    fitted = method.fit(point, x[train_idx], y[train_idx], seed=fold_seed,
-                        val=(x[val_idx], y[val_idx]))
+    fitted = method.fit(
+        point, x[train_idx], y[train_idx], seed=fold_seed, val=(x[val_idx], y[val_idx])
+    )
     return fitted.val_accuracy, fitted.best_step
 
   results, best = kfold.cross_validate(fit_and_score, y, points, k=ft.kfold, seed=seed)
   hp = dict(best["hyperparameters"])
   if method.mode != "linear":
     hp["stop_at"] = int(np.ceil(np.median(best["fold_best_steps"])))
-  log(f"{ft.kfold}-fold CV ({method.mode}, {len(points)} points, {time.time() - started:.0f} s): "
-      f"chose {reported(method.mode, hp)} at {100 * best['mean']:.1f} +- {100 * best['std']:.1f} %")
+  log(
+      f"{ft.kfold}-fold CV ({method.mode}, {len(points)} points, {time.time() - started:.0f} s): "
+      f"chose {reported(method.mode, hp)} at {100 * best['mean']:.1f} +- {100 * best['std']:.1f} %"
+  )
   return hp, best, results

@@ -14,6 +14,7 @@ CV mean +- std, chosen hyperparameters, trainable and total parameters) and DIR/
 orbax checkpoint of the fine-tuned classifier: `params` (LoRA merged), `model_state`, and LoRA's
 `adapters` (`checkpoint.restore_params` reads params and model_state).
 """
+
 import json
 import os
 import sys
@@ -40,8 +41,9 @@ def restore_encoder(config, directory):
   state, step = checkpoint_lib.restore_saved(directory, "finetune.init_from")
   print(f"fine-tuning the encoder of {directory} step {step}", flush=True)
   task = train_lib.build_task(config)
-  return jax.device_get(task.encoder_variables(state["params"], state["model_state"],
-                                               state["task_state"]))
+  return jax.device_get(
+      task.encoder_variables(state["params"], state["model_state"], state["task_state"])
+  )
 
 
 def build_encoder(config):
@@ -51,6 +53,7 @@ def build_encoder(config):
     return encoder, restore_encoder(config, config.finetune.init_from), config.finetune.init_from
   if config.generic_model:
     from ssl_jax import generic_models  # pylint: disable=g-import-not-at-top
+
     generic = generic_models.load(config.generic_model)
     return generic.encoder, generic.variables, config.generic_model
   print("no finetune.init_from or generic_model: training from random weights", flush=True)
@@ -64,28 +67,45 @@ def run(config, workdir):
   x, y = train_source.arrays()
   x, y = x[y >= 0], y[y >= 0]
   if not len(y):
-    raise ValueError(f"the train split of {config.data.source!r} (subset "
-                     f"{config.data.train_subset!r}) has no labelled examples")
+    raise ValueError(
+        f"the train split of {config.data.source!r} (subset "
+        f"{config.data.train_subset!r}) has no labelled examples"
+    )
   test_x, test_y = test_source.arrays()
   encoder, init, origin = build_encoder(config)
   model = model_lib.Model(
-      encoder, num_classes=config.data.num_classes, mesh=sharding_lib.make_mesh(config),
-      inputs=inputs_lib.for_arrays(x, image_size=config.data.image_size, crop_scale=ft.crop_scale,
-                                   flip_prob=config.augment.flip_prob,
-                                   elastic=inputs_lib.elastic_of(config)),
-      example=x, eval_batch_size=config.data.eval_batch_size, layer_regex=ft.layer_regex,
-      compiler_options=conv_lib.compiler_options(config.model.cpu_conv_library))
+      encoder,
+      num_classes=config.data.num_classes,
+      mesh=sharding_lib.make_mesh(config),
+      inputs=inputs_lib.for_arrays(
+          x,
+          image_size=config.data.image_size,
+          crop_scale=ft.crop_scale,
+          flip_prob=config.augment.flip_prob,
+          elastic=inputs_lib.elastic_of(config),
+      ),
+      example=x,
+      eval_batch_size=config.data.eval_batch_size,
+      layer_regex=ft.layer_regex,
+      compiler_options=conv_lib.compiler_options(config.model.cpu_conv_library),
+  )
   if ft.mode == "linear":
     init = init or {c: v["encoder"] for c, v in model.init(config.seed).items()}
-    method = protocol.LinearMethod(config.data.num_classes, model.mesh, ft, pad_to=len(y),
-                                   encoder_params=layers.count(init["params"]))
+    method = protocol.LinearMethod(
+        config.data.num_classes,
+        model.mesh,
+        ft,
+        pad_to=len(y),
+        encoder_params=layers.count(init["params"]),
+    )
     train_in, test_in = model.features(init, x), model.features(init, test_x)
   else:
     method = protocol.EncoderMethod(model, ft.mode, ft, init=init)
     train_in, test_in = x, test_x
   started = time.time()
-  hp, best, cv_results = protocol.select(method, train_in, y, finetune_config=ft, seed=config.seed,
-                                         always=True)
+  hp, best, cv_results = protocol.select(
+      method, train_in, y, finetune_config=ft, seed=config.seed, always=True
+  )
   cv_seconds = time.time() - started
   fitted = method.fit(hp, train_in, y, seed=config.seed, log_every=config.log_every_steps)
   accuracy = method.score(fitted, test_in, test_y)
@@ -94,38 +114,61 @@ def run(config, workdir):
   if ft.mode == "linear":  # the frozen encoder with the fitted head, as one classifier
     variables = {c: {"encoder": tree} for c, tree in init.items()}
     variables["params"]["head"] = fitted.variables["params"]["head"]
-  results = {"mode": ft.mode, "encoder": origin, "labelled_examples": int(len(y)),
-             "test_accuracy": accuracy, "trainable_params": trainable, "total_params": total,
-             "hyperparameters": protocol.reported(ft.mode, hp),
-             "seconds": time.time() - started, "cv_seconds": cv_seconds}
+  results = {
+      "mode": ft.mode,
+      "encoder": origin,
+      "labelled_examples": int(len(y)),
+      "test_accuracy": accuracy,
+      "trainable_params": trainable,
+      "total_params": total,
+      "hyperparameters": protocol.reported(ft.mode, hp),
+      "seconds": time.time() - started,
+      "cv_seconds": cv_seconds,
+  }
   if best is not None:
-    grid = [{**r, "hyperparameters": protocol.reported(ft.mode, r["hyperparameters"])}
-            for r in cv_results]
-    results.update(cv_accuracy_mean=best["mean"], cv_accuracy_std=best["std"],
-                   cv_folds=len(best["fold_accuracies"]), cv_grid=grid)
+    grid = [
+        {**r, "hyperparameters": protocol.reported(ft.mode, r["hyperparameters"])}
+        for r in cv_results
+    ]
+    results.update(
+        cv_accuracy_mean=best["mean"],
+        cv_accuracy_std=best["std"],
+        cv_folds=len(best["fold_accuracies"]),
+        cv_grid=grid,
+    )
   _write(workdir, config, results, fitted, variables)
-  print(f"{ft.mode}: test accuracy {accuracy:.4f} on {len(test_y)} examples after training "
-        f"{trainable:,} of {total:,} parameters on {len(y)} labels", flush=True)
+  print(
+      f"{ft.mode}: test accuracy {accuracy:.4f} on {len(test_y)} examples after training "
+      f"{trainable:,} of {total:,} parameters on {len(y)} labels",
+      flush=True,
+  )
   return results
 
 
 def _write(workdir, config, results, fitted, variables):
   if jax.process_index() == 0:
-    checkpoint_lib.write_atomically(os.path.join(workdir, "results.json"),
-                                    json.dumps(results, indent=2))
-  writer = metrics_lib.MetricWriter(workdir, total_steps=fitted.steps_run,
-                                    global_batch_size=config.finetune.batch_size)
+    checkpoint_lib.write_atomically(
+        os.path.join(workdir, "results.json"), json.dumps(results, indent=2)
+    )
+  writer = metrics_lib.MetricWriter(
+      workdir, total_steps=fitted.steps_run, global_batch_size=config.finetune.batch_size
+  )
   for entry in fitted.history:
     writer.write(entry["step"], {k: v for k, v in entry.items() if k != "step"})
   writer.write(fitted.steps_run, {"test_accuracy": results["test_accuracy"]})
   writer.close()
-  state = {"params": variables["params"],
-           "model_state": {c: v for c, v in variables.items() if c != "params"}}
+  state = {
+      "params": variables["params"],
+      "model_state": {c: v for c, v in variables.items() if c != "params"},
+  }
   if fitted.adapters:
     state["adapters"] = layers.unflatten(fitted.adapters)
   checkpointer = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"), keep=1)
-  checkpointer.save(fitted.steps_run, jax.tree.map(np.asarray, jax.device_get(state)),
-                    {"mode": results["mode"], "hyperparameters": results["hyperparameters"]})
+  checkpointer.save(
+      fitted.steps_run,
+      jax.tree.map(np.asarray, jax.device_get(state)),
+      {"mode": results["mode"], "hyperparameters": results["hyperparameters"]},
+  )
   checkpointer.wait()
   checkpointer.close()
 

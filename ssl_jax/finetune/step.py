@@ -18,6 +18,7 @@ only `last_n` and `lora_rank` (they change which arrays train) compile a new ste
 The state is sharded by `sharding.param_sharding` (FSDP over 'fsdp' for large arrays), batches
 over `sharding.BATCH_AXES`, as in pre-training.
 """
+
 import dataclasses
 import math
 from typing import Any
@@ -31,8 +32,15 @@ from ssl_jax import sharding as sharding_lib
 from ssl_jax.finetune import layers
 from ssl_jax.finetune import lora
 
-TRACED = ("learning_rate", "weight_decay", "label_smoothing", "steps", "backbone_lr_multiplier",
-          "layer_decay", "distill_temperature")
+TRACED = (
+    "learning_rate",
+    "weight_decay",
+    "label_smoothing",
+    "steps",
+    "backbone_lr_multiplier",
+    "layer_decay",
+    "distill_temperature",
+)
 ENCODER_MODES = ("last_n", "full", "lora")
 ADAPTER_SUFFIXES = ("/lora_a", "/lora_b")
 
@@ -62,16 +70,31 @@ class Fit:
 
 class Finetuner:
   """The train step of `mode` for `model` (finetune.model.Model); compiled once, reused by fits."""
+
   traced = TRACED  # the hyperparameters the compiled step takes as inputs
 
-  def __init__(self, model, mode, *, batch_size, last_n=1, lora_rank=4, lora_alpha=8.0,
-               lora_regex="", augment=True):
+  def __init__(
+      self,
+      model,
+      mode,
+      *,
+      batch_size,
+      last_n=1,
+      lora_rank=4,
+      lora_alpha=8.0,
+      lora_regex="",
+      augment=True,
+  ):
     if mode not in ENCODER_MODES:
-      raise ValueError(f"finetune mode {mode!r}; accepted: {ENCODER_MODES} (and 'linear', which "
-                       "fits a head on features: finetune/linear.py)")
+      raise ValueError(
+          f"finetune mode {mode!r}; accepted: {ENCODER_MODES} (and 'linear', which "
+          "fits a head on features: finetune/linear.py)"
+      )
     if batch_size % model.mesh.size:
-      raise ValueError(f"finetune.batch_size={batch_size} does not divide over {model.mesh.size} "
-                       f"devices; use a multiple of {model.mesh.size}")
+      raise ValueError(
+          f"finetune.batch_size={batch_size} does not divide over {model.mesh.size} "
+          f"devices; use a multiple of {model.mesh.size}"
+      )
     self.model, self.mode, self.batch_size, self.augment = model, mode, batch_size, augment
     self.lora_alpha = lora_alpha
     paths = list(model.param_shapes)
@@ -84,8 +107,10 @@ class Finetuner:
       self.depth = {p: depth.get(p, -1) for p in paths}  # -1: the head, at the full rate
     elif mode == "last_n":
       if not 1 <= last_n <= len(unit_paths):
-        raise ValueError(f"finetune.last_n={last_n}; the encoder has {len(unit_paths)} layer units "
-                         f"({[n for n, _ in model.units]}); accepted: 1..{len(unit_paths)}")
+        raise ValueError(
+            f"finetune.last_n={last_n}; the encoder has {len(unit_paths)} layer units "
+            f"({[n for n, _ in model.units]}); accepted: 1..{len(unit_paths)}"
+        )
       trainable = head + [p for ps in unit_paths[-last_n:] for p in ps]
     else:
       trainable = head
@@ -98,12 +123,16 @@ class Finetuner:
     abstract = jax.eval_shape(self._initial_state, model.abstract, jax.random.PRNGKey(0))
     self.state_sharding = model.sharding(abstract)
     options = model.compiler_options
-    self._initial = jax.jit(self._initial_state, out_shardings=self.state_sharding,
-                            compiler_options=options)
-    self._step = jax.jit(self._step_fn,
-                         in_shardings=(self.state_sharding, model.batch_sharding, model.replicated),
-                         out_shardings=(self.state_sharding, model.replicated), donate_argnums=0,
-                         compiler_options=options)
+    self._initial = jax.jit(
+        self._initial_state, out_shardings=self.state_sharding, compiler_options=options
+    )
+    self._step = jax.jit(
+        self._step_fn,
+        in_shardings=(self.state_sharding, model.batch_sharding, model.replicated),
+        out_shardings=(self.state_sharding, model.replicated),
+        donate_argnums=0,
+        compiler_options=options,
+    )
     self._export = jax.jit(self._export_fn, compiler_options=options)
 
   def _initial_state(self, variables, rng):
@@ -112,12 +141,17 @@ class Finetuner:
     frozen = {p: x for p, x in flat.items() if p not in self.trainable_paths}
     if self.mode == "lora":
       shapes = {p: x.shape for p, x in flat.items()}
-      trainable.update(lora.init(jax.random.fold_in(rng, 7), shapes, self.lora_targets,
-                                 self.lora_rank))
-    return {"step": jnp.zeros((), jnp.int32), "trainable": trainable, "frozen": frozen,
-            "opt_state": self.adam.init(trainable),
-            "model_state": {c: v for c, v in variables.items() if c != "params"},
-            "rng": rng}
+      trainable.update(
+          lora.init(jax.random.fold_in(rng, 7), shapes, self.lora_targets, self.lora_rank)
+      )
+    return {
+        "step": jnp.zeros((), jnp.int32),
+        "trainable": trainable,
+        "frozen": frozen,
+        "opt_state": self.adam.init(trainable),
+        "model_state": {c: v for c, v in variables.items() if c != "params"},
+        "rng": rng,
+    }
 
   def init_state(self, variables, seed):
     """The sharded train state from classifier variables (Model.init) and a seed."""
@@ -142,8 +176,12 @@ class Finetuner:
     variables = {"params": self._params(trainable, state["frozen"]), **state["model_state"]}
     if self.encoder_train:
       logits, model_state = self.model.module.apply(
-          variables, x, train=True, mutable=list(state["model_state"]),
-          rngs={"dropout": jax.random.fold_in(rng, 1)})
+          variables,
+          x,
+          train=True,
+          mutable=list(state["model_state"]),
+          rngs={"dropout": jax.random.fold_in(rng, 1)},
+      )
       return logits, dict(model_state)
     return self.model.module.apply(variables, x, train=False), state["model_state"]
 
@@ -170,10 +208,19 @@ class Finetuner:
       decay = hp["weight_decay"] * float(self.decay.get(p, True))  # adapters decay
       trainable[p] = w - lr * self._multiplier(p, hp) * (adam[p] + decay * w)
     hard = batch["y"] if batch["y"].ndim == 1 else jnp.argmax(batch["y"], -1)
-    metrics = {"loss": loss, "train_accuracy": jnp.mean(jnp.argmax(logits, -1) == hard),
-               "learning_rate": lr, **extra}
-    return {**state, "step": state["step"] + 1, "trainable": trainable, "opt_state": opt_state,
-            "model_state": model_state}, metrics
+    metrics = {
+        "loss": loss,
+        "train_accuracy": jnp.mean(jnp.argmax(logits, -1) == hard),
+        "learning_rate": lr,
+        **extra,
+    }
+    return {
+        **state,
+        "step": state["step"] + 1,
+        "trainable": trainable,
+        "opt_state": opt_state,
+        "model_state": model_state,
+    }, metrics
 
   def _draw(self, sampler, x, y):
     """One step's host batch: `batch_size` labelled examples drawn with replacement."""
@@ -193,11 +240,25 @@ class Finetuner:
 
   def trainable_params(self):
     """Parameters the optimiser updates: the trained model weights, LoRA's adapters, the head."""
-    return int(sum(math.prod(self.model.param_shapes[p]) for p in self.trainable_paths)
-               + self.num_adapter_params())
+    return int(
+        sum(math.prod(self.model.param_shapes[p]) for p in self.trainable_paths)
+        + self.num_adapter_params()
+    )
 
-  def fit(self, variables, x, y, *, hp, seed, stop_at=None, val=None, eval_every=25, patience=0,
-          log_every=0):
+  def fit(
+      self,
+      variables,
+      x,
+      y,
+      *,
+      hp,
+      seed,
+      stop_at=None,
+      val=None,
+      eval_every=25,
+      patience=0,
+      log_every=0,
+  ):
     """Trains from classifier `variables` on (x, y); returns a `Fit`. y: integer labels (N,), or
     a teacher's probabilities (N, classes) to distil (`distillation_loss`).
 
@@ -231,8 +292,15 @@ class Finetuner:
           if patience and below >= patience:
             break
     if not math.isfinite(float(metrics["loss"])):
-      raise FloatingPointError(f"fine-tuning ({self.mode}) reached a non-finite loss at step "
-                               f"{step}; lower finetune.learning_rate (now {hp['learning_rate']})")
-    return Fit(self._export(state), jax.device_get(self.adapters(state)), step,
-               best[1] if val is not None else step, best[0], history)
-
+      raise FloatingPointError(
+          f"fine-tuning ({self.mode}) reached a non-finite loss at step "
+          f"{step}; lower finetune.learning_rate (now {hp['learning_rate']})"
+      )
+    return Fit(
+        self._export(state),
+        jax.device_get(self.adapters(state)),
+        step,
+        best[1] if val is not None else step,
+        best[0],
+        history,
+    )

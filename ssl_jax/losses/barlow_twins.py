@@ -3,6 +3,7 @@
 Each embedding dimension is standardised over the batch (BatchNorm1d without affine, training mode),
 c = z1n^T z2n / N, and the loss is sum_i (1 - c_ii)^2 + lambd * sum_{i != j} c_ij^2.
 """
+
 import jax
 import jax.numpy as jnp
 

@@ -3,6 +3,7 @@
 Each online prediction p regresses the other view's target projection z: both are L2-normalised and
 the squared distance, 2 - 2 cos(p, z), is summed over the two directions and averaged over examples.
 """
+
 import jax
 import jax.numpy as jnp
 
@@ -15,8 +16,10 @@ def byol(p1, p2, z1, z2, *, axis_name=None):
   mapped axis: the per-device means (equal batch per device) are pmean'd into the global mean.
   """
   if p1.ndim != 2 or not p1.shape == p2.shape == z1.shape == z2.shape:
-    raise ValueError("p1, p2, z1, z2 must all be (n, d) with one shape; got "
-                     f"{p1.shape}, {p2.shape}, {z1.shape} and {z2.shape}")
+    raise ValueError(
+        "p1, p2, z1, z2 must all be (n, d) with one shape; got "
+        f"{p1.shape}, {p2.shape}, {z1.shape} and {z2.shape}"
+    )
   loss, cosine = 0.0, 0.0
   for p, z in ((p1, z2), (p2, z1)):
     p = _normalise(p.astype(jnp.float32))  # fp32 whatever the compute dtype

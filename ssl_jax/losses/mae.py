@@ -3,6 +3,7 @@
 With `norm_pix`, each target patch is standardised by its own mean and (unbiased) variance, the
 paper's "normalized pixels" target, which it reports as better for representations.
 """
+
 import jax
 import jax.numpy as jnp
 
@@ -30,8 +31,10 @@ def mae_loss(predictions, target_patches, mask, *, norm_pix=True, axis_name=None
   patch of the global batch (under `shard_map`, pass the axis: numerator and count are psum'd).
   """
   if predictions.shape != target_patches.shape or mask.shape != predictions.shape[:2]:
-    raise ValueError(f"predictions {predictions.shape} and target_patches {target_patches.shape} "
-                     f"must match, and mask {mask.shape} must be their (B, N)")
+    raise ValueError(
+        f"predictions {predictions.shape} and target_patches {target_patches.shape} "
+        f"must match, and mask {mask.shape} must be their (B, N)"
+    )
   target = target_patches.astype(jnp.float32)
   if norm_pix:
     mean = jnp.mean(target, axis=-1, keepdims=True)
@@ -44,7 +47,10 @@ def mae_loss(predictions, target_patches, mask, *, norm_pix=True, axis_name=None
   visible_count = jnp.sum(1 - mask)
   if axis_name is not None:
     total, count, visible_error, visible_count = jax.lax.psum(
-        (total, count, visible_error, visible_count), axis_name)
+        (total, count, visible_error, visible_count), axis_name
+    )
   loss = total / jnp.maximum(count, 1)
-  return loss, {"masked_fraction": count / (count + visible_count),
-                "visible_patch_error": visible_error / jnp.maximum(visible_count, 1)}
+  return loss, {
+      "masked_fraction": count / (count + visible_count),
+      "visible_patch_error": visible_error / jnp.maximum(visible_count, 1),
+  }

@@ -4,6 +4,7 @@ loss = masked_lm (losses/mlm.py) + the mean cross-entropy of the 2-way NSP logit
 batch (label 0: B follows A, 1: B is random, transformers' convention), as BERT's
 `run_pretraining.py` sums the two.
 """
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -12,10 +13,13 @@ from ssl_jax.losses.mlm import masked_lm
 
 
 def mlm_nsp(mlm_logits, targets, weights, nsp_logits, nsp_labels, *, axis_name=None):
-  """Returns (loss, metrics); the MLM arguments as in `masked_lm`, nsp_logits (B, 2), nsp_labels (B,)."""
+  """Returns (loss, metrics); the MLM arguments as in `masked_lm`, nsp_logits (B, 2),
+  nsp_labels (B,)."""
   if nsp_logits.shape != nsp_labels.shape + (2,):
-    raise ValueError(f"nsp_logits must be (B, 2) for nsp_labels (B,); got {nsp_logits.shape} and "
-                     f"{nsp_labels.shape}")
+    raise ValueError(
+        f"nsp_logits must be (B, 2) for nsp_labels (B,); got {nsp_logits.shape} and "
+        f"{nsp_labels.shape}"
+    )
   mlm, metrics = masked_lm(mlm_logits, targets, weights, axis_name=axis_name)
   nsp_logits = nsp_logits.astype(jnp.float32)
   ce = optax.softmax_cross_entropy_with_integer_labels(nsp_logits, nsp_labels)

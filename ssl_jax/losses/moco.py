@@ -5,6 +5,7 @@ K keys of earlier batches held in a queue. MoCo v3 (Chen, Xie & He 2021) drops t
 i's negatives are every other key of the global batch, and the loss is symmetrised over two views.
 Keys come from the momentum encoder and never carry gradients.
 """
+
 import numbers
 
 import jax
@@ -46,8 +47,10 @@ def moco_v3(q1, q2, k1, k2, *, temperature=0.2, axis_name=None):
   """
   _check_temperature(temperature)
   if q1.ndim != 2 or not q1.shape == q2.shape == k1.shape == k2.shape:
-    raise ValueError("q1, q2, k1 and k2 must all be (n, d); got "
-                     f"{q1.shape}, {q2.shape}, {k1.shape} and {k2.shape}")
+    raise ValueError(
+        "q1, q2, k1 and k2 must all be (n, d); got "
+        f"{q1.shape}, {q2.shape}, {k1.shape} and {k2.shape}"
+    )
   loss_a, accuracy_a = _in_batch_contrast(q1, k2, temperature, axis_name)
   loss_b, accuracy_b = _in_batch_contrast(q2, k1, temperature, axis_name)
   loss = loss_a + loss_b
@@ -75,8 +78,10 @@ def enqueue(queue, pointer, keys):
     raise ValueError(f"queue must be (K, d) and keys (m, d); got {queue.shape} and {keys.shape}")
   size, m = queue.shape[0], keys.shape[0]
   if m > size:
-    raise ValueError(f"cannot enqueue {m} keys {keys.shape} into a queue of {size} rows "
-                     f"{queue.shape}; need m <= K")
+    raise ValueError(
+        f"cannot enqueue {m} keys {keys.shape} into a queue of {size} rows "
+        f"{queue.shape}; need m <= K"
+    )
   queue, pointer = jnp.asarray(queue), jnp.asarray(pointer, jnp.int32)
   rows = (pointer + jnp.arange(m)) % size
   queue = queue.at[rows].set(jax.lax.stop_gradient(keys).astype(queue.dtype))

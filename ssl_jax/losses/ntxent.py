@@ -3,6 +3,7 @@
 For 2N embeddings (two views of N examples), anchor i's positive is the other view of example i
 and its 2N - 2 negatives are every other embedding; the loss averages over all 2N anchors.
 """
+
 import numbers
 
 import jax

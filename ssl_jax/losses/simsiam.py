@@ -3,6 +3,7 @@
 D is the negative cosine similarity, averaged over examples; sg is the stop-gradient that the paper
 shows is what keeps the siamese network from collapsing.
 """
+
 import jax
 import jax.numpy as jnp
 
@@ -18,8 +19,10 @@ def simsiam(p1, p2, z1, z2, *, axis_name=None):
   views) of z / |z|, averaged over dimensions; about 1/sqrt(d) when healthy, 0 when collapsed.
   """
   if p1.ndim != 2 or not p1.shape == p2.shape == z1.shape == z2.shape:
-    raise ValueError("p1, p2, z1, z2 must all be (n, d) with one shape; got "
-                     f"{p1.shape}, {p2.shape}, {z1.shape} and {z2.shape}")
+    raise ValueError(
+        "p1, p2, z1, z2 must all be (n, d) with one shape; got "
+        f"{p1.shape}, {p2.shape}, {z1.shape} and {z2.shape}"
+    )
   z1 = _normalise(jax.lax.stop_gradient(z1).astype(jnp.float32))  # fp32 whatever the compute dtype
   z2 = _normalise(jax.lax.stop_gradient(z2).astype(jnp.float32))
   cosine = 0.0

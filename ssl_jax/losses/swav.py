@@ -4,6 +4,7 @@ Each global crop's prototype scores give soft codes q by a few Sinkhorn iteratio
 the assignment equipartitioned over the batch; every other crop predicts those codes from its
 own scores with a temperature softmax.
 """
+
 import jax
 import jax.numpy as jnp
 
@@ -30,8 +31,15 @@ def sinkhorn(scores, *, epsilon=0.05, iterations=3, axis_name=None):
   return (q * global_batch).T
 
 
-def swav(scores, *, temperature=0.1, epsilon=0.05, sinkhorn_iterations=3, queue_scores=None,
-         axis_name=None):
+def swav(
+    scores,
+    *,
+    temperature=0.1,
+    epsilon=0.05,
+    sinkhorn_iterations=3,
+    queue_scores=None,
+    axis_name=None,
+):
   """Returns (loss, metrics) for prototype scores (V, n, K) of V crops, the first 2 global.
 
   Codes come from each global crop (no gradient); each other crop v predicts them with
@@ -51,7 +59,9 @@ def swav(scores, *, temperature=0.1, epsilon=0.05, sinkhorn_iterations=3, queue_
     crop_scores = scores[i]
     if queue_scores is not None:
       crop_scores = jnp.concatenate([queue_scores[i], crop_scores])
-    q = sinkhorn(crop_scores, epsilon=epsilon, iterations=sinkhorn_iterations, axis_name=axis_name)[-n:]
+    q = sinkhorn(crop_scores, epsilon=epsilon, iterations=sinkhorn_iterations, axis_name=axis_name)[
+        -n:
+    ]
     entropy += -jnp.mean(jnp.sum(q * jnp.log(jnp.maximum(q, 1e-12)), axis=-1)) / 2
     for v in range(num_views):
       if v != i:

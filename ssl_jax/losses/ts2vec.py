@@ -7,10 +7,13 @@ then both views are max-pooled over time with kernel 2, until one timestep is le
 instance term is added. The sum is divided by the number of levels. Similarities are plain dot
 products, as in the paper (no normalisation, no temperature).
 """
+
 import jax
 import jax.numpy as jnp
 
-MASKED = -1e9  # logit of an excluded candidate (itself, or a padded timestep): exp() underflows to 0
+MASKED = (
+    -1e9
+)  # logit of an excluded candidate (itself, or a padded timestep): exp() underflows to 0
 
 
 def hierarchical_contrastive(z1, z2, *, alpha=0.5, temporal_unit=0, axis_name=None, length=None):
@@ -36,13 +39,18 @@ def hierarchical_contrastive(z1, z2, *, alpha=0.5, temporal_unit=0, axis_name=No
     width = z1.shape[1]
     valid = None if length is None else jnp.arange(width) < n
     instance = _instance_loss(z1, z2, valid, axis_name)
-    temporal = _temporal_loss(z1, z2, valid, axis_name) if level >= temporal_unit and width > 1 else 0.0
+    temporal = (
+        _temporal_loss(z1, z2, valid, axis_name) if level >= temporal_unit and width > 1 else 0.0
+    )
     several, single = n > 1, n == 1
     if length is None:  # static: skip the terms the reference does not compute
       term = alpha * instance + ((1 - alpha) * temporal if several else 0.0)
     else:
-      term = jnp.where(several, alpha * instance + (1 - alpha) * temporal,
-                       jnp.where(single, alpha * instance, 0.0))
+      term = jnp.where(
+          several,
+          alpha * instance + (1 - alpha) * temporal,
+          jnp.where(single, alpha * instance, 0.0),
+      )
     total = total + term
     levels = levels + (n >= 1 if length is None else (n >= 1).astype(jnp.int32))
     if first is None:
@@ -56,7 +64,7 @@ def hierarchical_contrastive(z1, z2, *, alpha=0.5, temporal_unit=0, axis_name=No
 def _max_pool(z):
   """Max over non-overlapping pairs of timesteps; an odd last one is dropped (floor)."""
   b, t, c = z.shape
-  return z[:, :2 * (t // 2)].reshape(b, t // 2, 2, c).max(axis=2)
+  return z[:, : 2 * (t // 2)].reshape(b, t // 2, 2, c).max(axis=2)
 
 
 def _instance_loss(z1, z2, valid, axis_name):

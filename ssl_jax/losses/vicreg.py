@@ -4,6 +4,7 @@ invariance = mean squared distance between the views; variance = hinge keeping e
 std (unbiased, over the batch) above 1; covariance = squared off-diagonal covariances / d. The
 variance and covariance terms are computed per branch and summed.
 """
+
 import jax
 import jax.numpy as jnp
 
@@ -28,8 +29,9 @@ def vicreg(z1, z2, *, sim_weight=25.0, var_weight=25.0, cov_weight=1.0, axis_nam
   for z in (z1, z2):
     centred = z - _global_sum(jnp.sum(z, axis=0), axis_name) / total
     # HIGHEST: default TPU/GPU matmul precision rounds to bf16/tf32; the diagonal feeds the std too.
-    cov = _global_sum(jnp.matmul(centred.T, centred, precision=jax.lax.Precision.HIGHEST),
-                      axis_name) / (total - 1)
+    cov = _global_sum(
+        jnp.matmul(centred.T, centred, precision=jax.lax.Precision.HIGHEST), axis_name
+    ) / (total - 1)
     std = jnp.sqrt(jnp.diagonal(cov) + 1e-4)
     variance += jnp.mean(jax.nn.relu(1.0 - std)) / 2
     covariance += jnp.sum(jnp.where(jnp.eye(d, dtype=bool), 0.0, cov * cov)) / d

@@ -12,6 +12,7 @@ experiment.py runs pretrain, then study/loop.py over the built methods, then wri
 (study/report.py). A task names its modality (`Task.modality`, tasks/__init__.py); a new modality
 is one module here, its data module, a config and tests.
 """
+
 import importlib
 
 from ssl_jax import tasks

@@ -1,4 +1,5 @@
 """What every modality returns to experiment.py."""
+
 import dataclasses
 from typing import Any
 

@@ -9,6 +9,7 @@ Splits larger than IN_MEMORY_BYTES decoded stay on disk (sources.LazyImages): fe
 scores and the labelled subsets are read batch by batch, so memory does not grow with the split
 (pixels_logreg alone needs the pixels in memory).
 """
+
 import numpy as np
 
 from ssl_jax import models
@@ -22,9 +23,21 @@ from ssl_jax.modalities import common
 from ssl_jax.study import methods as methods_lib
 
 NAME = "image"
-METHODS = ("ssl_linear_probe", "ssl_finetune", "ssl_finetune_last", "ssl_lora", "ssl_distill",
-           "ssl_fixmatch", "ssl_labelprop", "supervised_scratch", "scratch_distill",
-           "scratch_fixmatch", "pixels_logreg", "generic_probe", "generic_finetune")
+METHODS = (
+    "ssl_linear_probe",
+    "ssl_finetune",
+    "ssl_finetune_last",
+    "ssl_lora",
+    "ssl_distill",
+    "ssl_fixmatch",
+    "ssl_labelprop",
+    "supervised_scratch",
+    "scratch_distill",
+    "scratch_fixmatch",
+    "pixels_logreg",
+    "generic_probe",
+    "generic_finetune",
+)
 IN_MEMORY_BYTES = 2**30  # decoded splits above this stream from their source
 
 
@@ -33,13 +46,17 @@ def check(config):
   methods_lib.check(names, METHODS, NAME)
   generic = [m for m in names if m.startswith("generic_")]
   if generic and not config.generic_model:
-    raise ValueError(f"label_efficiency.methods has {generic}, which need config.generic_model "
-                     "(a vision checkpoint directory or Hugging Face Hub name)")
+    raise ValueError(
+        f"label_efficiency.methods has {generic}, which need config.generic_model "
+        "(a vision checkpoint directory or Hugging Face Hub name)"
+    )
   if generic:
-    raise ValueError(f"label_efficiency.methods has {generic}: the image study's generic "
-                     "baseline needs a vision checkpoint, and ssl_jax loads none since "
-                     "transformers 5 removed the Flax models it used (ssl_jax/generic_models.py); "
-                     "the text study's generic_* methods take BERT-family checkpoints")
+    raise ValueError(
+        f"label_efficiency.methods has {generic}: the image study's generic "
+        "baseline needs a vision checkpoint, and ssl_jax loads none since "
+        "transformers 5 removed the Flax models it used (ssl_jax/generic_models.py); "
+        "the text study's generic_* methods take BERT-family checkpoints"
+    )
 
 
 def pretrain(config, workdir):
@@ -50,8 +67,13 @@ def pretrain(config, workdir):
 def study(config, pretrained):
   run = pretrained.run
   built, train_labels, test_labels = study_methods(
-      config, run.features_of, run.train_source, run.test_source, run.components.mesh,
-      run.components.encoder_variables(run.state))
+      config,
+      run.features_of,
+      run.train_source,
+      run.test_source,
+      run.components.mesh,
+      run.components.encoder_variables(run.state),
+  )
   return common.Study(built, train_labels, test_labels, title_of(config))
 
 
@@ -67,40 +89,64 @@ def study_methods(config, features_of, train_source, test_source, mesh, pretrain
   train_images, train_labels = sources.eval_arrays(train_source, IN_MEMORY_BYTES)
   test_images, test_labels = sources.eval_arrays(test_source, IN_MEMORY_BYTES)
   num_classes = config.data.num_classes
-  inputs = inputs_lib.for_arrays(train_images, image_size=config.data.image_size,
-                                 crop_scale=ft.crop_scale, flip_prob=config.augment.flip_prob,
-                                 elastic=inputs_lib.elastic_of(config))
+  inputs = inputs_lib.for_arrays(
+      train_images,
+      image_size=config.data.image_size,
+      crop_scale=ft.crop_scale,
+      flip_prob=config.augment.flip_prob,
+      elastic=inputs_lib.elastic_of(config),
+  )
   model = None
-  if any(methods_lib.ENCODER_METHODS.get(m, ("", "linear"))[1] not in ("linear", "labelprop")
-         for m in names):
+  if any(
+      methods_lib.ENCODER_METHODS.get(m, ("", "linear"))[1] not in ("linear", "labelprop")
+      for m in names
+  ):
     model = model_lib.Model(
         models.build_encoder(config.model, image_size=config.data.image_size),
-        num_classes=num_classes, mesh=mesh, inputs=inputs, example=train_images,
-        eval_batch_size=config.data.eval_batch_size, layer_regex=ft.layer_regex,
-        compiler_options=conv_lib.compiler_options(config.model.cpu_conv_library))
-  starts = {"ssl": methods_lib.Start(model, pretrained_encoder, train_images, test_images,
-                                     features_of),
-            "scratch": methods_lib.Start(model, None, train_images, test_images)}
+        num_classes=num_classes,
+        mesh=mesh,
+        inputs=inputs,
+        example=train_images,
+        eval_batch_size=config.data.eval_batch_size,
+        layer_regex=ft.layer_regex,
+        compiler_options=conv_lib.compiler_options(config.model.cpu_conv_library),
+    )
+  starts = {
+      "ssl": methods_lib.Start(model, pretrained_encoder, train_images, test_images, features_of),
+      "scratch": methods_lib.Start(model, None, train_images, test_images),
+  }
   pad_to = common.pad_to(config.label_efficiency, num_classes, len(train_labels))
   baselines = {}
   if "pixels_logreg" in names:
     flat = lambda x: np.asarray(x).reshape(len(x), -1).astype(np.float32) / 255.0
-    baselines["pixels_logreg"] = (protocol.LinearMethod(num_classes, mesh, ft, pad_to=pad_to),
-                                  flat(train_images), flat(test_images))
-  built = methods_lib.build(names, starts, baselines, ft, num_classes=num_classes, mesh=mesh,
-                            pad_to=pad_to)
+    baselines["pixels_logreg"] = (
+        protocol.LinearMethod(num_classes, mesh, ft, pad_to=pad_to),
+        flat(train_images),
+        flat(test_images),
+    )
+  built = methods_lib.build(
+      names, starts, baselines, ft, num_classes=num_classes, mesh=mesh, pad_to=pad_to
+  )
   return built, train_labels, test_labels
 
 
 def study_rows(config, features_of, train_source, test_source, mesh, pretrained_encoder=None):
   """The study's rows on these splits (study_methods, then study/loop.py)."""
   from ssl_jax.study import loop  # pylint: disable=g-import-not-at-top
-  return loop.run(config, *study_methods(config, features_of, train_source, test_source, mesh,
-                                         pretrained_encoder))
+
+  return loop.run(
+      config,
+      *study_methods(config, features_of, train_source, test_source, mesh, pretrained_encoder),
+  )
 
 
 def title_of(config):
   """'<data>: <task> pre-training (<encoder>)' for the plot."""
-  encoder = config.model.name + (f"-{config.model.depth}" if config.model.name == "resnet" else
-                                 f"-{config.model.variant}" if config.model.name == "vit" else "")
+  encoder = config.model.name + (
+      f"-{config.model.depth}"
+      if config.model.name == "resnet"
+      else f"-{config.model.variant}"
+      if config.model.name == "vit"
+      else ""
+  )
   return f"{config.data.source}: {config.task} pre-training ({encoder})"

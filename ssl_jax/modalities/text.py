@@ -21,6 +21,7 @@
 Encoders read `config.text.max_len` tokens of each text (TF-IDF reads the whole text); the
 generic and TAPT encoders mean-pool (the sentence-transformers recipe).
 """
+
 import dataclasses
 import json
 import os
@@ -44,21 +45,38 @@ from ssl_jax.study import baselines
 from ssl_jax.study import methods as methods_lib
 
 NAME = "text"
-METHODS = ("ssl_linear_probe", "ssl_finetune", "ssl_lora", "supervised_scratch", "tfidf_logreg",
-           "generic_probe", "generic_finetune", "tapt_probe", "tapt_finetune", "tapt_lora")
+METHODS = (
+    "ssl_linear_probe",
+    "ssl_finetune",
+    "ssl_lora",
+    "supervised_scratch",
+    "tfidf_logreg",
+    "generic_probe",
+    "generic_finetune",
+    "tapt_probe",
+    "tapt_finetune",
+    "tapt_lora",
+)
 
 
 def load_corpus(config):
-  corpus = text.load(config.data.source, num_classes=config.data.num_classes,
-                     holdout_per_class=config.data.holdout_per_class, seed=config.data.holdout_seed,
-                     data_dir=config.data.data_dir or None)
+  corpus = text.load(
+      config.data.source,
+      num_classes=config.data.num_classes,
+      holdout_per_class=config.data.holdout_per_class,
+      seed=config.data.holdout_seed,
+      data_dir=config.data.data_dir or None,
+  )
   for path, count in corpus.skipped_empty.items():
     print(f"skipped {count} empty text(s) in {path}", flush=True)
   per_class = config.text.test_per_class
   if per_class > 0 and per_class < np.bincount(corpus.test_labels).min():
     keep = subsets.per_class(corpus.test_labels, per_class, seed=config.data.holdout_seed + 104_729)
-    corpus = dataclasses.replace(corpus, test_texts=[corpus.test_texts[i] for i in keep],
-                                 test_labels=corpus.test_labels[keep])
+    corpus = dataclasses.replace(
+        corpus,
+        test_texts=[corpus.test_texts[i] for i in keep],
+        test_labels=corpus.test_labels[keep],
+    )
   return corpus
 
 
@@ -89,43 +107,75 @@ def pretrain_encoder(config, workdir, corpus):
   checkpoint = size if config.model.name == "bert" and os.path.isdir(size) else ""
   texts = corpus.pretraining_texts()
   tok, tok_dir = tokenizer_lib.for_run(
-      workdir, texts, vocab_size=config.text.vocab_size, lowercase=config.text.lowercase,
-      min_frequency=config.text.min_frequency, checkpoint=checkpoint,
-      save=jax.process_index() == 0)
+      workdir,
+      texts,
+      vocab_size=config.text.vocab_size,
+      lowercase=config.text.lowercase,
+      min_frequency=config.text.min_frequency,
+      checkpoint=checkpoint,
+      save=jax.process_index() == 0,
+  )
   ids = text.encode(tok, texts + list(corpus.test_texts), max_len=config.text.max_len)
-  train_source = text.TokenSource(ids[:len(texts)], corpus.pretraining_labels(),
-                                  name=f"{corpus.name}:pretraining")
-  test_source = text.TokenSource(ids[len(texts):], corpus.test_labels, name=f"{corpus.name}:test")
-  print(f"{corpus.name}: {len(texts)} pre-training texts, {len(corpus.test_texts)} test texts, "
-        f"{len(tok)} tokens in the vocabulary, sequences of {ids.shape[1]} tokens "
-        f"({100 * np.mean(ids[:, -1] != tok.pad_token_id):.0f} % truncated or full)", flush=True)
-  run_config = config_lib.derive(config, {"task_kwargs.tokenizer": tok_dir,
-                               "model.bert.vocab_size": 0 if checkpoint else len(tok)})
+  train_source = text.TokenSource(
+      ids[: len(texts)], corpus.pretraining_labels(), name=f"{corpus.name}:pretraining"
+  )
+  test_source = text.TokenSource(ids[len(texts) :], corpus.test_labels, name=f"{corpus.name}:test")
+  print(
+      f"{corpus.name}: {len(texts)} pre-training texts, {len(corpus.test_texts)} test texts, "
+      f"{len(tok)} tokens in the vocabulary, sequences of {ids.shape[1]} tokens "
+      f"({100 * np.mean(ids[:, -1] != tok.pad_token_id):.0f} % truncated or full)",
+      flush=True,
+  )
+  run_config = config_lib.derive(
+      config,
+      {"task_kwargs.tokenizer": tok_dir, "model.bert.vocab_size": 0 if checkpoint else len(tok)},
+  )
   run = train.train(run_config, workdir, data=(train_source, test_source))
   if jax.process_index() == 0:
     hf_dir = os.path.join(workdir, "hf_model")
-    run.components.task.save_pretrained(hf_dir, run.components.encoder.config, run.state.params, tok)
+    run.components.task.save_pretrained(
+        hf_dir, run.components.encoder.config, run.state.params, tok
+    )
     print(f"wrote {hf_dir} ({run.components.task.architecture} + tokenizer)", flush=True)
   encoder_variables = jax.device_get(run.components.encoder_variables(run.state))
-  return Encoder(run_config, tok, encoder_variables, run, time.perf_counter() - started,
-                    last_logged(run, workdir))
+  return Encoder(
+      run_config,
+      tok,
+      encoder_variables,
+      run,
+      time.perf_counter() - started,
+      last_logged(run, workdir),
+  )
 
 
 def tapt_config(config, num_texts=0):
   """Continued MLM of config.generic_model (a BERT checkpoint directory) per config.text.tapt."""
   if not config.generic_model or not os.path.isdir(config.generic_model):
-    raise ValueError(f"the tapt_* methods need config.generic_model to be a local BERT checkpoint "
-                     f"directory; got {config.generic_model!r}")
+    raise ValueError(
+        f"the tapt_* methods need config.generic_model to be a local BERT checkpoint "
+        f"directory; got {config.generic_model!r}"
+    )
   tapt = config.text.tapt
   steps_per_epoch = max(num_texts // tapt.batch_size, 1)
   mlm_kwargs = {k: v for k, v in config.task_kwargs.items() if k != "random_next_prob"}
-  return config_lib.derive(config, {
-      "task_kwargs": ml_collections.ConfigDict(mlm_kwargs),
-      "task": "mlm", "model.name": "bert", "model.bert.size": config.generic_model,
-      "model.bert.vocab_size": 0, "model.pool": "mean", "total_steps": int(tapt.steps),
-      "global_batch_size": int(tapt.batch_size), "optimizer.name": "adamw",
-      "optimizer.base_learning_rate": float(tapt.learning_rate), "optimizer.lr_scaling": "none",
-      "optimizer.schedule": "cosine", "optimizer.warmup_epochs": tapt.warmup_steps / steps_per_epoch})
+  return config_lib.derive(
+      config,
+      {
+          "task_kwargs": ml_collections.ConfigDict(mlm_kwargs),
+          "task": "mlm",
+          "model.name": "bert",
+          "model.bert.size": config.generic_model,
+          "model.bert.vocab_size": 0,
+          "model.pool": "mean",
+          "total_steps": int(tapt.steps),
+          "global_batch_size": int(tapt.batch_size),
+          "optimizer.name": "adamw",
+          "optimizer.base_learning_rate": float(tapt.learning_rate),
+          "optimizer.lr_scaling": "none",
+          "optimizer.schedule": "cosine",
+          "optimizer.warmup_epochs": tapt.warmup_steps / steps_per_epoch,
+      },
+  )
 
 
 def label_pool(config, corpus):
@@ -136,10 +186,11 @@ def label_pool(config, corpus):
   if per_class <= 0:
     return labelled
   if per_class < max(config.label_efficiency.labels_per_class):
-    raise ValueError(f"config.text.label_pool_per_class={per_class} is below the largest budget "
-                     f"{max(config.label_efficiency.labels_per_class)} labels per class")
-  picked = subsets.per_class(corpus.train_labels[labelled], per_class,
-                                        seed=config.seed + 7919)
+    raise ValueError(
+        f"config.text.label_pool_per_class={per_class} is below the largest budget "
+        f"{max(config.label_efficiency.labels_per_class)} labels per class"
+    )
+  picked = subsets.per_class(corpus.train_labels[labelled], per_class, seed=config.seed + 7919)
   return labelled[picked]
 
 
@@ -148,12 +199,15 @@ def check(config):
   methods_lib.check(names, METHODS, NAME)
   generic = [m for m in names if m.startswith(("generic_", "tapt_"))]
   if generic and not os.path.isdir(config.generic_model or ""):
-    raise ValueError(f"label_efficiency.methods {generic} need config.generic_model, a local BERT "
-                     f"checkpoint directory; got {config.generic_model!r}")
+    raise ValueError(
+        f"label_efficiency.methods {generic} need config.generic_model, a local BERT "
+        f"checkpoint directory; got {config.generic_model!r}"
+    )
 
 
 def pretrain(config, workdir):
-  """Steps 1-4 of the module docstring -> common.Pretrained (more: corpus, ssl and TAPT Encoders)."""
+  """Steps 1-4 of the module docstring -> common.Pretrained (more: corpus, ssl and TAPT
+  Encoders)."""
   corpus = load_corpus(config)
   ssl = pretrain_encoder(config, workdir, corpus)
   study = config.label_efficiency
@@ -162,12 +216,16 @@ def pretrain(config, workdir):
     tapt_dir = os.path.join(workdir, "tapt")
     os.makedirs(tapt_dir, exist_ok=True)
     tapt = pretrain_encoder(tapt_config(config, len(corpus.pretraining_texts())), tapt_dir, corpus)
-  extra = {"dataset": corpus.name, "num_classes": corpus.num_classes,
-           "num_pretraining_texts": len(corpus.pretraining_texts()),
-           "num_test": len(corpus.test_texts), "max_len": config.text.max_len,
-           "pretraining_seconds": ssl.seconds,
-           "pretraining": ssl.last,
-           "skipped_empty_texts": corpus.skipped_empty}
+  extra = {
+      "dataset": corpus.name,
+      "num_classes": corpus.num_classes,
+      "num_pretraining_texts": len(corpus.pretraining_texts()),
+      "num_test": len(corpus.test_texts),
+      "max_len": config.text.max_len,
+      "pretraining_seconds": ssl.seconds,
+      "pretraining": ssl.last,
+      "skipped_empty_texts": corpus.skipped_empty,
+  }
   if tapt is not None:
     extra.update(tapt_seconds=tapt.seconds, tapt=tapt.last)
   return common.Pretrained(ssl.run, extra, more=(corpus, ssl, tapt))
@@ -184,19 +242,31 @@ def study(config, pretrained):
   def start(model_config, tokenizer, inits):
     """Starts {where: init} on one classifier (one compile) of `model_config`'s encoder."""
     ids = text.encode(tokenizer, texts, max_len=max_len)
-    model = model_lib.Model(models.build_encoder(model_config), num_classes=num_classes,
-                            mesh=ssl.run.components.mesh,
-                            inputs=inputs_lib.Tokens(pad_id=tokenizer.pad_token_id),
-                            example=ids[:len(pool)], eval_batch_size=config.data.eval_batch_size,
-                            layer_regex=ft.layer_regex)
-    return {where: methods_lib.Start(model, init, ids[:len(pool)], ids[len(pool):],
-                                     lambda x, init=init: model.features(init, x))
-            for where, init in inits.items()}
+    model = model_lib.Model(
+        models.build_encoder(model_config),
+        num_classes=num_classes,
+        mesh=ssl.run.components.mesh,
+        inputs=inputs_lib.Tokens(pad_id=tokenizer.pad_token_id),
+        example=ids[: len(pool)],
+        eval_batch_size=config.data.eval_batch_size,
+        layer_regex=ft.layer_regex,
+    )
+    return {
+        where: methods_lib.Start(
+            model,
+            init,
+            ids[: len(pool)],
+            ids[len(pool) :],
+            lambda x, init=init: model.features(init, x),
+        )
+        for where, init in inits.items()
+    }
 
   starts = {}
   if any(n.startswith("ssl_") or n == "supervised_scratch" for n in names):
-    starts.update(start(ssl.config.model, ssl.tokenizer,
-                        {"ssl": ssl.encoder_variables, "scratch": None}))
+    starts.update(
+        start(ssl.config.model, ssl.tokenizer, {"ssl": ssl.encoder_variables, "scratch": None})
+    )
   if any(n.startswith(("generic_", "tapt_")) for n in names):
     minilm = tapt_config(config).model
     inits = {"generic": {"params": models.pretrained_params(minilm)}}
@@ -208,8 +278,10 @@ def study(config, pretrained):
     tfidf = baselines.TfidfLogreg(num_classes, corpus.pretraining_texts())
     found["tfidf_logreg"] = (tfidf, tfidf.features(pool_texts), tfidf.features(corpus.test_texts))
   pad_to = common.pad_to(config.label_efficiency, num_classes, len(pool))
-  built = methods_lib.build(names, starts, found, ft, num_classes=num_classes,
-                            mesh=ssl.run.components.mesh, pad_to=pad_to)
+  built = methods_lib.build(
+      names, starts, found, ft, num_classes=num_classes, mesh=ssl.run.components.mesh, pad_to=pad_to
+  )
   title = f"{corpus.name}: {config.task} ({config.model.bert.size} BERT), TAPT of the generic"
-  return common.Study(built, corpus.train_labels[pool], corpus.test_labels, title,
-                      extra={"label_pool": len(pool)})
+  return common.Study(
+      built, corpus.train_labels[pool], corpus.test_labels, title, extra={"label_pool": len(pool)}
+  )

@@ -14,6 +14,7 @@ The study, at each labels-per-class budget (-1: every training label) that every
   raw_logreg          scikit-learn's logistic regression (L2, C=1) on the raw series
 Missing values (NaN) count as 0 for the two raw-series baselines.
 """
+
 import time
 
 import numpy as np
@@ -28,9 +29,21 @@ from ssl_jax.study import baselines
 from ssl_jax.study import methods as methods_lib
 
 NAME = "timeseries"
-METHODS = ("ssl_svm", "ssl_linear_probe", "ssl_finetune", "ssl_finetune_last", "ssl_lora",
-           "ssl_distill", "ssl_fixmatch", "ssl_labelprop", "supervised_scratch", "scratch_distill",
-           "scratch_fixmatch", "nn1_euclidean", "raw_logreg")
+METHODS = (
+    "ssl_svm",
+    "ssl_linear_probe",
+    "ssl_finetune",
+    "ssl_finetune_last",
+    "ssl_lora",
+    "ssl_distill",
+    "ssl_fixmatch",
+    "ssl_labelprop",
+    "supervised_scratch",
+    "scratch_distill",
+    "scratch_fixmatch",
+    "nn1_euclidean",
+    "raw_logreg",
+)
 
 
 def check(config):
@@ -52,12 +65,21 @@ def pretrain(config, workdir):
   protocol_seconds = time.perf_counter() - start
   print(f"SVM protocol: test accuracy {accuracy:.4f} (C={c})", flush=True)
   data = run.train_source.data
-  extra = {"dataset": data.name, "test_accuracy": accuracy, "svm_C": c,
-           "train_seconds": train_seconds, "protocol_seconds": protocol_seconds,
-           "iterations": int(run.state.step), "num_train": len(train_y), "num_test": len(test_y),
-           "length": int(train_x.shape[1]), "features": int(train_x.shape[2]),
-           "num_classes": int(train_y.max()) + 1, "normalised_here": data.normalised,
-           "pretraining": run.history[-1] if run.history else {}}
+  extra = {
+      "dataset": data.name,
+      "test_accuracy": accuracy,
+      "svm_C": c,
+      "train_seconds": train_seconds,
+      "protocol_seconds": protocol_seconds,
+      "iterations": int(run.state.step),
+      "num_train": len(train_y),
+      "num_test": len(test_y),
+      "length": int(train_x.shape[1]),
+      "features": int(train_x.shape[2]),
+      "num_classes": int(train_y.max()) + 1,
+      "normalised_here": data.normalised,
+      "pretraining": run.history[-1] if run.history else {},
+  }
   arrays = (train_x, train_y, test_x, test_y, train_features, test_features)
   return common.Pretrained(run, extra, more=arrays)
 
@@ -69,17 +91,39 @@ def study(config, pretrained):
   num_classes, mesh = int(train_y.max()) + 1, run.components.mesh
   computed = {id(train_x): train_features, id(test_x): test_features}
   model = model_lib.Model(
-      models.build_encoder(config.model), num_classes=num_classes, mesh=mesh,
-      inputs=inputs_lib.Series(), example=train_x, eval_batch_size=config.data.eval_batch_size,
+      models.build_encoder(config.model),
+      num_classes=num_classes,
+      mesh=mesh,
+      inputs=inputs_lib.Series(),
+      example=train_x,
+      eval_batch_size=config.data.eval_batch_size,
       layer_regex=ft.layer_regex,
-      compiler_options=conv_lib.compiler_options(config.model.cpu_conv_library))
+      compiler_options=conv_lib.compiler_options(config.model.cpu_conv_library),
+  )
   encoder = run.components.encoder_variables(run.state)
-  starts = {"ssl": methods_lib.Start(model, encoder, train_x, test_x,
-                                     lambda x: computed[id(x)] if id(x) in computed
-                                     else run.features_of(x)),
-            "scratch": methods_lib.Start(model, None, train_x, test_x)}
-  found = {"nn1_euclidean": (baselines.NearestNeighbour(), train_x, test_x),
-           "raw_logreg": (baselines.RawLogreg(), train_x, test_x)}
-  built = methods_lib.build(names, starts, found, ft, num_classes=num_classes, mesh=mesh,
-                            pad_to=common.pad_to(config.label_efficiency, num_classes, len(train_y)))
-  return common.Study(built, train_y, test_y, f"UCR {run.train_source.data.name}: ts2vec pre-training")
+  starts = {
+      "ssl": methods_lib.Start(
+          model,
+          encoder,
+          train_x,
+          test_x,
+          lambda x: computed[id(x)] if id(x) in computed else run.features_of(x),
+      ),
+      "scratch": methods_lib.Start(model, None, train_x, test_x),
+  }
+  found = {
+      "nn1_euclidean": (baselines.NearestNeighbour(), train_x, test_x),
+      "raw_logreg": (baselines.RawLogreg(), train_x, test_x),
+  }
+  built = methods_lib.build(
+      names,
+      starts,
+      found,
+      ft,
+      num_classes=num_classes,
+      mesh=mesh,
+      pad_to=common.pad_to(config.label_efficiency, num_classes, len(train_y)),
+  )
+  return common.Study(
+      built, train_y, test_y, f"UCR {run.train_source.data.name}: ts2vec pre-training"
+  )

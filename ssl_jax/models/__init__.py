@@ -9,6 +9,7 @@ An encoder is a Flax module mapping a batch of inputs to features (B, D); `featu
 evaluator, the label-efficiency study and fine-tuning use, whatever the pretext task. Heads
 (projectors, predictors, prototypes, decoders) belong to the tasks (`ssl_jax/tasks/`).
 """
+
 import importlib
 import inspect
 import pkgutil
@@ -56,16 +57,20 @@ def ignored_settings(model_config):
   """Lines naming each `config.model` key that the chosen encoder does not read (its `SETTINGS`)
   and whose value differs from the schema's default."""
   from ssl_jax import config_schema  # pylint: disable=g-import-not-at-top
+
   defaults = config_schema.base_config().model
   reads = set(COMMON) | set(importlib.import_module(f"ssl_jax.models.{model_config.name}").SETTINGS)
   lines = []
   for key in sorted(set(model_config.keys()) - reads):
     if key in defaults and _plain(model_config[key]) != _plain(defaults[key]):
-      readers = [n for n in available()
-                 if key in importlib.import_module(f"ssl_jax.models.{n}").SETTINGS]
-      lines.append(f"config.model.{key}={_plain(model_config[key])!r} has no effect: it is a "
-                   f"setting of {readers}, not of the {model_config.name!r} encoder, which reads "
-                   f"config.model.{sorted(reads - {'name'})}")
+      readers = [
+          n for n in available() if key in importlib.import_module(f"ssl_jax.models.{n}").SETTINGS
+      ]
+      lines.append(
+          f"config.model.{key}={_plain(model_config[key])!r} has no effect: it is a "
+          f"setting of {readers}, not of the {model_config.name!r} encoder, which reads "
+          f"config.model.{sorted(reads - {'name'})}"
+      )
   return lines
 
 

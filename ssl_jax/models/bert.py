@@ -1,4 +1,5 @@
-"""BERT (Devlin et al. 2019) in Flax: the encoder, its MLM and NSP heads, by size name or checkpoint.
+"""BERT (Devlin et al. 2019) in Flax: the encoder, its MLM and NSP heads, by size name or
+checkpoint.
 
 `config.model.bert` names the shape, a BERT miniature by size or a local checkpoint directory
 (models/bert_config.py); a checkpoint's weights are the encoder's initialisation
@@ -18,6 +19,7 @@ or the mean of the final states over the real tokens ('mean' or 'gap'). Padding 
 masked out of attention. With `per_token=True` it also returns the final states (B, L, D), which
 the MLM heads read. Its parameters sit under `bert`, as in the checkpoints' BERT models.
 """
+
 import functools
 import os
 from typing import Any
@@ -32,8 +34,9 @@ POOLS = ("cls", "mean", "gap")
 
 
 def _dense(config, features, name, dtype):
-  return nn.Dense(features, dtype=dtype, name=name,
-                  kernel_init=nn.initializers.normal(config.initializer_range))
+  return nn.Dense(
+      features, dtype=dtype, name=name, kernel_init=nn.initializers.normal(config.initializer_range)
+  )
 
 
 def _layer_norm(config, dtype):
@@ -54,12 +57,23 @@ class Embeddings(nn.Module):
   def __call__(self, ids, token_type_ids, positions, deterministic):
     c = self.config
     init = nn.initializers.normal(c.initializer_range)
-    words = nn.Embed(c.vocab_size, c.hidden_size, embedding_init=init, dtype=self.dtype,
-                     name="word_embeddings")(ids)
-    places = nn.Embed(c.max_position_embeddings, c.hidden_size, embedding_init=init,
-                      dtype=self.dtype, name="position_embeddings")(positions)
-    segments = nn.Embed(c.type_vocab_size, c.hidden_size, embedding_init=init, dtype=self.dtype,
-                        name="token_type_embeddings")(token_type_ids)
+    words = nn.Embed(
+        c.vocab_size, c.hidden_size, embedding_init=init, dtype=self.dtype, name="word_embeddings"
+    )(ids)
+    places = nn.Embed(
+        c.max_position_embeddings,
+        c.hidden_size,
+        embedding_init=init,
+        dtype=self.dtype,
+        name="position_embeddings",
+    )(positions)
+    segments = nn.Embed(
+        c.type_vocab_size,
+        c.hidden_size,
+        embedding_init=init,
+        dtype=self.dtype,
+        name="token_type_embeddings",
+    )(token_type_ids)
     x = _layer_norm(c, self.dtype)(words + segments + places)
     return _dropout(c.hidden_dropout_prob)(x, deterministic=deterministic)
 
@@ -76,14 +90,21 @@ class SelfAttention(nn.Module):
     q, k, v = (split(_dense(c, c.hidden_size, n, self.dtype)(x)) for n in ("query", "key", "value"))
     dropout = not deterministic and c.attention_probs_dropout_prob > 0
     weights = nn.dot_product_attention_weights(  # softmax(q k^T / sqrt(d) + bias), dropped out
-        q, k, bias=bias, dropout_rng=self.make_rng("dropout") if dropout else None,
-        dropout_rate=c.attention_probs_dropout_prob, deterministic=not dropout, dtype=self.dtype)
+        q,
+        k,
+        bias=bias,
+        dropout_rng=self.make_rng("dropout") if dropout else None,
+        dropout_rate=c.attention_probs_dropout_prob,
+        deterministic=not dropout,
+        dtype=self.dtype,
+    )
     out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
     return out.reshape(x.shape[:2] + (c.hidden_size,))
 
 
 class Output(nn.Module):
   """Dense, dropout, then LayerNorm(residual + it): BERT's sub-layer output."""
+
   config: Config
   dtype: Any = jnp.float32
 
@@ -156,6 +177,7 @@ class Pooler(nn.Module):
 
 class Bert(nn.Module):
   """BertModel: ids (B, L) -> (final states (B, L, D), pooled [CLS] (B, D) or None)."""
+
   config: Config
   dtype: Any = jnp.float32
   add_pooling_layer: bool = False
@@ -168,14 +190,16 @@ class Bert(nn.Module):
 
   def __call__(self, ids, attention_mask, token_type_ids, positions, deterministic=True):
     x = self.embeddings(ids, token_type_ids, positions, deterministic)
-    bias = jnp.where(attention_mask[:, None, None, :] > 0, 0.0,
-                     jnp.finfo(self.dtype).min).astype(self.dtype)
+    bias = jnp.where(attention_mask[:, None, None, :] > 0, 0.0, jnp.finfo(self.dtype).min).astype(
+        self.dtype
+    )
     hidden = self.encoder(x, bias, deterministic)
     return hidden, (self.pooler(hidden) if self.add_pooling_layer else None)
 
 
 class BertEncoder(nn.Module):
   """The registry's encoder: BERT under `bert`, features pooled by `pool`."""
+
   config: Config
   pool: str = "mean"
   pad_id: int = 0
@@ -185,16 +209,18 @@ class BertEncoder(nn.Module):
   def setup(self):
     self.bert = Bert(self.config, dtype=self.dtype, add_pooling_layer=self.add_pooling_layer)
 
-  def __call__(self, ids, train=False, *, attention_mask=None, token_type_ids=None,
-               per_token=False):
+  def __call__(
+      self, ids, train=False, *, attention_mask=None, token_type_ids=None, per_token=False
+  ):
     if attention_mask is None:
       attention_mask = ids != self.pad_id
     attention_mask = attention_mask.astype(jnp.int32)
     if token_type_ids is None:
       token_type_ids = jnp.zeros_like(ids)
     positions = jnp.broadcast_to(jnp.arange(ids.shape[1]), ids.shape)
-    hidden, pooled = self.bert(ids, attention_mask, token_type_ids, positions,
-                               deterministic=not train)
+    hidden, pooled = self.bert(
+        ids, attention_mask, token_type_ids, positions, deterministic=not train
+    )
     if self.pool == "cls":
       features = hidden[:, 0]
     else:
@@ -213,6 +239,7 @@ class BertEncoder(nn.Module):
 class MLMHead(nn.Module):
   """BERT's MLM head (`cls/predictions`): dense + activation + LayerNorm (`transform`), then the
   decoder tied to the word embeddings, plus a bias (V,)."""
+
   config: Config
   dtype: Any = jnp.float32
 
@@ -240,6 +267,7 @@ class _TransformBlock(nn.Module):
 class PreTrainingHeads(nn.Module):
   """`cls`: the MLM head (`predictions`) and NSP's two-way classifier (`seq_relationship`) on the
   pooled [CLS]."""
+
   config: Config
   dtype: Any = jnp.float32
 
@@ -251,6 +279,7 @@ class PreTrainingHeads(nn.Module):
 
 class MLMHeads(nn.Module):
   """`cls` of BertForMaskedLM: the MLM head alone."""
+
   config: Config
   dtype: Any = jnp.float32
 
@@ -266,8 +295,12 @@ def encoder(model_config):
   if model_config.pool not in POOLS:
     raise ValueError(f"config.model.pool={model_config.pool!r}; the bert encoder accepts {POOLS}")
   config = bert_config(model_config.bert)
-  return BertEncoder(config, pool="cls" if model_config.pool == "cls" else "mean",
-                     pad_id=int(config.pad_token_id or 0), dtype=models.DTYPES[model_config.dtype])
+  return BertEncoder(
+      config,
+      pool="cls" if model_config.pool == "cls" else "mean",
+      pad_id=int(config.pad_token_id or 0),
+      dtype=models.DTYPES[model_config.dtype],
+  )
 
 
 def pretrained_params(model_config):
@@ -275,8 +308,11 @@ def pretrained_params(model_config):
   or None for a size."""
   if not is_checkpoint(model_config.bert.size):
     return None
-  return {"bert": _load(os.path.abspath(model_config.bert.size), os.path.getmtime(
-      model_config.bert.size))}
+  return {
+      "bert": _load(
+          os.path.abspath(model_config.bert.size), os.path.getmtime(model_config.bert.size)
+      )
+  }
 
 
 @functools.lru_cache(maxsize=2)
@@ -285,6 +321,7 @@ def _load(path, mtime):
   the result as read-only host arrays (a run donates its device buffers to the train step)."""
   del mtime  # part of the cache key: a rewritten checkpoint is read again
   from ssl_jax.models import bert_checkpoint  # pylint: disable=g-import-not-at-top
+
   tree = bert_checkpoint.load(path)["bert"]
   tree.pop("pooler", None)  # the encoder's features never read it; NSP starts a fresh one
   return tree

@@ -1,11 +1,13 @@
-"""BERT checkpoints in the Hugging Face layout, read and written without torch or transformers' models.
+"""BERT checkpoints in the Hugging Face layout, read and written without torch or transformers'
+models.
 
 A checkpoint directory holds config.json, the weights and the tokenizer's files. The weights are
 `model.safetensors` (or shards listed in `model.safetensors.index.json`) with PyTorch names
 (`bert.encoder.layer.0.attention.self.query.weight`, or without the `bert.` prefix for a bare
 BertModel such as all-MiniLM-L6-v2), else a Flax `flax_model.msgpack` (what transformers 4's Flax
 models and earlier ssl_jax runs wrote). A PyTorch `pytorch_model.bin` is a pickle that only torch
-reads: convert it once with torch (`safetensors.torch.save_file(torch.load(f), 'model.safetensors')`).
+reads: convert it once with torch
+(`safetensors.torch.save_file(torch.load(f), 'model.safetensors')`).
 
 The conversion is a rename: dots become tree levels; a Linear's `weight` (out, in) is our Dense
 `kernel` (in, out) transposed, an Embedding's `weight` our `embedding`, a LayerNorm's
@@ -14,6 +16,7 @@ the word embeddings, so its `cls.predictions.decoder.*` entries are not read, an
 tied values. `save` writes what transformers 5's `BertForMaskedLM` / `BertForPreTraining` /
 `BertModel.from_pretrained` load with equal outputs (tests/data/bert_goldens.npz, from torch).
 """
+
 import json
 import os
 import shutil
@@ -22,7 +25,12 @@ import tempfile
 import numpy as np
 
 SKIPPED = ("embeddings.position_ids", "cls.predictions.decoder.")
-TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+TOKENIZER_FILES = (
+    "vocab.txt",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+)
 
 
 def resolve(name_or_path):
@@ -32,12 +40,21 @@ def resolve(name_or_path):
     return name_or_path
   try:
     import huggingface_hub  # pylint: disable=g-import-not-at-top
+
     return huggingface_hub.snapshot_download(
-        name_or_path, allow_patterns=["config.json", "*.safetensors", "*.safetensors.index.json",
-                                      *TOKENIZER_FILES])
+        name_or_path,
+        allow_patterns=[
+            "config.json",
+            "*.safetensors",
+            "*.safetensors.index.json",
+            *TOKENIZER_FILES,
+        ],
+    )
   except Exception as e:  # pylint: disable=broad-except  (offline, unknown name, ...)
-    raise ValueError(f"{name_or_path!r} is neither a local directory nor a Hugging Face Hub model "
-                     f"that could be downloaded ({type(e).__name__}: {e})") from None
+    raise ValueError(
+        f"{name_or_path!r} is neither a local directory nor a Hugging Face Hub model "
+        f"that could be downloaded ({type(e).__name__}: {e})"
+    ) from None
 
 
 def _flax_path(key):
@@ -105,6 +122,7 @@ def to_torch(params):
 def read_state(directory):
   """The raw weights of a checkpoint directory: ('torch', {name: array}) or ('flax', tree)."""
   from safetensors import numpy as safetensors_numpy  # pylint: disable=g-import-not-at-top
+
   single = os.path.join(directory, "model.safetensors")
   index = os.path.join(directory, "model.safetensors.index.json")
   if os.path.isfile(single):
@@ -119,15 +137,20 @@ def read_state(directory):
   msgpack = os.path.join(directory, "flax_model.msgpack")
   if os.path.isfile(msgpack):
     from flax import serialization  # pylint: disable=g-import-not-at-top
+
     with open(msgpack, "rb") as f:
       return "flax", serialization.msgpack_restore(f.read())
   if os.path.isfile(os.path.join(directory, "pytorch_model.bin")):
-    raise ValueError(f"{directory}: only pytorch_model.bin, a pickle that needs torch to read; "
-                     "convert it once where torch is installed: "
-                     "safetensors.torch.save_file(torch.load('pytorch_model.bin'), "
-                     "'model.safetensors')")
-  raise ValueError(f"{directory}: no weights; accepted: model.safetensors (or shards with "
-                   "model.safetensors.index.json) or flax_model.msgpack")
+    raise ValueError(
+        f"{directory}: only pytorch_model.bin, a pickle that needs torch to read; "
+        "convert it once where torch is installed: "
+        "safetensors.torch.save_file(torch.load('pytorch_model.bin'), "
+        "'model.safetensors')"
+    )
+  raise ValueError(
+      f"{directory}: no weights; accepted: model.safetensors (or shards with "
+      "model.safetensors.index.json) or flax_model.msgpack"
+  )
 
 
 def load(directory):
@@ -142,21 +165,25 @@ def load(directory):
 
 
 def _as_float32(tree):
-  return {k: _as_float32(v) if isinstance(v, dict) else np.asarray(v, np.float32)
-          for k, v in tree.items()}
+  return {
+      k: _as_float32(v) if isinstance(v, dict) else np.asarray(v, np.float32)
+      for k, v in tree.items()
+  }
 
 
 def save(directory, config, params, architecture, tokenizer=None):
   """Writes config.json, model.safetensors (PyTorch names) and the tokenizer into `directory`,
   atomically: a failed write leaves the previous export in place."""
   from safetensors import numpy as safetensors_numpy  # pylint: disable=g-import-not-at-top
+
   parent = os.path.dirname(os.path.abspath(directory))
   os.makedirs(parent, exist_ok=True)
   staging = tempfile.mkdtemp(prefix=".export-", dir=parent)
   try:
     config.to_json(os.path.join(staging, "config.json"), architecture)
-    safetensors_numpy.save_file(to_torch(params), os.path.join(staging, "model.safetensors"),
-                                metadata={"format": "pt"})
+    safetensors_numpy.save_file(
+        to_torch(params), os.path.join(staging, "model.safetensors"), metadata={"format": "pt"}
+    )
     if tokenizer is not None:
       tokenizer.save_pretrained(staging)
       _write_vocab(os.path.join(staging, "vocab.txt"), tokenizer)

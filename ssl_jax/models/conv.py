@@ -1,4 +1,5 @@
-"""2-D NHWC convolutions on XLA:CPU: which library runs them, and implementations with `nn.Conv`'s parameters.
+"""2-D NHWC convolutions on XLA:CPU: which library runs them, and implementations with `nn.Conv`'s
+parameters.
 
 Library (`compiler_options`, `config.model.cpu_conv_library`): XLA:CPU in jaxlib 0.10 hands
 convolutions to YNNPACK by default, which runs ResNet-18's kernel (weight) gradients at 5-70
@@ -14,6 +15,7 @@ images per step, slower at 256); 'im2col' is the plain baseline. 'auto' is 'xla'
 XLA:CPU for output maps of at most 2x2 positions, which XLA rewrites into convolutions that Eigen
 runs badly and which take 'im2col' (the main job's ResNet-10 reaches them at 28 px).
 """
+
 import functools
 from typing import Any, Callable, Sequence
 
@@ -38,8 +40,10 @@ def compiler_options(cpu_conv_library: str = "eigen", backend: str | None = None
   Other backends: None (nothing to choose).
   """
   if cpu_conv_library not in CPU_CONV_LIBRARIES:
-    raise ValueError(f"config.model.cpu_conv_library={cpu_conv_library!r}; accepted: "
-                     f"{', '.join(map(repr, CPU_CONV_LIBRARIES))}")
+    raise ValueError(
+        f"config.model.cpu_conv_library={cpu_conv_library!r}; accepted: "
+        f"{', '.join(map(repr, CPU_CONV_LIBRARIES))}"
+    )
   if (backend or jax.default_backend()) != "cpu" or cpu_conv_library == "ynnpack":
     return None
   return {"xla_cpu_experimental_ynn_fusion_type": _YNN_WITHOUT_CONVOLUTIONS}
@@ -57,12 +61,18 @@ def _out_hw(x_padded_hw, kernel_hw, strides):
 
 
 def _taps(x, kernel_hw, strides, padding):
-  """Yields x_padded[:, i::sh, j::sw, :], cropped to the output size, for every kernel tap (i, j)."""
+  """Yields x_padded[:, i::sh, j::sw, :], cropped to the output size, for every
+  kernel tap (i, j)."""
   x = jnp.pad(x, ((0, 0), *padding, (0, 0)))
   out_h, out_w = _out_hw(x.shape[1:3], kernel_hw, strides)
   for i in range(kernel_hw[0]):
     for j in range(kernel_hw[1]):
-      end = (x.shape[0], i + strides[0] * (out_h - 1) + 1, j + strides[1] * (out_w - 1) + 1, x.shape[3])
+      end = (
+          x.shape[0],
+          i + strides[0] * (out_h - 1) + 1,
+          j + strides[1] * (out_w - 1) + 1,
+          x.shape[3],
+      )
       yield lax.slice(x, (0, i, j, 0), end, (1, *strides, 1))
 
 
@@ -72,14 +82,17 @@ def _patches(x, kernel_hw, strides, padding):
 
 
 def _im2col(x, kernel, strides, padding):
-  return jnp.dot(_patches(x, kernel.shape[:2], strides, padding), kernel.reshape(-1, kernel.shape[-1]))
+  return jnp.dot(
+      _patches(x, kernel.shape[:2], strides, padding), kernel.reshape(-1, kernel.shape[-1])
+  )
 
 
 def _kernel_grad(x, dy, kernel_shape, strides, padding):
   """d(conv)/d(kernel) as one im2col dot, patches^T @ dy, contracting over batch * out_h * out_w."""
   patches = _patches(x, kernel_shape[:2], strides, padding)
-  grad = lax.dot_general(patches.reshape(-1, patches.shape[-1]), dy.reshape(-1, dy.shape[-1]),
-                         (((0,), (0,)), ((), ())))
+  grad = lax.dot_general(
+      patches.reshape(-1, patches.shape[-1]), dy.reshape(-1, dy.shape[-1]), (((0,), (0,)), ((), ()))
+  )
   return grad.reshape(kernel_shape)
 
 
@@ -115,14 +128,20 @@ def _auto(x, kernel, strides, padding):
 
 
 IMPLS: dict[str, Callable[..., jax.Array]] = {
-    "xla": _xla, "im2col": _im2col, "wgrad": _wgrad, "auto": _auto}
+    "xla": _xla,
+    "im2col": _im2col,
+    "wgrad": _wgrad,
+    "auto": _auto,
+}
 
 
 def _pairs(padding, in_hw, kernel_hw, strides) -> Padding:
   if isinstance(padding, str):
     if padding not in ("SAME", "VALID"):
-      raise ValueError(f"conv padding {padding!r} not supported here; accepted: 'SAME', 'VALID', "
-                       "an int, or ((top, bottom), (left, right))")
+      raise ValueError(
+          f"conv padding {padding!r} not supported here; accepted: 'SAME', 'VALID', "
+          "an int, or ((top, bottom), (left, right))"
+      )
     return tuple(lax.padtype_to_pads(in_hw, kernel_hw, strides, padding))
   return tuple(tuple(p) for p in nn.linear.canonicalize_padding(padding, 2))
 
@@ -132,6 +151,7 @@ class Conv(nn.Module):
 
   Named `Conv` so that auto-generated module names (Conv_0, ...) match `nn.Conv`'s.
   """
+
   features: int
   kernel_size: int | Sequence[int]
   strides: int | Sequence[int] = 1
@@ -149,9 +169,14 @@ class Conv(nn.Module):
     kernel_hw, strides = pair(self.kernel_size), pair(self.strides)
     if x.ndim != 4:
       raise ValueError(f"Conv(impl={self.impl!r}) takes NHWC inputs; got shape {x.shape}")
-    kernel = self.param("kernel", self.kernel_init, (*kernel_hw, x.shape[-1], self.features),
-                        self.param_dtype)
-    bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype) if self.use_bias else None
+    kernel = self.param(
+        "kernel", self.kernel_init, (*kernel_hw, x.shape[-1], self.features), self.param_dtype
+    )
+    bias = (
+        self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+        if self.use_bias
+        else None
+    )
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
     y = IMPLS[self.impl](x, kernel, strides, _pairs(self.padding, x.shape[1:3], kernel_hw, strides))
     return y if bias is None else y + bias
@@ -160,8 +185,16 @@ class Conv(nn.Module):
 @functools.cache
 def _conv_with_impl(impl):
   # A subclass, not a partial: a real Module class, still named Conv for nn.Conv's auto-names.
-  return type("Conv", (Conv,), {"__annotations__": {"impl": str}, "impl": impl,
-                                "__module__": __name__, "__qualname__": f"Conv[{impl}]"})
+  return type(
+      "Conv",
+      (Conv,),
+      {
+          "__annotations__": {"impl": str},
+          "impl": impl,
+          "__module__": __name__,
+          "__qualname__": f"Conv[{impl}]",
+      },
+  )
 
 
 def conv_class(impl: str = "auto"):

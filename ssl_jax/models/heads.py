@@ -1,4 +1,5 @@
 """Heads that pretext tasks put on an encoder: MLP projectors/predictors and DINO's head."""
+
 from typing import Sequence
 
 import flax.linen as nn
@@ -13,6 +14,7 @@ class MLPHead(nn.Module):
   `last_norm` adds a BatchNorm without affine parameters after the last layer (SimSiam's
   projector, MoCo v3's heads).
   """
+
   dims: Sequence[int]
   norm: str = "batch"
   last_norm: bool = False
@@ -33,13 +35,15 @@ class MLPHead(nn.Module):
 
 
 class DINOHead(nn.Module):
-  """DINO's head (Caron et al. 2021): MLP -> L2-normalised bottleneck -> weight-normalised prototypes.
+  """DINO's head (Caron et al. 2021): MLP -> L2-normalised bottleneck -> weight-normalised
+  prototypes.
 
   SwAV's projector and prototypes have the same form (with BatchNorm in the MLP).
 
   The last layer's columns are normalised to unit length (weight norm with its gain fixed at 1,
   the paper's `norm_last_layer=True`), so the logits are cosine similarities to K prototypes.
   """
+
   hidden_dims: Sequence[int] = (2048, 2048)
   bottleneck_dim: int = 256
   num_prototypes: int = 65536
@@ -48,10 +52,16 @@ class DINOHead(nn.Module):
 
   @nn.compact
   def __call__(self, x, train=False):
-    x = MLPHead((*self.hidden_dims, self.bottleneck_dim), norm=self.norm, name="mlp")(x, train=train)
+    x = MLPHead((*self.hidden_dims, self.bottleneck_dim), norm=self.norm, name="mlp")(
+        x, train=train
+    )
     x = x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), 1e-12))
-    kernel = self.param("prototypes", nn.initializers.lecun_normal(), (x.shape[-1], self.num_prototypes))
-    kernel = kernel * jax.lax.rsqrt(jnp.maximum(jnp.sum(kernel * kernel, axis=0, keepdims=True), 1e-12))
+    kernel = self.param(
+        "prototypes", nn.initializers.lecun_normal(), (x.shape[-1], self.num_prototypes)
+    )
+    kernel = kernel * jax.lax.rsqrt(
+        jnp.maximum(jnp.sum(kernel * kernel, axis=0, keepdims=True), 1e-12)
+    )
     return (x @ kernel, x) if self.return_embedding else x @ kernel
 
 
@@ -62,6 +72,7 @@ class EncoderWithHeads(nn.Module):
   aux = {"features", "projection"}; `project` runs the encoder and projection only (what a
   momentum target network computes).
   """
+
   encoder: nn.Module
   projection: nn.Module
   prediction: nn.Module = None

@@ -11,6 +11,7 @@ reference does. Initialisation follows PyTorch's defaults, as the reference trai
 convolution, so the window computes exactly what it would alone with zero padding. This is how a
 jitted step encodes crops of random length in one static shape (tasks/ts2vec.py).
 """
+
 from typing import Any
 
 import flax.linen as nn
@@ -22,7 +23,8 @@ from ssl_jax import models
 
 
 def torch_uniform(fan_in):
-  """PyTorch's default Linear/Conv1d init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and bias."""
+  """PyTorch's default Linear/Conv1d init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and
+  bias."""
   bound = 1.0 / np.sqrt(fan_in)
   return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
 
@@ -47,6 +49,7 @@ class DilatedConv(nn.Module):
   The taps are one matmul on the shifted inputs side by side; XLA's own dilated convolution was
   slower in the training step on XLA:CPU (its kernel gradient, see experiments/conv_speed.md).
   """
+
   features: int
   dilation: int
   kernel_size: int = 3
@@ -65,7 +68,10 @@ class DilatedConv(nn.Module):
     if len(taps) == 1:
       return x @ kernel[taps[0]] + bias
     shifted = [_shift(x, offsets[j]) for j in taps]  # shifted[t] = x[t + offset], zero outside
-    return jnp.concatenate(shifted, axis=-1) @ kernel[np.asarray(taps)].reshape(-1, self.features) + bias
+    return (
+        jnp.concatenate(shifted, axis=-1) @ kernel[np.asarray(taps)].reshape(-1, self.features)
+        + bias
+    )
 
 
 def _shift(x, offset):
@@ -74,7 +80,7 @@ def _shift(x, offset):
   t = x.shape[1]
   if offset > 0:
     return jnp.pad(x[:, offset:], ((0, 0), (0, offset), (0, 0)))
-  return jnp.pad(x[:, :t + offset], ((0, 0), (-offset, 0), (0, 0)))
+  return jnp.pad(x[:, : t + offset], ((0, 0), (-offset, 0), (0, 0)))
 
 
 def _gelu(x):
@@ -125,8 +131,9 @@ class TSEncoder(nn.Module):
       zero = lambda a: a * window
     for i in range(self.depth + 1):
       final = i == self.depth
-      h = ConvBlock(self.repr_dims if final else self.hidden_dims, 2 ** i, final, self.dtype,
-                    name=f"block{i}")(h, zero)
+      h = ConvBlock(
+          self.repr_dims if final else self.hidden_dims, 2**i, final, self.dtype, name=f"block{i}"
+      )(h, zero)
     h = nn.Dropout(self.dropout, deterministic=not train)(h)
     if per_timestep:
       return h
@@ -139,5 +146,9 @@ SETTINGS = ("depth", "hidden_dims", "repr_dims")  # config.model.*
 
 
 def encoder(model_config):
-  return TSEncoder(hidden_dims=model_config.hidden_dims, repr_dims=model_config.repr_dims,
-                   depth=model_config.depth, dtype=models.DTYPES[model_config.dtype])
+  return TSEncoder(
+      hidden_dims=model_config.hidden_dims,
+      repr_dims=model_config.repr_dims,
+      depth=model_config.depth,
+      dtype=models.DTYPES[model_config.dtype],
+  )

@@ -9,6 +9,7 @@ Besides `__call__` (images -> pooled features), MAE uses the pieces: `embed` (pa
 position embeddings, no class token), and `encode` (blocks + final norm over any subset of tokens).
 Attention and MLP are plain Dense layers, so the FSDP rule shards their kernels.
 """
+
 from typing import Any
 
 import flax.linen as nn
@@ -44,7 +45,9 @@ class MlpBlock(nn.Module):
   @nn.compact
   def __call__(self, x):
     width = x.shape[-1]
-    x = nn.gelu(nn.Dense(self.mlp_dim, dtype=self.dtype, kernel_init=nn.initializers.xavier_uniform())(x))
+    x = nn.gelu(
+        nn.Dense(self.mlp_dim, dtype=self.dtype, kernel_init=nn.initializers.xavier_uniform())(x)
+    )
     return nn.Dense(width, dtype=self.dtype, kernel_init=nn.initializers.xavier_uniform())(x)
 
 
@@ -56,8 +59,9 @@ class Block(nn.Module):
   @nn.compact
   def __call__(self, x):
     y = nn.LayerNorm(dtype=self.dtype)(x)
-    y = nn.MultiHeadDotProductAttention(num_heads=self.num_heads, dtype=self.dtype,
-                                        kernel_init=nn.initializers.xavier_uniform())(y, y)
+    y = nn.MultiHeadDotProductAttention(
+        num_heads=self.num_heads, dtype=self.dtype, kernel_init=nn.initializers.xavier_uniform()
+    )(y, y)
     x = x + y
     y = MlpBlock(self.mlp_dim, dtype=self.dtype)(nn.LayerNorm(dtype=self.dtype)(x))
     return x + y
@@ -65,6 +69,7 @@ class Block(nn.Module):
 
 class ViT(nn.Module):
   """Images (B, H, W, C) in [0, 1] -> features (B, width)."""
+
   variant: str = "ti"
   patch_size: int = 16
   image_size: int = 224
@@ -76,18 +81,29 @@ class ViT(nn.Module):
     if self.variant not in VARIANTS:
       raise ValueError(f"ViT variant {self.variant!r}; accepted: {sorted(VARIANTS)}")
     if self.image_size % self.patch_size:
-      raise ValueError(f"image_size={self.image_size} is not a multiple of patch_size={self.patch_size}")
+      raise ValueError(
+          f"image_size={self.image_size} is not a multiple of patch_size={self.patch_size}"
+      )
     if self.posemb not in ("sincos2d", "learn") or self.pool not in ("cls", "gap"):
-      raise ValueError(f"ViT posemb={self.posemb!r} (accepted: sincos2d, learn), pool={self.pool!r} "
-                       "(accepted: cls, gap)")
+      raise ValueError(
+          f"ViT posemb={self.posemb!r} (accepted: sincos2d, learn), pool={self.pool!r} "
+          "(accepted: cls, gap)"
+      )
     width, depth, mlp_dim, heads = VARIANTS[self.variant]
     self.width = width
     self.grid = self.image_size // self.patch_size
-    self.patch_embed = nn.Conv(width, (self.patch_size, self.patch_size), strides=self.patch_size,
-                               padding="VALID", dtype=self.dtype, name="embedding")
+    self.patch_embed = nn.Conv(
+        width,
+        (self.patch_size, self.patch_size),
+        strides=self.patch_size,
+        padding="VALID",
+        dtype=self.dtype,
+        name="embedding",
+    )
     if self.posemb == "learn":
-      self.pos_embedding = self.param("pos_embedding", nn.initializers.normal(0.02),
-                                      (1, self.grid * self.grid, width))
+      self.pos_embedding = self.param(
+          "pos_embedding", nn.initializers.normal(0.02), (1, self.grid * self.grid, width)
+      )
     else:
       self.pos_embedding = jnp.asarray(sincos_2d(self.grid, self.grid, width))[None]
     if self.pool == "cls":
@@ -102,8 +118,10 @@ class ViT(nn.Module):
     grid, or the learned table resized bilinearly, as DINO does for its ViTs.
     """
     if x.shape[1] % self.patch_size or x.shape[2] % self.patch_size:
-      raise ValueError(f"ViT with {self.patch_size}px patches got {x.shape[1]}x{x.shape[2]} images; "
-                       f"sides must be multiples of {self.patch_size}")
+      raise ValueError(
+          f"ViT with {self.patch_size}px patches got {x.shape[1]}x{x.shape[2]} images; "
+          f"sides must be multiples of {self.patch_size}"
+      )
     tokens = self.patch_embed(x.astype(self.dtype))
     grid_h, grid_w = tokens.shape[1:3]
     tokens = tokens.reshape(x.shape[0], -1, self.width)
@@ -113,14 +131,22 @@ class ViT(nn.Module):
         pos = jnp.asarray(sincos_2d(grid_h, grid_w, self.width))[None]
       else:
         table = pos.reshape(self.grid, self.grid, self.width)
-        pos = jax.image.resize(table, (grid_h, grid_w, self.width), "bilinear").reshape(1, -1, self.width)
+        pos = jax.image.resize(table, (grid_h, grid_w, self.width), "bilinear").reshape(
+            1, -1, self.width
+        )
     return tokens + pos.astype(tokens.dtype)
 
   def encode(self, tokens):
-    """Blocks and the final norm over (B, n, width) tokens (a class token is prepended for 'cls')."""
+    """Blocks and the final norm over (B, n, width) tokens (a class token is prepended for
+    'cls')."""
     if self.pool == "cls":
-      tokens = jnp.concatenate([jnp.broadcast_to(self.cls, (tokens.shape[0], 1, self.width)).astype(tokens.dtype),
-                                tokens], axis=1)
+      tokens = jnp.concatenate(
+          [
+              jnp.broadcast_to(self.cls, (tokens.shape[0], 1, self.width)).astype(tokens.dtype),
+              tokens,
+          ],
+          axis=1,
+      )
     for block in self.blocks:
       tokens = block(tokens)
     return self.norm(tokens)
@@ -138,5 +164,11 @@ SETTINGS = ("variant", "patch_size", "posemb", "pool")  # config.model.*
 
 def encoder(model_config, *, image_size):
   """The registry's entry: config.model.variant / patch_size / posemb / pool, at the data's size."""
-  return ViT(variant=model_config.variant, patch_size=model_config.patch_size, image_size=image_size,
-             posemb=model_config.posemb, pool=model_config.pool, dtype=models.DTYPES[model_config.dtype])
+  return ViT(
+      variant=model_config.variant,
+      patch_size=model_config.patch_size,
+      image_size=image_size,
+      posemb=model_config.posemb,
+      pool=model_config.pool,
+      dtype=models.DTYPES[model_config.dtype],
+  )

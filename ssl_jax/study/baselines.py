@@ -5,6 +5,7 @@ them once on "every label". `counts` gives the parameters fitted on the labels i
 (a logistic regression's weights, an SVM's dual coefficients and intercepts; 1-NN stores the
 labelled set and fits none).
 """
+
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, train_test_split
@@ -23,6 +24,7 @@ def _fit(model, val):
 
 class _Sklearn:
   """fit/score/counts around a scikit-learn classifier made by `_model(hp, x, y, seed)`."""
+
   deterministic = True
   encoder_params = 0
 
@@ -62,15 +64,19 @@ def svm_protocol(features, labels, seed=0):
     return SVC(C=np.inf, gamma="scale").fit(features, labels), np.inf
   x, y = features, labels
   if len(y) > MAX_SEARCH_SAMPLES:
-    x, _, y, _ = train_test_split(x, y, train_size=MAX_SEARCH_SAMPLES, random_state=seed, stratify=y)
-  search = GridSearchCV(SVC(kernel="rbf", gamma="scale"), {"C": list(SVM_GRID)},
-                        cv=StratifiedKFold(5), n_jobs=None)
+    x, _, y, _ = train_test_split(
+        x, y, train_size=MAX_SEARCH_SAMPLES, random_state=seed, stratify=y
+    )
+  search = GridSearchCV(
+      SVC(kernel="rbf", gamma="scale"), {"C": list(SVM_GRID)}, cv=StratifiedKFold(5), n_jobs=None
+  )
   search.fit(x, y)
   return search.best_estimator_, float(search.best_params_["C"])
 
 
 class SvmProtocol(_Sklearn):
   """`ssl_svm`: the SVM protocol on frozen features."""
+
   mode = "svm"
 
   def __init__(self, num_classes, *, encoder_params=0):
@@ -93,6 +99,7 @@ def raw(x):
 
 class RawLogreg(_Sklearn):
   """`raw_logreg`: scikit-learn's logistic regression (L2, C=1) on the raw series."""
+
   mode = "logreg"
 
   def _model(self, hp, x, y, seed):
@@ -104,6 +111,7 @@ class RawLogreg(_Sklearn):
 
 class NearestNeighbour(_Sklearn):
   """`nn1_euclidean`: 1-nearest neighbour in Euclidean distance on the raw series."""
+
   mode = "nn1"
 
   def _model(self, hp, x, y, seed):
@@ -118,12 +126,13 @@ class NearestNeighbour(_Sklearn):
 
 
 class _OneNN:
+
   def __init__(self, x, y):
     self.x, self.y = x, y
 
   def predict(self, query):
     a, b = self.x, query
-    distances = (b ** 2).sum(1)[:, None] - 2 * b @ a.T + (a ** 2).sum(1)[None, :]
+    distances = (b**2).sum(1)[:, None] - 2 * b @ a.T + (a**2).sum(1)[None, :]
     return self.y[np.argmin(distances, axis=1)]
 
 
@@ -133,14 +142,19 @@ class TfidfLogreg(_Sklearn):
   takes the linear probe's penalty grid and CV: C = 1 / (2 n weight_decay) gives sklearn's
   objective the probes' form, mean cross-entropy + weight_decay |W|^2 (the probe's learning rate,
   steps and label smoothing do not apply)."""
+
   mode = "linear"
 
   def __init__(self, num_classes, unlabeled_texts, max_features=50_000):
-    from sklearn.feature_extraction.text import TfidfVectorizer  # pylint: disable=g-import-not-at-top
+    from sklearn.feature_extraction.text import (  # pylint: disable=g-import-not-at-top
+        TfidfVectorizer,
+    )
+
     super().__init__()
     self.num_classes = num_classes
-    self.vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2,
-                                      max_features=max_features).fit(unlabeled_texts)
+    self.vectorizer = TfidfVectorizer(
+        ngram_range=(1, 2), sublinear_tf=True, min_df=2, max_features=max_features
+    ).fit(unlabeled_texts)
 
   def features(self, texts):
     return self.vectorizer.transform(texts).tocsr()

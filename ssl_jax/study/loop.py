@@ -17,6 +17,7 @@ hyperparameters: for a mode with a CV grid (finetune/protocol.py:GRID_KEYS), k-f
 config)` or none. A `deterministic` method fits once on "every label" (the draws would repeat the
 same subset). Test labels only score.
 """
+
 import functools
 import time
 
@@ -44,13 +45,17 @@ def budgets(labels, labels_per_class, log=_print):
       if not any(recorded >= counts.max() for _, recorded in out):
         out.append((ALL_LABELS, int(counts.max())))
     elif per_class < 1:
-      raise ValueError(f"label_efficiency.labels_per_class has {per_class}; accepted: counts >= 1, "
-                       f"or {ALL_LABELS} for every label")
+      raise ValueError(
+          f"label_efficiency.labels_per_class has {per_class}; accepted: counts >= 1, "
+          f"or {ALL_LABELS} for every label"
+      )
     elif per_class <= counts.min():
       out.append((int(per_class), int(per_class)))
     else:
-      log(f"skipping {per_class} labels per class: class {int(np.argmin(counts))} has "
-          f"{counts.min()} labelled examples (label_efficiency.labels_per_class)")
+      log(
+          f"skipping {per_class} labels per class: class {int(np.argmin(counts))} has "
+          f"{counts.min()} labelled examples (label_efficiency.labels_per_class)"
+      )
   return out
 
 
@@ -64,8 +69,11 @@ def run(config, built, train_labels, test_labels, log=_print):
     scores, seconds, chosen = {m: [] for m in built}, {m: [] for m in built}, {}
     for draw in range(study.num_draws):
       seed = draw_seed(config, budget, draw)
-      subset = (np.arange(len(train_labels)) if budget == ALL_LABELS
-                else subsets.per_class(train_labels, budget, seed))
+      subset = (
+          np.arange(len(train_labels))
+          if budget == ALL_LABELS
+          else subsets.per_class(train_labels, budget, seed)
+      )
       labels = train_labels[subset]
       decoded = {}  # methods that share lazily read images decode the drawn ones once per draw
       fits = {}  # this draw's fits, for the methods that distil them
@@ -91,9 +99,11 @@ def run(config, built, train_labels, test_labels, log=_print):
       if budget == ALL_LABELS:
         rows[-1]["all_labels"] = True
       r = rows[-1]
-      log(f"labels/class {'all' if budget == ALL_LABELS else budget:>4}  {name:20s} "
+      log(
+          f"labels/class {'all' if budget == ALL_LABELS else budget:>4}  {name:20s} "
           f"{r['accuracy_mean']:.4f} +- {r['accuracy_std']:.4f}  trains {r['trainable_params']:,} "
-          f"of {r['total_params']:,} params  {r['seconds_per_draw']:.1f} s/draw")
+          f"of {r['total_params']:,} params  {r['seconds_per_draw']:.1f} s/draw"
+      )
   return rows
 
 
@@ -105,20 +115,38 @@ def _choose(config, name, method, chosen, x, y, seed, log):
   if method.mode not in protocol.GRID_KEYS:
     return (method.defaults(config.finetune) if hasattr(method, "defaults") else {}), None, 0.0
   started = time.time()
-  hp, best, _ = protocol.select(method, x, y, finetune_config=config.finetune, seed=seed,
-                                log=lambda line: log(f"{name}: {line}"))
+  hp, best, _ = protocol.select(
+      method,
+      x,
+      y,
+      finetune_config=config.finetune,
+      seed=seed,
+      log=lambda line: log(f"{name}: {line}"),
+  )
   return hp, best, time.time() - started
 
 
 def _row(name, method, per_class, scores, seconds, hp, best, cv_seconds):
   acc = np.asarray(scores)
   trainable, total = method.counts(hp)
-  row = {"labels_per_class": int(per_class), "method": name, "accuracy_mean": float(acc.mean()),
-         "accuracy_std": float(acc.std()), "n_draws": len(acc), "accuracies": acc.tolist(),
-         "mode": method.mode, "trainable_params": int(trainable), "total_params": int(total),
-         "hyperparameters": protocol.reported(method.mode, hp),
-         "seconds_per_draw": float(np.mean(seconds))}
+  row = {
+      "labels_per_class": int(per_class),
+      "method": name,
+      "accuracy_mean": float(acc.mean()),
+      "accuracy_std": float(acc.std()),
+      "n_draws": len(acc),
+      "accuracies": acc.tolist(),
+      "mode": method.mode,
+      "trainable_params": int(trainable),
+      "total_params": int(total),
+      "hyperparameters": protocol.reported(method.mode, hp),
+      "seconds_per_draw": float(np.mean(seconds)),
+  }
   if best is not None:
-    row.update(cv_accuracy_mean=best["mean"], cv_accuracy_std=best["std"],
-               cv_folds=len(best["fold_accuracies"]), cv_seconds=float(cv_seconds))
+    row.update(
+        cv_accuracy_mean=best["mean"],
+        cv_accuracy_std=best["std"],
+        cv_folds=len(best["fold_accuracies"]),
+        cv_seconds=float(cv_seconds),
+    )
   return row

@@ -16,13 +16,15 @@ A name is a starting point and a way to fit it (finetune/):
   scratch_distill    distill   ssl_distill from supervised_scratch's fit, the student from random
                                weights: self-training without pre-training, its control
   scratch_fixmatch   fixmatch  ssl_fixmatch from random weights, its control
-  generic_probe      linear    a head on a generic pretrained model's features (config.generic_model)
+  generic_probe      linear    a head on a generic pretrained model's features
+                               (config.generic_model)
   generic_finetune   full      that generic model fine-tuned
   tapt_probe / tapt_finetune / tapt_lora   the generic model after TAPT (text)
 and the classical baselines, which read the raw inputs (study/baselines.py): pixels_logreg,
 tfidf_logreg, raw_logreg, nn1_euclidean. A modality builds the starting points it has
 (`Start`s named ssl, scratch, generic, tapt) and the baselines it offers; `build` does the rest.
 """
+
 import dataclasses
 from typing import Any, Callable
 
@@ -31,14 +33,23 @@ from ssl_jax.finetune import protocol
 
 # name: (starting point, mode)
 ENCODER_METHODS = {
-    "ssl_linear_probe": ("ssl", "linear"), "ssl_finetune": ("ssl", "full"),
-    "ssl_finetune_last": ("ssl", "last_n"), "ssl_lora": ("ssl", "lora"),
-    "ssl_distill": ("ssl", "distill"), "ssl_fixmatch": ("ssl", "fixmatch"),
-    "ssl_labelprop": ("ssl", "labelprop"), "ssl_svm": ("ssl", "svm"),
-    "supervised_scratch": ("scratch", "full"), "scratch_distill": ("scratch", "distill"),
+    "ssl_linear_probe": ("ssl", "linear"),
+    "ssl_finetune": ("ssl", "full"),
+    "ssl_finetune_last": ("ssl", "last_n"),
+    "ssl_lora": ("ssl", "lora"),
+    "ssl_distill": ("ssl", "distill"),
+    "ssl_fixmatch": ("ssl", "fixmatch"),
+    "ssl_labelprop": ("ssl", "labelprop"),
+    "ssl_svm": ("ssl", "svm"),
+    "supervised_scratch": ("scratch", "full"),
+    "scratch_distill": ("scratch", "distill"),
     "scratch_fixmatch": ("scratch", "fixmatch"),
-    "generic_probe": ("generic", "linear"), "generic_finetune": ("generic", "full"),
-    "tapt_probe": ("tapt", "linear"), "tapt_finetune": ("tapt", "full"), "tapt_lora": ("tapt", "lora")}
+    "generic_probe": ("generic", "linear"),
+    "generic_finetune": ("generic", "full"),
+    "tapt_probe": ("tapt", "linear"),
+    "tapt_finetune": ("tapt", "full"),
+    "tapt_lora": ("tapt", "lora"),
+}
 BASELINES = ("pixels_logreg", "tfidf_logreg", "raw_logreg", "nn1_euclidean")
 TEACHERS = {"ssl_distill": "ssl_finetune", "scratch_distill": "supervised_scratch"}
 
@@ -47,6 +58,7 @@ TEACHERS = {"ssl_distill": "ssl_finetune", "scratch_distill": "supervised_scratc
 class Start:
   """A starting point: a classifier (finetune/model.py) on an encoder, the encoder's variables
   ({collection: tree}; None: random weights), the inputs it reads and its frozen features."""
+
   model: Any
   init: Any
   train_inputs: Any
@@ -58,12 +70,16 @@ def check(names, accepted, modality):
   """Fails before any work on a name `accepted` lacks, or a distillation without its teacher."""
   unknown = sorted(set(names) - set(accepted))
   if unknown:
-    raise ValueError(f"label_efficiency.methods has {unknown}; the {modality} study's methods: "
-                     f"{list(accepted)}")
+    raise ValueError(
+        f"label_efficiency.methods has {unknown}; the {modality} study's methods: "
+        f"{list(accepted)}"
+    )
   for name, teacher in TEACHERS.items():
     if name in names and teacher not in names:
-      raise ValueError(f"label_efficiency.methods has {name}, which distils {teacher}'s fit of "
-                       f"each draw; add {teacher!r} to the methods")
+      raise ValueError(
+          f"label_efficiency.methods has {name}, which distils {teacher}'s fit of "
+          f"each draw; add {teacher!r} to the methods"
+      )
 
 
 def build(names, starts, baselines, finetune_config, *, num_classes, mesh, pad_to):
@@ -87,22 +103,39 @@ def build(names, starts, baselines, finetune_config, *, num_classes, mesh, pad_t
     size = layers.count(start.init["params"]) if start.init else 0
     if mode == "linear":
       method = protocol.LinearMethod(num_classes, mesh, ft, pad_to=pad_to, encoder_params=size)
-      built[name] = (method, features(where, start.train_inputs), features(where, start.test_inputs))
+      built[name] = (
+          method,
+          features(where, start.train_inputs),
+          features(where, start.test_inputs),
+      )
     elif mode in ("labelprop", "svm"):
       from ssl_jax.finetune import labelprop  # pylint: disable=g-import-not-at-top
       from ssl_jax.study import baselines as baselines_lib  # pylint: disable=g-import-not-at-top
+
       train_features = features(where, start.train_inputs)
-      method = (labelprop.LabelPropMethod(train_features, encoder_params=size) if mode == "labelprop"
-                else baselines_lib.SvmProtocol(num_classes, encoder_params=size))
+      method = (
+          labelprop.LabelPropMethod(train_features, encoder_params=size)
+          if mode == "labelprop"
+          else baselines_lib.SvmProtocol(num_classes, encoder_params=size)
+      )
       built[name] = (method, train_features, features(where, start.test_inputs))
     elif mode == "distill":
       student = protocol.EncoderMethod(start.model, "full", ft, init=start.init)
-      built[name] = (protocol.DistillMethod(student, TEACHERS[name], start.train_inputs),
-                     start.train_inputs, start.test_inputs)
+      built[name] = (
+          protocol.DistillMethod(student, TEACHERS[name], start.train_inputs),
+          start.train_inputs,
+          start.test_inputs,
+      )
     elif mode == "fixmatch":
-      built[name] = (protocol.FixMatchMethod(start.model, ft, start.train_inputs, init=start.init),
-                     start.train_inputs, start.test_inputs)
+      built[name] = (
+          protocol.FixMatchMethod(start.model, ft, start.train_inputs, init=start.init),
+          start.train_inputs,
+          start.test_inputs,
+      )
     else:
-      built[name] = (protocol.EncoderMethod(start.model, mode, ft, init=start.init),
-                     start.train_inputs, start.test_inputs)
+      built[name] = (
+          protocol.EncoderMethod(start.model, mode, ft, init=start.init),
+          start.train_inputs,
+          start.test_inputs,
+      )
   return built

@@ -1,6 +1,7 @@
 """The study's outputs: DIR/results.json (a row per method and budget, and the run's facts), the
 printed table and DIR/label_efficiency.png. The ablation's report (ablation/report.py) shares the
 writer and the figure setup; its rows are the study's rows of each run, one table row a run."""
+
 import json
 import os
 
@@ -8,7 +9,8 @@ from ssl_jax import checkpoint
 
 
 def write(workdir, rows, extra, title=None):
-  """DIR/results.json and, with rows, DIR/label_efficiency.png (titled `title`); prints the table."""
+  """DIR/results.json and, with rows, DIR/label_efficiency.png (titled `title`); prints the
+  table."""
   write_json(os.path.join(workdir, "results.json"), {"label_efficiency": rows, **extra})
   if rows:
     print(format_table(rows), flush=True)
@@ -21,8 +23,12 @@ def format_table(rows):
   cell = {(r["labels_per_class"], r["method"]): r for r in rows}
   lines = ["labels/class | " + " | ".join(f"{m:>22s}" for m in methods)]
   for b in budgets:
-    parts = [f"{100 * cell[b, m]['accuracy_mean']:6.2f} +- {100 * cell[b, m]['accuracy_std']:5.2f} %"
-             if (b, m) in cell else "-" for m in methods]
+    parts = [
+        f"{100 * cell[b, m]['accuracy_mean']:6.2f} +- {100 * cell[b, m]['accuracy_std']:5.2f} %"
+        if (b, m) in cell
+        else "-"
+        for m in methods
+    ]
     lines.append(f"{b:12d} | " + " | ".join(f"{p:>22s}" for p in parts))
   last = [cell.get((budgets[-1], m), {}) for m in methods]
   if all("trainable_params" in c for c in last):
@@ -33,8 +39,10 @@ def format_table(rows):
 def pyplot():
   """matplotlib.pyplot on the file-only backend (no display on a training host)."""
   import matplotlib  # pylint: disable=g-import-not-at-top
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
   return plt
 
 
@@ -47,8 +55,14 @@ def plot(rows, path, title=None):
   fig, ax = plt.subplots(figsize=(6, 4))
   for method in dict.fromkeys(r["method"] for r in rows):
     mine = sorted((r for r in rows if r["method"] == method), key=lambda r: r["labels_per_class"])
-    ax.errorbar([r["labels_per_class"] for r in mine], [100 * r["accuracy_mean"] for r in mine],
-                yerr=[100 * r["accuracy_std"] for r in mine], marker="o", capsize=3, label=method)
+    ax.errorbar(
+        [r["labels_per_class"] for r in mine],
+        [100 * r["accuracy_mean"] for r in mine],
+        yerr=[100 * r["accuracy_std"] for r in mine],
+        marker="o",
+        capsize=3,
+        label=method,
+    )
   budgets = sorted({r["labels_per_class"] for r in rows})
   ax.set_xscale("log")
   ax.set_xticks(budgets, [str(b) for b in budgets])  # the budgets, not powers of ten

@@ -15,17 +15,18 @@ knows nothing else about it:
                    step, sharded like the parameters and checkpointed with them.
 `modality` ("image" by default; "text", "timeseries") names the ssl_jax/modalities/ entry that
 loads the task's data and runs its study. `chunkable` (False by default) says the loss is a
-function of the views' embeddings alone, with no task state; such tasks subclass `EmbeddingTask`, and `config.micro_batch_size` may then run
-their step chunk by chunk with the exact full-batch gradient (`ssl_jax/chunked.py`).
-`encoder_variables` says which encoder the evaluators read (the online one by default);
-`artifacts` may return pictures the loop writes into the workdir at each evaluation (MAE's
-reconstructions).
+function of the views' embeddings alone, with no task state; such tasks subclass `EmbeddingTask`,
+and `config.micro_batch_size` may then run their step chunk by chunk with the exact full-batch
+gradient (`ssl_jax/chunked.py`). `encoder_variables` says which encoder the evaluators read (the
+online one by default); `artifacts` may return pictures the loop writes into the workdir at each
+evaluation (MAE's reconstructions).
 
 Task-specific settings come from `config.task_kwargs` as the subclass's keyword arguments; the
 loop's context (`augment`, `image_size`, `num_classes`, `total_steps`, `steps_per_epoch`,
 `num_examples`) reaches the base class.
 An unknown task_kwargs key fails before any work, naming the key.
 """
+
 import importlib
 import inspect
 import math
@@ -41,11 +42,20 @@ CONTEXT = ("augment", "image_size", "num_classes", "total_steps", "steps_per_epo
 
 class Task:
   """Base class of every pretext task; see the module docstring for the contract."""
+
   chunkable = False  # True: EmbeddingTask's split into inputs / embed / embedding_loss
   modality = "image"  # the ssl_jax/modalities/ entry that loads its data and runs its study
 
-  def __init__(self, *, augment=None, image_size=None, num_classes=None, total_steps=None,
-               steps_per_epoch=None, num_examples=None):
+  def __init__(
+      self,
+      *,
+      augment=None,
+      image_size=None,
+      num_classes=None,
+      total_steps=None,
+      steps_per_epoch=None,
+      num_examples=None,
+  ):
     self.augment = dict(augment or {})
     self.image_size = image_size
     self.num_classes = num_classes
@@ -75,12 +85,14 @@ class Task:
     return subtree({"params": params, **model_state}, "encoder")
 
   def example_input(self, input_shape):
-    """A batch of 2 dummy model inputs, for initialisation; `input_shape` is one stored example's."""
+    """A batch of 2 dummy model inputs, for initialisation; `input_shape` is one stored
+    example's."""
     size = self.image_size or input_shape[0]
     return jnp.zeros((2, size, size, input_shape[-1]), jnp.float32)
 
   def artifacts(self, model, variables, task_state, images, rng):
-    """{file name: float (H, W, C) picture in [0, 1]} to write at each evaluation; none by default."""
+    """{file name: float (H, W, C) picture in [0, 1]} to write at each evaluation; none by
+    default."""
     del model, variables, task_state, images, rng
     return {}
 
@@ -88,14 +100,18 @@ class Task:
     """uint8 (B, H, W, C) -> float32 in [0, 1] at the task's image size (evaluation inputs)."""
     x = images.astype(jnp.float32) / 255.0
     if self.image_size and x.shape[1] != self.image_size:
-      x = jax.image.resize(x, (x.shape[0], self.image_size, self.image_size, x.shape[3]), "bilinear")
+      x = jax.image.resize(
+          x, (x.shape[0], self.image_size, self.image_size, x.shape[3]), "bilinear"
+      )
     return x
 
   def views(self, rng, images, num_views=2, **overrides):
-    """`num_views` augmented views (V, B, S, S, C) of uint8 images, per `config.augment` + overrides."""
+    """`num_views` augmented views (V, B, S, S, C) of uint8 images, per `config.augment` +
+    overrides."""
     kwargs = {"crop_size": self.image_size, **self.augment, **overrides}
-    return image_ops.augment_views(rng, images.astype(jnp.float32) / 255.0, num_views=num_views,
-                                   **kwargs)
+    return image_ops.augment_views(
+        rng, images.astype(jnp.float32) / 255.0, num_views=num_views, **kwargs
+    )
 
 
 class EmbeddingTask(Task):
@@ -106,6 +122,7 @@ class EmbeddingTask(Task):
   model on (some of) them, `embedding_loss` scores the whole batch's embeddings. Subclasses define
   `model` and `embedding_loss`.
   """
+
   chunkable = True
 
   def inputs(self, batch, rng):
@@ -118,8 +135,9 @@ class EmbeddingTask(Task):
     embeddings and every leaf of outputs have V * b rows, view-major (rows [0, b) are view 0);
     outputs are not differentiated (`features` feeds the online probe).
     """
-    (z, aux), new_state = model.apply(variables, merge_views(inputs), train=True,
-                                      mutable=["batch_stats"])
+    (z, aux), new_state = model.apply(
+        variables, merge_views(inputs), train=True, mutable=["batch_stats"]
+    )
     return z, {"features": aux["features"]}, new_state
 
   def embedding_loss(self, embeddings):
@@ -154,7 +172,8 @@ def momentum_target(variables, parts=("encoder", "projection")):
 
 
 def update_momentum_target(target, params, target_model_state, momentum):
-  """EMA of the online params into the target; BatchNorm statistics from the target's own forward."""
+  """EMA of the online params into the target; BatchNorm statistics from the target's own
+  forward."""
   online = {p: params[p] for p in target["params"]}
   return {**target, **target_model_state, "params": ema(target["params"], online, momentum)}
 
@@ -182,11 +201,16 @@ def build(name, *, task_kwargs=None, **context):
   unexpected = sorted(set(context) - set(CONTEXT))
   if unexpected:
     raise TypeError(f"tasks.build got context {unexpected}; the context keys are {CONTEXT}")
-  own = [p.name for p in inspect.signature(cls).parameters.values()
-         if p.kind == p.KEYWORD_ONLY and p.name not in CONTEXT]
+  own = [
+      p.name
+      for p in inspect.signature(cls).parameters.values()
+      if p.kind == p.KEYWORD_ONLY and p.name not in CONTEXT
+  ]
   task_kwargs = dict(task_kwargs or {})
   unknown = sorted(set(task_kwargs) - set(own))
   if unknown:
-    raise KeyError(f"config.task_kwargs has keys {unknown} that task {name!r} does not take; "
-                   f"accepted: {sorted(own)}")
+    raise KeyError(
+        f"config.task_kwargs has keys {unknown} that task {name!r} does not take; "
+        f"accepted: {sorted(own)}"
+    )
   return cls(**task_kwargs, **context)

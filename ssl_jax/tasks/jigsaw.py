@@ -12,6 +12,7 @@ Algorithm 1 maximises the summed distance instead, which leaves near-duplicate p
 table 3 reports a minimum distance of 2); max-min keeps every pair far apart. The set lives in
 the task state, so checkpoints carry it and a resumed run uses the same set.
 """
+
 import functools
 import itertools
 
@@ -51,21 +52,26 @@ class JigsawModel(nn.Module):
     batch, count = tiles.shape[:2]
     features = self.encoder(tiles.reshape((batch * count,) + tiles.shape[2:]), train=train)
     joint = features.reshape(batch, count * features.shape[-1])
-    logits = MLPHead((*self.head_dims, self.num_permutations), name="projection")(joint, train=train)
+    logits = MLPHead((*self.head_dims, self.num_permutations), name="projection")(
+        joint, train=train
+    )
     return logits, {"features": features}
 
 
 class Task(tasks.Task):
 
-  def __init__(self, *, num_permutations=100, tile_size=None, head_dims=(512,), permutation_seed=0,
-               **context):
+  def __init__(
+      self, *, num_permutations=100, tile_size=None, head_dims=(512,), permutation_seed=0, **context
+  ):
     super().__init__(**context)
     self.permutations = hamming_permutations(int(num_permutations), int(permutation_seed))
     self.cell = (self.image_size or 0) // 3
     self.tile_size = tile_size or max(1, self.cell - max(1, self.cell // 8))
     if self.image_size and not 1 <= self.tile_size <= self.cell:
-      raise ValueError(f"task_kwargs.tile_size={tile_size} must fit a cell of {self.cell} px "
-                       f"(image_size {self.image_size} / 3)")
+      raise ValueError(
+          f"task_kwargs.tile_size={tile_size} must fit a cell of {self.cell} px "
+          f"(image_size {self.image_size} / 3)"
+      )
     self.head_dims = tuple(head_dims)
 
   def model(self, encoder):
@@ -86,7 +92,10 @@ class Task(tasks.Task):
     def cut(image, offsets):
       def one(cell, offset):
         top, left = (cell // 3) * self.cell + offset[0], (cell % 3) * self.cell + offset[1]
-        return jax.lax.dynamic_slice(image, (top, left, 0), (self.tile_size, self.tile_size, channels))
+        return jax.lax.dynamic_slice(
+            image, (top, left, 0), (self.tile_size, self.tile_size, channels)
+        )
+
       return jax.vmap(one)(jnp.arange(9), offsets)
 
     return jax.vmap(cut)(views, offsets)
@@ -94,8 +103,9 @@ class Task(tasks.Task):
   def loss(self, model, variables, task_state, batch, rng, step):
     views = self.views(rng, batch["inputs"], num_views=1)[0]
     tiles = self.tiles(jax.random.fold_in(rng, 1), views)
-    labels = jax.random.randint(jax.random.fold_in(rng, 2), (views.shape[0],), 0,
-                                len(self.permutations))
+    labels = jax.random.randint(
+        jax.random.fold_in(rng, 2), (views.shape[0],), 0, len(self.permutations)
+    )
     order = task_state["permutations"][labels]  # (B, 9): position i shows tile order[i]
     shuffled = jnp.take_along_axis(tiles, order[:, :, None, None, None], axis=1)
     (logits, aux), new_state = model.apply(variables, shuffled, train=True, mutable=["batch_stats"])

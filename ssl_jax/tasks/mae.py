@@ -8,6 +8,7 @@ per-patch normalised pixels (`norm_pix`). Views: random resized crop and flip (s
 `config.augment`). Each evaluation writes `reconstructions.png` (rows: original, masked input,
 reconstruction with the visible patches pasted back) into the workdir.
 """
+
 from typing import Any
 
 import flax.linen as nn
@@ -28,11 +29,15 @@ class MAE(nn.Module):
 
   def setup(self):
     self.decoder_embed = nn.Dense(self.decoder_width, name="decoder_embed")
-    self.mask_token = self.param("mask_token", nn.initializers.normal(0.02), (1, 1, self.decoder_width))
-    self.decoder_blocks = [vit.Block(4 * self.decoder_width, self.decoder_heads, name=f"decoder_block{i}")
-                           for i in range(self.decoder_depth)]
+    self.mask_token = self.param(
+        "mask_token", nn.initializers.normal(0.02), (1, 1, self.decoder_width)
+    )
+    self.decoder_blocks = [
+        vit.Block(4 * self.decoder_width, self.decoder_heads, name=f"decoder_block{i}")
+        for i in range(self.decoder_depth)
+    ]
     self.decoder_norm = nn.LayerNorm(name="decoder_norm")
-    self.decoder_pred = nn.Dense(self.encoder.patch_size ** 2 * 3, name="decoder_pred")
+    self.decoder_pred = nn.Dense(self.encoder.patch_size**2 * 3, name="decoder_pred")
 
   def __call__(self, x, train=False, noise=None):
     """Returns (predicted patches (B, N, p*p*C_out), {"features", "mask"}); noise (B, N) orders
@@ -51,9 +56,11 @@ class MAE(nn.Module):
     if self.encoder.pool == "cls":
       encoded = encoded[:, 1:]
     y = self.decoder_embed(encoded)
-    y = jnp.concatenate([y, jnp.broadcast_to(self.mask_token, (batch, num_patches - keep, y.shape[-1]))], 1)
+    y = jnp.concatenate(
+        [y, jnp.broadcast_to(self.mask_token, (batch, num_patches - keep, y.shape[-1]))], 1
+    )
     y = jnp.take_along_axis(y, restore[:, :, None], axis=1)  # back to image order
-    grid = int(round(num_patches ** 0.5))
+    grid = int(round(num_patches**0.5))
     y = y + jnp.asarray(vit.sincos_2d(grid, grid, self.decoder_width))[None]
     for block in self.decoder_blocks:
       y = block(y)
@@ -64,14 +71,23 @@ class MAE(nn.Module):
 
 class Task(tasks.Task):
 
-  def __init__(self, *, mask_ratio=0.75, norm_pix=True, decoder_width=512, decoder_depth=8,
-               decoder_heads=16, **context):
+  def __init__(
+      self,
+      *,
+      mask_ratio=0.75,
+      norm_pix=True,
+      decoder_width=512,
+      decoder_depth=8,
+      decoder_heads=16,
+      **context,
+  ):
     super().__init__(**context)
     if not 0 < mask_ratio < 1:
       raise ValueError(f"task_kwargs.mask_ratio={mask_ratio} must be in (0, 1)")
     self.mask_ratio, self.norm_pix = mask_ratio, norm_pix
-    self.decoder = dict(decoder_width=decoder_width, decoder_depth=decoder_depth,
-                        decoder_heads=decoder_heads)
+    self.decoder = dict(
+        decoder_width=decoder_width, decoder_depth=decoder_depth, decoder_heads=decoder_heads
+    )
 
   def model(self, encoder):
     if not isinstance(encoder, vit.ViT):

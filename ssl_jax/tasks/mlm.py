@@ -15,10 +15,12 @@ slots weigh 0), and the MLM head and its vocabulary-sized decoder run on those P
 not on all L tokens: at L=128 that is 6.4x less decoder work than scoring every position.
 
 The tokenizer (its special and continuation ids) comes from `task_kwargs.tokenizer`, a directory
-the text modality (modalities/text.py) fills in. The model is the registry's encoder (models/bert.py)
-plus BERT's MLM head under `cls`, the decoder tied to the word embeddings; `save_pretrained`
-writes it as a Hugging Face `BertForMaskedLM` checkpoint (models/bert_checkpoint.py).
+the text modality (modalities/text.py) fills in. The model is the registry's encoder
+(models/bert.py) plus BERT's MLM head under `cls`, the decoder tied to the word embeddings;
+`save_pretrained` writes it as a Hugging Face `BertForMaskedLM` checkpoint
+(models/bert_checkpoint.py).
 """
+
 import math
 
 import flax.linen as nn
@@ -66,21 +68,39 @@ def select(rng, ids, *, special, continuation, mask_prob, whole_word):
     fits = (word_length > 0) & (total + word_length <= count)
     return total + jnp.where(fits, word_length, 0), fits
 
-  _, taken = jax.lax.scan(take, jnp.zeros(b, jnp.int32),
-                          jnp.take_along_axis(length, order, axis=1).T)
+  _, taken = jax.lax.scan(
+      take, jnp.zeros(b, jnp.int32), jnp.take_along_axis(length, order, axis=1).T
+  )
   chosen = jnp.zeros((b, l + 1), bool).at[rows, order].set(taken.T)
   return jnp.take_along_axis(chosen, word, axis=1) & eligible
 
 
-def mask_tokens(rng, ids, *, special, continuation, mask_id, vocab_size, mask_prob=0.15,
-                mask_token_prob=0.8, random_token_prob=0.1, whole_word=False):
+def mask_tokens(
+    rng,
+    ids,
+    *,
+    special,
+    continuation,
+    mask_id,
+    vocab_size,
+    mask_prob=0.15,
+    mask_token_prob=0.8,
+    random_token_prob=0.1,
+    whole_word=False,
+):
   """BERT's corruption of ids (B, L) -> {'inputs' (B, L), 'positions' (B, P), 'targets' (B, P),
   'weights' (B, P) float32}: the selected positions in order, padded with weight-0 slots."""
   b, l = ids.shape
   p = max_predictions(l, mask_prob)
   k_select, k_action, k_random = jax.random.split(rng, 3)
-  chosen = select(k_select, ids, special=jnp.asarray(special), continuation=jnp.asarray(continuation),
-                  mask_prob=mask_prob, whole_word=whole_word)
+  chosen = select(
+      k_select,
+      ids,
+      special=jnp.asarray(special),
+      continuation=jnp.asarray(continuation),
+      mask_prob=mask_prob,
+      whole_word=whole_word,
+  )
   steps = jnp.arange(l)
   first = jnp.sort(jnp.where(chosen, steps, l + steps), axis=1)[:, :p]
   real = first < l
@@ -88,12 +108,19 @@ def mask_tokens(rng, ids, *, special, continuation, mask_id, vocab_size, mask_pr
   targets = jnp.take_along_axis(ids, positions, axis=1)
   action = jax.random.uniform(k_action, (b, p))
   random_ids = jax.random.randint(k_random, (b, p), 0, vocab_size, dtype=ids.dtype)
-  replaced = jnp.where(action < mask_token_prob, jnp.asarray(mask_id, ids.dtype),
-                       jnp.where(action < mask_token_prob + random_token_prob, random_ids, targets))
+  replaced = jnp.where(
+      action < mask_token_prob,
+      jnp.asarray(mask_id, ids.dtype),
+      jnp.where(action < mask_token_prob + random_token_prob, random_ids, targets),
+  )
   rows = jnp.arange(b)[:, None]
   inputs = ids.at[rows, jnp.where(real, first, l)].set(replaced, mode="drop")
-  return {"inputs": inputs, "positions": positions, "targets": targets,
-          "weights": real.astype(jnp.float32)}
+  return {
+      "inputs": inputs,
+      "positions": positions,
+      "targets": targets,
+      "weights": real.astype(jnp.float32),
+  }
 
 
 def gather(hidden, positions):
@@ -103,6 +130,7 @@ def gather(hidden, positions):
 
 class MaskedLM(nn.Module):
   """The encoder and BERT's MLM head (transform + decoder tied to the word embeddings + bias)."""
+
   encoder: nn.Module
 
   def setup(self):
@@ -120,15 +148,26 @@ class Task(tasks.Task):
   modality = "text"  # ssl_jax/modalities/text.py: tokenizer, TAPT, export, text study
   architecture = "BertForMaskedLM"  # what `save_pretrained` writes
 
-  def __init__(self, *, mask_prob=0.15, mask_token_prob=0.8, random_token_prob=0.1,
-               whole_word=False, tokenizer="", **context):
+  def __init__(
+      self,
+      *,
+      mask_prob=0.15,
+      mask_token_prob=0.8,
+      random_token_prob=0.1,
+      whole_word=False,
+      tokenizer="",
+      **context,
+  ):
     super().__init__(**context)
     if not 0 < mask_prob < 1:
       raise ValueError(f"task_kwargs.mask_prob must lie in (0, 1), got {mask_prob}")
-    if not (mask_token_prob >= 0 and random_token_prob >= 0
-            and mask_token_prob + random_token_prob <= 1):
-      raise ValueError(f"task_kwargs.mask_token_prob={mask_token_prob} and random_token_prob="
-                       f"{random_token_prob} must be >= 0 with a sum <= 1")
+    if not (
+        mask_token_prob >= 0 and random_token_prob >= 0 and mask_token_prob + random_token_prob <= 1
+    ):
+      raise ValueError(
+          f"task_kwargs.mask_token_prob={mask_token_prob} and random_token_prob="
+          f"{random_token_prob} must be >= 0 with a sum <= 1"
+      )
     self.mask_prob, self.mask_token_prob = mask_prob, mask_token_prob
     self.random_token_prob, self.whole_word = random_token_prob, bool(whole_word)
     self.tokenizer_dir = tokenizer
@@ -139,15 +178,24 @@ class Task(tasks.Task):
     """The tokenizer's special/continuation tables, [MASK] and [PAD] ids and size (read once)."""
     if self._vocab is None:
       if not self.tokenizer_dir:
-        raise ValueError(f"task {type(self).__module__} needs task_kwargs.tokenizer (a tokenizer "
-                         "directory); the text loop sets it")
+        raise ValueError(
+            f"task {type(self).__module__} needs task_kwargs.tokenizer (a tokenizer "
+            "directory); the text loop sets it"
+        )
       from ssl_jax.data import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
+
       tok = tokenizer_lib.load(self.tokenizer_dir)
       special = np.zeros(len(tok), bool)
       special[[i for i in tok.all_special_ids if i is not None]] = True
-      self._vocab = {"special": special, "continuation": tokenizer_lib.continuation_table(tok),
-                     "mask_id": tok.mask_token_id, "pad_id": tok.pad_token_id,
-                     "vocab_size": len(tok), "cls_id": tok.cls_token_id, "sep_id": tok.sep_token_id}
+      self._vocab = {
+          "special": special,
+          "continuation": tokenizer_lib.continuation_table(tok),
+          "mask_id": tok.mask_token_id,
+          "pad_id": tok.pad_token_id,
+          "vocab_size": len(tok),
+          "cls_id": tok.cls_token_id,
+          "sep_id": tok.sep_token_id,
+      }
     return self._vocab
 
   def model(self, encoder):
@@ -161,18 +209,31 @@ class Task(tasks.Task):
 
   def mask(self, rng, ids):
     v = self.vocab
-    return mask_tokens(rng, ids, special=v["special"], continuation=v["continuation"],
-                       mask_id=v["mask_id"], vocab_size=v["vocab_size"], mask_prob=self.mask_prob,
-                       mask_token_prob=self.mask_token_prob,
-                       random_token_prob=self.random_token_prob, whole_word=self.whole_word)
+    return mask_tokens(
+        rng,
+        ids,
+        special=v["special"],
+        continuation=v["continuation"],
+        mask_id=v["mask_id"],
+        vocab_size=v["vocab_size"],
+        mask_prob=self.mask_prob,
+        mask_token_prob=self.mask_token_prob,
+        random_token_prob=self.random_token_prob,
+        whole_word=self.whole_word,
+    )
 
   def loss(self, model, variables, task_state, batch, rng, step):
     ids = batch["inputs"].astype(jnp.int32)
     mask_rng, dropout_rng = jax.random.split(rng)
     m = self.mask(mask_rng, ids)
-    logits, features = model.apply(variables, m["inputs"], m["positions"], train=True,
-                                   attention_mask=ids != self.vocab["pad_id"],
-                                   rngs={"dropout": dropout_rng})
+    logits, features = model.apply(
+        variables,
+        m["inputs"],
+        m["positions"],
+        train=True,
+        attention_mask=ids != self.vocab["pad_id"],
+        rngs={"dropout": dropout_rng},
+    )
     loss, metrics = masked_lm(logits, m["targets"], m["weights"])
     return loss, (metrics, {}, {"features": features})
 
@@ -185,5 +246,10 @@ class Task(tasks.Task):
     model.safetensors) and the tokenizer into `directory`:
     `transformers.<architecture>.from_pretrained(directory)` loads it, and so does
     `config.model.bert.size=directory` here."""
-    bert_checkpoint.save(directory, config, jax.device_get(self.checkpoint_params(params)),
-                         self.architecture, tokenizer)
+    bert_checkpoint.save(
+        directory,
+        config,
+        jax.device_get(self.checkpoint_params(params)),
+        self.architecture,
+        tokenizer,
+    )

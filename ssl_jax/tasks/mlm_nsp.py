@@ -9,6 +9,7 @@ then follows tasks/mlm.py on the pair. The NSP head reads BERT's tanh pooler ove
 (`bert/pooler`), which the evaluators' encoder does not use; `save_pretrained` writes a Hugging
 Face `BertForPreTraining` checkpoint.
 """
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -34,10 +35,16 @@ def make_pairs(rng, ids, *, pad_id, cls_id, sep_id, random_prob=0.5):
   p = jnp.arange(l)[None, :]
   a_end = half[:, None] + 1  # [SEP] after A sits here
   b_end = a_end + 1 + len_b[:, None]  # final [SEP]
-  from_b = jnp.take_along_axis(ids[source], jnp.clip(start_b[:, None] + p - a_end - 1, 0, l - 1),
-                               axis=1)
-  pair = jnp.where(p < a_end, ids, jnp.where(p == a_end, sep_id,
-                   jnp.where(p < b_end, from_b, jnp.where(p == b_end, sep_id, pad_id))))
+  from_b = jnp.take_along_axis(
+      ids[source], jnp.clip(start_b[:, None] + p - a_end - 1, 0, l - 1), axis=1
+  )
+  pair = jnp.where(
+      p < a_end,
+      ids,
+      jnp.where(
+          p == a_end, sep_id, jnp.where(p < b_end, from_b, jnp.where(p == b_end, sep_id, pad_id))
+      ),
+  )
   pair = pair.at[:, 0].set(cls_id)
   types = ((p > a_end) & (p <= b_end)).astype(jnp.int32)
   return pair.astype(ids.dtype), types, label
@@ -45,6 +52,7 @@ def make_pairs(rng, ids, *, pad_id, cls_id, sep_id, random_prob=0.5):
 
 class PreTraining(nn.Module):
   """The encoder (with BERT's pooler) and BERT's pre-training heads (MLM + NSP) under `cls`."""
+
   encoder: nn.Module
 
   def setup(self):
@@ -52,22 +60,42 @@ class PreTraining(nn.Module):
 
   def __call__(self, ids, positions=None, train=False, attention_mask=None, token_type_ids=None):
     """-> (MLM logits (B, P, V) at `positions`, NSP logits (B, 2), features (B, D))."""
-    hidden, features, pooled = self.encoder(ids, train=train, attention_mask=attention_mask,
-                                            token_type_ids=token_type_ids, per_token=True)
+    hidden, features, pooled = self.encoder(
+        ids,
+        train=train,
+        attention_mask=attention_mask,
+        token_type_ids=token_type_ids,
+        per_token=True,
+    )
     positions = jnp.zeros((ids.shape[0], 1), jnp.int32) if positions is None else positions
-    mlm_logits, nsp_logits = self.cls(mlm.gather(hidden, positions), pooled,
-                                      self.encoder.word_embeddings())
+    mlm_logits, nsp_logits = self.cls(
+        mlm.gather(hidden, positions), pooled, self.encoder.word_embeddings()
+    )
     return mlm_logits, nsp_logits, features
 
 
 class Task(mlm.Task):
   architecture = "BertForPreTraining"
 
-  def __init__(self, *, random_next_prob=0.5, mask_prob=0.15, mask_token_prob=0.8,
-               random_token_prob=0.1, whole_word=False, tokenizer="", **context):
-    super().__init__(mask_prob=mask_prob, mask_token_prob=mask_token_prob,
-                     random_token_prob=random_token_prob, whole_word=whole_word,
-                     tokenizer=tokenizer, **context)
+  def __init__(
+      self,
+      *,
+      random_next_prob=0.5,
+      mask_prob=0.15,
+      mask_token_prob=0.8,
+      random_token_prob=0.1,
+      whole_word=False,
+      tokenizer="",
+      **context,
+  ):
+    super().__init__(
+        mask_prob=mask_prob,
+        mask_token_prob=mask_token_prob,
+        random_token_prob=random_token_prob,
+        whole_word=whole_word,
+        tokenizer=tokenizer,
+        **context,
+    )
     if not 0 <= random_next_prob <= 1:
       raise ValueError(f"task_kwargs.random_next_prob must lie in [0, 1], got {random_next_prob}")
     self.random_next_prob = random_next_prob
@@ -79,12 +107,24 @@ class Task(mlm.Task):
     ids = batch["inputs"].astype(jnp.int32)
     pair_rng, mask_rng, dropout_rng = jax.random.split(rng, 3)
     v = self.vocab
-    pair, types, label = make_pairs(pair_rng, ids, pad_id=v["pad_id"], cls_id=v["cls_id"],
-                                    sep_id=v["sep_id"], random_prob=self.random_next_prob)
+    pair, types, label = make_pairs(
+        pair_rng,
+        ids,
+        pad_id=v["pad_id"],
+        cls_id=v["cls_id"],
+        sep_id=v["sep_id"],
+        random_prob=self.random_next_prob,
+    )
     m = self.mask(mask_rng, pair)
     mlm_logits, nsp_logits, features = model.apply(
-        variables, m["inputs"], m["positions"], train=True, attention_mask=pair != v["pad_id"],
-        token_type_ids=types, rngs={"dropout": dropout_rng})
+        variables,
+        m["inputs"],
+        m["positions"],
+        train=True,
+        attention_mask=pair != v["pad_id"],
+        token_type_ids=types,
+        rngs={"dropout": dropout_rng},
+    )
     loss, metrics = mlm_nsp(mlm_logits, m["targets"], m["weights"], nsp_logits, label)
     return loss, (metrics, {}, {"features": features})
 

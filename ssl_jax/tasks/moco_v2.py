@@ -10,6 +10,7 @@ sees both views in one pass. MoCo's Shuffle-BN is not implemented: it exists to 
 from reading its positive off per-device batch statistics, and with global statistics every
 key's BatchNorm mixes the whole global batch.
 """
+
 import jax
 
 from ssl_jax import tasks
@@ -19,8 +20,17 @@ from ssl_jax.models.heads import EncoderWithHeads, MLPHead
 
 class Task(tasks.Task):
 
-  def __init__(self, *, temperature=0.2, queue_size=65536, projection_dims=(2048, 128),
-               head_norm="none", base_momentum=0.99, final_momentum=0.999, **context):
+  def __init__(
+      self,
+      *,
+      temperature=0.2,
+      queue_size=65536,
+      projection_dims=(2048, 128),
+      head_norm="none",
+      base_momentum=0.99,
+      final_momentum=0.999,
+      **context,
+  ):
     super().__init__(**context)
     if not temperature > 0:
       raise ValueError(f"task_kwargs.temperature must be > 0, got {temperature}")
@@ -36,30 +46,48 @@ class Task(tasks.Task):
   def init_state(self, variables, rng):
     # the queue starts as random unit vectors, as in the reference implementation
     queue = moco.normalize(jax.random.normal(rng, (self.queue_size, self.projection_dims[-1])))
-    return {"target": tasks.momentum_target(variables), "queue": queue,
-            "queue_pointer": jax.numpy.zeros((), jax.numpy.int32)}
+    return {
+        "target": tasks.momentum_target(variables),
+        "queue": queue,
+        "queue_pointer": jax.numpy.zeros((), jax.numpy.int32),
+    }
 
   def loss(self, model, variables, task_state, batch, rng, step):
     n = batch["inputs"].shape[0]
     if 2 * n > self.queue_size:
-      raise ValueError(f"task_kwargs.queue_size={self.queue_size} must hold the {2 * n} keys of "
-                       "one step (2 x global_batch_size)")
+      raise ValueError(
+          f"task_kwargs.queue_size={self.queue_size} must hold the {2 * n} keys of "
+          "one step (2 x global_batch_size)"
+      )
     views = tasks.merge_views(self.views(rng, batch["inputs"]))
     (q, aux), new_state = model.apply(variables, views, train=True, mutable=["batch_stats"])
-    (k, _), target_state = model.apply(task_state["target"], views, train=True,
-                                       mutable=["batch_stats"], method=EncoderWithHeads.project)
+    (k, _), target_state = model.apply(
+        task_state["target"],
+        views,
+        train=True,
+        mutable=["batch_stats"],
+        method=EncoderWithHeads.project,
+    )
     queue = task_state["queue"]
     loss_a, metrics_a = moco.moco_v2(q[:n], k[n:], queue, temperature=self.temperature)
     loss_b, metrics_b = moco.moco_v2(q[n:], k[:n], queue, temperature=self.temperature)
     metrics = {name: (metrics_a[name] + metrics_b[name]) / 2 for name in metrics_a}
-    outputs = {"features": aux["features"], "target_state": target_state,
-               "keys": moco.normalize(jax.lax.stop_gradient(k))}
+    outputs = {
+        "features": aux["features"],
+        "target_state": target_state,
+        "keys": moco.normalize(jax.lax.stop_gradient(k)),
+    }
     return (loss_a + loss_b) / 2, (metrics, new_state, outputs)
 
   def update_state(self, task_state, *, params, model_state, outputs, step):
-    momentum = tasks.cosine_momentum(step, self.total_steps, base=self.base_momentum,
-                                     final=self.final_momentum)
+    momentum = tasks.cosine_momentum(
+        step, self.total_steps, base=self.base_momentum, final=self.final_momentum
+    )
     queue, pointer = moco.enqueue(task_state["queue"], task_state["queue_pointer"], outputs["keys"])
-    return {"target": tasks.update_momentum_target(task_state["target"], params,
-                                                   outputs["target_state"], momentum),
-            "queue": queue, "queue_pointer": pointer}
+    return {
+        "target": tasks.update_momentum_target(
+            task_state["target"], params, outputs["target_state"], momentum
+        ),
+        "queue": queue,
+        "queue_pointer": pointer,
+    }

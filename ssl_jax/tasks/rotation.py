@@ -5,6 +5,7 @@ Each image of the batch is cropped/flipped once (`config.augment`; the paper use
 distortion) and fed in all four rotations, made on the device, so the batch holds 4B images and
 the classes are balanced. The head is a small MLP on the encoder's features.
 """
+
 import jax.numpy as jnp
 
 from ssl_jax import tasks

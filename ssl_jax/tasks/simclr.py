@@ -5,6 +5,7 @@ global batch at once, so its statistics are global (SimCLR's "global BN"), unles
 `config.micro_batch_size` chunks the step: then they are per chunk, and a GroupNorm encoder with
 `head_norm='none'` keeps the gradient exact (`ssl_jax/chunked.py`).
 """
+
 from ssl_jax import tasks
 from ssl_jax.losses.ntxent import ntxent
 from ssl_jax.models.heads import EncoderWithHeads, MLPHead

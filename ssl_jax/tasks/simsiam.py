@@ -4,6 +4,7 @@ Projector: Dense-BN-ReLU layers with a BatchNorm (no affine) on the output; pred
 bottleneck MLP. The loss's `output_std` (std of the normalised projections, ~1/sqrt(d) when
 healthy) is the paper's collapse indicator.
 """
+
 from ssl_jax import tasks
 from ssl_jax.losses.simsiam import simsiam
 from ssl_jax.models.heads import EncoderWithHeads, MLPHead
@@ -16,8 +17,9 @@ class Task(tasks.Task):
     self.projection_dims, self.prediction_dims = tuple(projection_dims), tuple(prediction_dims)
 
   def model(self, encoder):
-    return EncoderWithHeads(encoder, MLPHead(self.projection_dims, last_norm=True),
-                            MLPHead(self.prediction_dims))
+    return EncoderWithHeads(
+        encoder, MLPHead(self.projection_dims, last_norm=True), MLPHead(self.prediction_dims)
+    )
 
   def loss(self, model, variables, task_state, batch, rng, step):
     n = batch["inputs"].shape[0]

@@ -22,6 +22,7 @@ autodiff zero-fills every other branch's activations. The cost, for K=4 on avera
 does about 1.3x the reference's arithmetic (1.6x with K=1), the temporal loss about 2x (it runs
 at the buffer's width); measured against the alternatives in experiments/ts2vec_ucr.md.
 """
+
 import math
 
 import flax.linen as nn
@@ -60,7 +61,8 @@ def switch_with_gradients(index, branches, params, operands):
 
   def forward(params, operands):
     (loss, aux), grads = jax.lax.switch(
-        index, [jax.value_and_grad(fn, has_aux=True) for fn in branches], params, operands)
+        index, [jax.value_and_grad(fn, has_aux=True) for fn in branches], params, operands
+    )
     return (loss, aux), (grads, operands)
 
   def backward(residual, cotangent):
@@ -80,6 +82,7 @@ def _zero_cotangent(x):
 
 class EncoderOnly(nn.Module):
   """TS2Vec has no heads: the trained network is the encoder (a submodule named `encoder`)."""
+
   encoder: nn.Module
 
   def __call__(self, x, train=False, **kwargs):
@@ -89,8 +92,16 @@ class EncoderOnly(nn.Module):
 class Task(tasks.Task):
   modality = "timeseries"  # ssl_jax/modalities/timeseries.py: the UCR SVM protocol, the study
 
-  def __init__(self, *, alpha=0.5, temporal_unit=0, mask_prob=0.5, length_buckets=4,
-               average_weights=True, **context):
+  def __init__(
+      self,
+      *,
+      alpha=0.5,
+      temporal_unit=0,
+      mask_prob=0.5,
+      length_buckets=4,
+      average_weights=True,
+      **context,
+  ):
     super().__init__(**context)
     if not 0 <= alpha <= 1:
       raise ValueError(f"task_kwargs.alpha must lie in [0, 1], got {alpha}")
@@ -113,14 +124,18 @@ class Task(tasks.Task):
     return inputs.astype(jnp.float32)
 
   def widths(self, length):
-    return sorted({math.ceil(length * j / self.length_buckets) for j in range(1, self.length_buckets + 1)})
+    return sorted(
+        {math.ceil(length * j / self.length_buckets) for j in range(1, self.length_buckets + 1)}
+    )
 
   def crops(self, rng, batch_size, length):
     """The reference's random crops: scalars shared by the batch, one offset per series."""
     shortest = 2 ** (self.temporal_unit + 1)
     if length < shortest:
-      raise ValueError(f"series of length {length} are shorter than the shortest crop {shortest} "
-                       f"(2^(temporal_unit+1), task_kwargs.temporal_unit={self.temporal_unit})")
+      raise ValueError(
+          f"series of length {length} are shorter than the shortest crop {shortest} "
+          f"(2^(temporal_unit+1), task_kwargs.temporal_unit={self.temporal_unit})"
+      )
     k = jax.random.split(rng, 5)
     crop = jax.random.randint(k[0], (), shortest, length + 1)
     left = jax.random.randint(k[1], (), 0, length - crop + 1)
@@ -135,10 +150,14 @@ class Task(tasks.Task):
     b, t = x.shape[:2]
     crop_rng, mask_rng, dropout_rng = jax.random.split(rng, 3)
     c = self.crops(crop_rng, b, t)
-    operands = {"views": jnp.concatenate([x, x]), "crop": c,
-                "starts": jnp.concatenate([c["offset"] + c["eleft"], c["offset"] + c["left"]]),
-                "lengths": jnp.stack([c["left"] + c["crop"] - c["eleft"], c["eright"] - c["left"]]),
-                "keep": jax.random.key_data(mask_rng), "dropout": jax.random.key_data(dropout_rng)}
+    operands = {
+        "views": jnp.concatenate([x, x]),
+        "crop": c,
+        "starts": jnp.concatenate([c["offset"] + c["eleft"], c["offset"] + c["left"]]),
+        "lengths": jnp.stack([c["left"] + c["crop"] - c["eleft"], c["eright"] - c["left"]]),
+        "keep": jax.random.key_data(mask_rng),
+        "dropout": jax.random.key_data(dropout_rng),
+    }
 
     def branch(width):
       def run(variables, o):
@@ -146,41 +165,61 @@ class Task(tasks.Task):
         valid = steps[None, :] < jnp.repeat(o["lengths"], b)[:, None]  # (2B, W)
         index = jnp.minimum(o["starts"][:, None] + steps, t - 1)[..., None]
         window = jnp.take_along_axis(o["views"], index, axis=1)
-        keep = jax.random.bernoulli(jax.random.wrap_key_data(o["keep"]), 1 - self.mask_prob,
-                                    valid.shape)
-        z = model.apply(variables, window, train=True, per_timestep=True, keep=keep, valid=valid,
-                        rngs={"dropout": fast_key(jax.random.wrap_key_data(o["dropout"]))})
+        keep = jax.random.bernoulli(
+            jax.random.wrap_key_data(o["keep"]), 1 - self.mask_prob, valid.shape
+        )
+        z = model.apply(
+            variables,
+            window,
+            train=True,
+            per_timestep=True,
+            keep=keep,
+            valid=valid,
+            rngs={"dropout": fast_key(jax.random.wrap_key_data(o["dropout"]))},
+        )
         features = jnp.max(jnp.where(valid[..., None], z, -jnp.inf), axis=1)
         # the overlap starts at left - eleft in view 1's window and at 0 in view 2's
-        z1 = jax.lax.dynamic_slice_in_dim(jnp.pad(z[:b], ((0, 0), (0, width), (0, 0))),
-                                          o["crop"]["left"] - o["crop"]["eleft"], width, axis=1)
-        loss, metrics = hierarchical_contrastive(z1, z[b:], alpha=self.alpha,
-                                                 temporal_unit=self.temporal_unit,
-                                                 length=o["crop"]["crop"])
+        z1 = jax.lax.dynamic_slice_in_dim(
+            jnp.pad(z[:b], ((0, 0), (0, width), (0, 0))),
+            o["crop"]["left"] - o["crop"]["eleft"],
+            width,
+            axis=1,
+        )
+        loss, metrics = hierarchical_contrastive(
+            z1, z[b:], alpha=self.alpha, temporal_unit=self.temporal_unit, length=o["crop"]["crop"]
+        )
         return loss, ({k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}, features)
+
       return run
 
     widths = self.widths(t)
     index = jnp.searchsorted(jnp.asarray(widths), jnp.max(operands["lengths"]))
-    loss, (metrics, features) = switch_with_gradients(index, [branch(w) for w in widths],
-                                                      variables, operands)
-    metrics = {**metrics, "crop_length": c["crop"].astype(jnp.float32),
-               "width": jnp.asarray(widths, jnp.float32)[index]}
+    loss, (metrics, features) = switch_with_gradients(
+        index, [branch(w) for w in widths], variables, operands
+    )
+    metrics = {
+        **metrics,
+        "crop_length": c["crop"].astype(jnp.float32),
+        "width": jnp.asarray(widths, jnp.float32)[index],
+    }
     return loss, (metrics, {}, {"features": features})
 
   def init_state(self, variables, rng):
     del rng
     if not self.average_weights:
       return {}
-    return {"average": tasks.subtree(variables, "encoder")["params"],
-            "count": jnp.zeros((), jnp.int32)}
+    return {
+        "average": tasks.subtree(variables, "encoder")["params"],
+        "count": jnp.zeros((), jnp.int32),
+    }
 
   def update_state(self, task_state, *, params, model_state, outputs, step):
     if not self.average_weights:
       return task_state
     count = task_state["count"] + 1  # average <- average + (params - average) / count
-    average = jax.tree.map(lambda a, p: a + (p - a) / count.astype(a.dtype),
-                           task_state["average"], params["encoder"])
+    average = jax.tree.map(
+        lambda a, p: a + (p - a) / count.astype(a.dtype), task_state["average"], params["encoder"]
+    )
     return {"average": average, "count": count}
 
   def encoder_variables(self, params, model_state, task_state):

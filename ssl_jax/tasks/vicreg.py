@@ -2,6 +2,7 @@
 
 Variance and covariance are taken over the global batch inside the loss.
 """
+
 from ssl_jax import tasks
 from ssl_jax.losses.vicreg import vicreg
 from ssl_jax.models.heads import EncoderWithHeads, MLPHead
@@ -9,8 +10,16 @@ from ssl_jax.models.heads import EncoderWithHeads, MLPHead
 
 class Task(tasks.EmbeddingTask):
 
-  def __init__(self, *, projection_dims=(2048, 2048, 2048), sim_weight=25.0, var_weight=25.0,
-               cov_weight=1.0, head_norm="batch", **context):
+  def __init__(
+      self,
+      *,
+      projection_dims=(2048, 2048, 2048),
+      sim_weight=25.0,
+      var_weight=25.0,
+      cov_weight=1.0,
+      head_norm="batch",
+      **context,
+  ):
     super().__init__(**context)
     self.projection_dims = tuple(projection_dims)
     self.head_norm = head_norm  # "none": no BatchNorm in the projector (chunked steps stay exact)
