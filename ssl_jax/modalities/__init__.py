@@ -8,6 +8,9 @@ A modality is a module `ssl_jax.modalities.<name>` (listed in MODALITIES) that d
                   TAPT and the transformers export; time series: also the UCR SVM protocol)
   study(config, pretrained) -> common.Study
                   the methods built on its splits (study/methods.py), their labels and a title
+  trained_config(config, workdir), read_inputs(config, workdir, spec, split) -> common.Inputs
+                  a finished run's config as its encoder was built, and new data for it
+                  (inference.py: python -m ssl_jax.embed)
 experiment.py runs pretrain, then study/loop.py over the built methods, then writes results.json
 (study/report.py). A task names its modality (`Task.modality`, tasks/__init__.py); a new modality
 is one module here, its data module, a config and tests.

@@ -20,6 +20,16 @@ class Study:
   extra: dict = dataclasses.field(default_factory=dict)  # more facts for results.json
 
 
+@dataclasses.dataclass
+class Inputs:
+  """New data for a trained encoder (inference.py): rows to slice (`rows[a:b]` -> raw inputs, a
+  lazily decoded split decodes only those), one id per row, labels (-1: none)."""
+
+  rows: Any
+  ids: list
+  labels: Any
+
+
 def pad_to(study_config, num_classes, num_labelled):
   """The largest labelled set of the study's budgets (-1: every one of `num_labelled`), to which
   the linear probes pad so that one compiled fit serves every budget."""

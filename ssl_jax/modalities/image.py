@@ -150,3 +150,32 @@ def title_of(config):
       else ""
   )
   return f"{config.data.source}: {config.task} pre-training ({encoder})"
+
+
+def trained_config(config, workdir):
+  """The run's config as its encoder was built (images: as saved)."""
+  del workdir
+  return config
+
+
+def read_inputs(config, workdir, spec, split):
+  """Images of any source (`folder:`, `npz:`, `tfds:`, `mnist`) at the run's size and channels,
+  decoded batch by batch; ids are file paths where the source has them, else row numbers."""
+  del workdir
+  d = config.data
+  source = sources.build(
+      spec,
+      split,
+      holdout_per_class=d.holdout_per_class,
+      seed=d.holdout_seed,
+      data_dir=d.data_dir or None,
+      image_size=d.image_size,
+      channels=d.channels,
+      skip_corrupt=d.skip_corrupt,
+  )
+  rows, labels = sources.eval_arrays(source, max_bytes=0)  # decoded sources stay lazy
+  try:
+    ids = source.file_names()
+  except KeyError:  # a TFDS set without file names
+    ids = [f"{source.name}[{i}]" for i in range(len(source))]
+  return common.Inputs(rows, ids, np.asarray(labels, np.int32))

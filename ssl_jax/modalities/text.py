@@ -285,3 +285,47 @@ def study(config, pretrained):
   return common.Study(
       built, corpus.train_labels[pool], corpus.test_labels, title, extra={"label_pool": len(pool)}
   )
+
+
+def trained_config(config, workdir):
+  """The run's config as its encoder was built: with the run's tokenizer (WORKDIR/tokenizer) and
+  its vocabulary size, as `pretrain_encoder` sets them."""
+  tok_dir = os.path.join(workdir, "tokenizer")
+  if not os.path.isfile(os.path.join(tok_dir, "tokenizer_config.json")):
+    raise FileNotFoundError(f"{tok_dir} holds no tokenizer: expected a text run's WORKDIR")
+  checkpoint = os.path.isdir(config.model.bert.size)
+  vocab = 0 if checkpoint else len(tokenizer_lib.load(tok_dir))
+  return config_lib.derive(
+      config, {"task_kwargs.tokenizer": tok_dir, "model.bert.vocab_size": vocab}
+  )
+
+
+def read_inputs(config, workdir, spec, split):
+  """Texts tokenized with the run's tokenizer, at most `config.text.max_len` tokens (longer texts
+  are truncated, and counted). `jsonl:FILE` reads one file (ids `FILE[row]`); any other corpus
+  spec (`jsonl:DIR`, `bbc_news`, `tfds:NAME`) its `split`: 'train', 'test' or 'unlabeled'."""
+  path = spec.partition(":")[2]
+  if spec.startswith("jsonl:") and os.path.isfile(path):
+    texts, labels, _ = text.read_jsonl(path)
+    ids = [f"{path}[{i}]" for i in range(len(texts))]
+  else:
+    corpus = text.load(
+        spec,
+        holdout_per_class=config.data.holdout_per_class,
+        seed=config.data.holdout_seed,
+        data_dir=config.data.data_dir or None,
+    )
+    splits = {
+        "train": (corpus.train_texts, corpus.train_labels),
+        "test": (corpus.test_texts, corpus.test_labels),
+        "unlabeled": (corpus.unlabeled_texts, np.full(len(corpus.unlabeled_texts), -1, np.int32)),
+    }
+    if split not in splits:
+      raise ValueError(f"--split={split!r} for text corpus {spec!r}; accepted: {sorted(splits)}")
+    texts, labels = splits[split]
+    ids = [f"{corpus.name}:{split}[{i}]" for i in range(len(texts))]
+  tok = tokenizer_lib.load(os.path.join(workdir, "tokenizer"))
+  rows = text.encode(tok, list(texts), max_len=config.text.max_len)
+  full = int(np.sum(rows[:, -1] != tok.pad_token_id)) if len(rows) else 0
+  print(f"{len(texts)} texts, {full} truncated at or filling {rows.shape[1]} tokens", flush=True)
+  return common.Inputs(rows, ids, np.asarray(labels, np.int32))

@@ -21,6 +21,7 @@ import numpy as np
 
 from ssl_jax import models
 from ssl_jax import train
+from ssl_jax.data import timeseries
 from ssl_jax.finetune import inputs as inputs_lib
 from ssl_jax.finetune import model as model_lib
 from ssl_jax.models import conv as conv_lib
@@ -127,3 +128,18 @@ def study(config, pretrained):
   return common.Study(
       built, train_y, test_y, f"UCR {run.train_source.data.name}: ts2vec pre-training"
   )
+
+
+def trained_config(config, workdir):
+  """The run's config as its encoder was built (series: as saved)."""
+  del workdir
+  return config
+
+
+def read_inputs(config, workdir, spec, split):
+  """The `split` of a series set (`npz:PATH`, `ucr:NAME`), normalised as for training; ids are
+  `SET:split[row]`. The encoder takes any length."""
+  del config, workdir
+  source = timeseries.SeriesSource(timeseries.load(spec), split)
+  series, labels = source.arrays()
+  return common.Inputs(series, [f"{source.name}[{i}]" for i in range(len(source))], labels)
