@@ -165,6 +165,9 @@ def base_config():
       "ssl_finetune",
       "pixels_logreg",
   )
+  # 'METHOD@BUDGET' (e.g. 'ssl_finetune@10'): keep that method's fit of draw 0 at that budget as a
+  # classifier directory, WORKDIR/kept/METHOD-BUDGET, for python -m ssl_jax.predict ('': none)
+  c.label_efficiency.keep = ""
 
   # a BERT-family checkpoint (hub name or local directory); when set, the text study adds
   # generic_probe and generic_finetune (ssl_jax/generic_models.py)

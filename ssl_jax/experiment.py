@@ -13,6 +13,7 @@ import jax
 
 from ssl_jax import evaluators
 from ssl_jax import modalities
+from ssl_jax import prediction
 from ssl_jax import train
 from ssl_jax.study import loop
 from ssl_jax.study import report
@@ -23,6 +24,7 @@ def validate(config):
   train.build_task(config)
   evaluators.build_all(config.evals, data=None)
   modalities.of(config).check(config)
+  prediction.parse_keep(config)
 
 
 def run(config, workdir):
@@ -34,7 +36,16 @@ def run(config, workdir):
   if config.label_efficiency.enabled:
     study_started = time.perf_counter()
     study = modality.study(config, pretrained)
-    rows = loop.run(config, study.built, study.train_labels, study.test_labels)
+    keeper = None
+    if config.label_efficiency.keep:
+      tokenizer_dir = os.path.join(workdir, "tokenizer")  # a text run's, which its kept fit reads
+      keeper = prediction.Keeper(
+          config,
+          workdir,
+          classes=study.classes,
+          tokenizer_dir=tokenizer_dir if os.path.isdir(tokenizer_dir) else None,
+      )
+    rows = loop.run(config, study.built, study.train_labels, study.test_labels, on_fit=keeper)
     extra.update(
         study.extra,
         study_seconds=time.perf_counter() - study_started,

@@ -21,12 +21,12 @@ import sys
 import time
 
 import jax
-import numpy as np
 
 from ssl_jax import checkpoint as checkpoint_lib
 from ssl_jax import main as main_lib
 from ssl_jax import metrics as metrics_lib
 from ssl_jax import models
+from ssl_jax import prediction
 from ssl_jax import sharding as sharding_lib
 from ssl_jax import train as train_lib
 from ssl_jax.finetune import inputs as inputs_lib
@@ -136,7 +136,7 @@ def run(config, workdir):
         cv_folds=len(best["fold_accuracies"]),
         cv_grid=grid,
     )
-  _write(workdir, config, results, fitted, variables)
+  _write(workdir, config, results, fitted, variables, getattr(train_source, "classes", None))
   print(
       f"{ft.mode}: test accuracy {accuracy:.4f} on {len(test_y)} examples after training "
       f"{trainable:,} of {total:,} parameters on {len(y)} labels",
@@ -145,7 +145,7 @@ def run(config, workdir):
   return results
 
 
-def _write(workdir, config, results, fitted, variables):
+def _write(workdir, config, results, fitted, variables, classes):
   if jax.process_index() == 0:
     checkpoint_lib.write_atomically(
         os.path.join(workdir, "results.json"), json.dumps(results, indent=2)
@@ -157,20 +157,15 @@ def _write(workdir, config, results, fitted, variables):
     writer.write(entry["step"], {k: v for k, v in entry.items() if k != "step"})
   writer.write(fitted.steps_run, {"test_accuracy": results["test_accuracy"]})
   writer.close()
-  state = {
-      "params": variables["params"],
-      "model_state": {c: v for c, v in variables.items() if c != "params"},
+  info = {
+      "mode": results["mode"],
+      "hyperparameters": results["hyperparameters"],
+      "encoder": results["encoder"],
+      "test_accuracy": results["test_accuracy"],
+      "classes": classes,
   }
-  if fitted.adapters:
-    state["adapters"] = layers.unflatten(fitted.adapters)
-  checkpointer = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"), keep=1)
-  checkpointer.save(
-      fitted.steps_run,
-      jax.tree.map(np.asarray, jax.device_get(state)),
-      {"mode": results["mode"], "hyperparameters": results["hyperparameters"]},
-  )
-  checkpointer.wait()
-  checkpointer.close()
+  adapters = layers.unflatten(fitted.adapters) if fitted.adapters else None
+  prediction.save(workdir, config, variables, info, step=fitted.steps_run, adapters=adapters)
 
 
 def main(argv=None):

@@ -18,6 +18,7 @@ class Study:
   test_labels: Any
   title: str  # of the plot
   extra: dict = dataclasses.field(default_factory=dict)  # more facts for results.json
+  classes: list = None  # class names, where the data has them (a kept classifier records them)
 
 
 @dataclasses.dataclass
@@ -28,6 +29,7 @@ class Inputs:
   rows: Any
   ids: list
   labels: Any
+  skipped: list = dataclasses.field(default_factory=list)  # unreadable files left out
 
 
 def pad_to(study_config, num_classes, num_labelled):

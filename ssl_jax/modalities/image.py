@@ -74,7 +74,8 @@ def study(config, pretrained):
       run.components.mesh,
       run.components.encoder_variables(run.state),
   )
-  return common.Study(built, train_labels, test_labels, title_of(config))
+  classes = getattr(run.train_source, "classes", None)
+  return common.Study(built, train_labels, test_labels, title_of(config), classes=classes)
 
 
 def study_methods(config, features_of, train_source, test_source, mesh, pretrained_encoder=None):
@@ -166,7 +167,8 @@ def read_inputs(config, workdir, spec, split):
   source = sources.build(
       spec,
       split,
-      holdout_per_class=d.holdout_per_class,
+      # a folder of new images is read whole; the held-out digits stay the 'test' split of mnist
+      holdout_per_class=0 if spec.startswith("folder:") else d.holdout_per_class,
       seed=d.holdout_seed,
       data_dir=d.data_dir or None,
       image_size=d.image_size,
@@ -178,4 +180,6 @@ def read_inputs(config, workdir, spec, split):
     ids = source.file_names()
   except KeyError:  # a TFDS set without file names
     ids = [f"{source.name}[{i}]" for i in range(len(source))]
-  return common.Inputs(rows, ids, np.asarray(labels, np.int32))
+  return common.Inputs(
+      rows, ids, np.asarray(labels, np.int32), skipped=list(getattr(source, "skipped", []))
+  )

@@ -283,7 +283,12 @@ def study(config, pretrained):
   )
   title = f"{corpus.name}: {config.task} ({config.model.bert.size} BERT), TAPT of the generic"
   return common.Study(
-      built, corpus.train_labels[pool], corpus.test_labels, title, extra={"label_pool": len(pool)}
+      built,
+      corpus.train_labels[pool],
+      corpus.test_labels,
+      title,
+      extra={"label_pool": len(pool)},
+      classes=corpus.classes,
   )
 
 

@@ -126,7 +126,11 @@ def study(config, pretrained):
       pad_to=common.pad_to(config.label_efficiency, num_classes, len(train_y)),
   )
   return common.Study(
-      built, train_y, test_y, f"UCR {run.train_source.data.name}: ts2vec pre-training"
+      built,
+      train_y,
+      test_y,
+      f"UCR {run.train_source.data.name}: ts2vec pre-training",
+      classes=list(run.train_source.classes),
   )
 
 

@@ -59,8 +59,9 @@ def budgets(labels, labels_per_class, log=_print):
   return out
 
 
-def run(config, built, train_labels, test_labels, log=_print):
-  """The rows of `built` over the budgets and draws of `config.label_efficiency`."""
+def run(config, built, train_labels, test_labels, log=_print, on_fit=None):
+  """The rows of `built` over the budgets and draws of `config.label_efficiency`. `on_fit(name,
+  budget, draw, method, fit, test accuracy)`, if given, sees every fit (prediction.Keeper)."""
   study = config.label_efficiency
   # teachers before the methods that distil them; rows stay in `built`'s order
   order = sorted(built, key=lambda name: hasattr(built[name][0], "teacher"))
@@ -93,6 +94,8 @@ def run(config, built, train_labels, test_labels, log=_print):
         extra = dict(teacher_fit=fits[teacher], subset=subset) if teacher else {}
         fits[name] = method.fit(chosen[name][0], drawn, labels, seed=seed, **extra)
         scores[name].append(method.score(fits[name], test_x, test_labels))
+        if on_fit is not None:
+          on_fit(name, budget, draw, method, fits[name], scores[name][-1])
         seconds[name].append(time.time() - started)
     for name, (method, _, _) in built.items():
       rows.append(_row(name, method, recorded, scores[name], seconds[name], *chosen[name]))

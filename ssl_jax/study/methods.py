@@ -103,6 +103,7 @@ def build(names, starts, baselines, finetune_config, *, num_classes, mesh, pad_t
     size = layers.count(start.init["params"]) if start.init else 0
     if mode == "linear":
       method = protocol.LinearMethod(num_classes, mesh, ft, pad_to=pad_to, encoder_params=size)
+      method.init = start.init  # the frozen encoder under the head (a kept classifier needs it)
       built[name] = (
           method,
           features(where, start.train_inputs),

@@ -1,18 +1,26 @@
-"""python -m ssl_jax.embed: a trained run's features of new data, for every modality; resumable."""
+"""python -m ssl_jax.embed (a trained run's features of new data, for every modality; resumable)
+and python -m ssl_jax.predict (a fitted classifier's predictions: standalone or kept by the study).
+"""
 
+import csv
 import json
 import os
 
 import jax
 import numpy as np
 import pytest
+from PIL import Image
 
 from ssl_jax import config as config_lib
 from ssl_jax import embed as embed_main
+from ssl_jax import experiment
 from ssl_jax import inference
+from ssl_jax import predict as predict_main
+from ssl_jax import prediction
 from ssl_jax import train
 from ssl_jax.data import sources
 from ssl_jax.data import text as text_data
+from ssl_jax.finetune import standalone
 from ssl_jax.modalities import text as text_modality
 from test_text_run import text_config
 from text_helpers import make_dir, sentences, write_jsonl
@@ -138,3 +146,83 @@ def test_text_features_of_a_jsonl_file(tmp_path):
   np.testing.assert_allclose(features, want, rtol=1e-5, atol=1e-5)
   assert ids == [f"{tmp_path / 'new.jsonl'}[{i}]" for i in range(5)]
   assert np.all(got_labels == -1) and features.shape[0] == 5
+
+
+def _csv(path):
+  with open(path) as f:
+    rows = list(csv.DictReader(f))
+  probs = np.array([[float(r[k]) for k in r if k.startswith("p_")] for r in rows])
+  return rows, probs
+
+
+def test_predict_of_a_finetuned_classifier_matches_its_test_accuracy(
+    image_run, data_path, tmp_path
+):
+  pretrained, _ = image_run
+  workdir = str(tmp_path / "ft")
+  standalone.main(
+      [
+          "--config=configs/default.py",
+          f"--workdir={workdir}",
+          f"--config.data.source=npz:{data_path}",
+          "--config.data.image_size=16",
+          "--config.data.channels=3",
+          "--config.data.num_classes=4",
+          "--config.model.depth=10",
+          "--config.model.width_multiplier=0.125",
+          "--config.task_kwargs.projection_dims=(32,16)",
+          f"--config.finetune.init_from={pretrained}",
+          "--config.finetune.mode=linear",
+          "--config.finetune.kfold=0",
+      ]
+  )
+  out = str(tmp_path / "pred.csv")
+  predict_main.main(
+      [f"--workdir={workdir}", f"--input=npz:{data_path}", f"--out={out}", "--split=test"]
+  )
+  rows, probs = _csv(out)
+  results = json.load(open(os.path.join(workdir, "results.json")))
+  accuracy = np.mean([r["predicted"] == r["label"] for r in rows])
+  assert len(rows) == 32 and accuracy == pytest.approx(results["test_accuracy"], abs=1e-9)
+  np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-4)
+  assert [int(r["predicted"]) for r in rows] == list(np.argmax(probs, 1))
+  assert rows[0]["predicted_name"] == rows[0]["predicted"]  # npz arrays carry no class names
+  with pytest.raises(ValueError, match="holds no classifier"):  # a pre-training run
+    prediction.predict(pretrained, f"npz:{data_path}", str(tmp_path / "x.csv"))
+  # a folder with one unreadable file: refused naming it, or left out and counted
+  folder = tmp_path / "new_images"
+  for name in ("a", "b"):
+    (folder / name).mkdir(parents=True)
+    for i in range(3):
+      pixels = np.full((16, 16, 3), 60 * i + (0 if name == "a" else 120), np.uint8)
+      Image.fromarray(pixels).save(folder / name / f"{i}.png")
+  (folder / "a" / "broken.png").write_bytes(b"not a png")
+  with pytest.raises(ValueError, match="broken.png"):
+    prediction.predict(workdir, f"folder:{folder}", str(tmp_path / "f.csv"))
+  prediction.predict(workdir, f"folder:{folder}", str(tmp_path / "f.csv"), skip_corrupt=True)
+  rows, _ = _csv(str(tmp_path / "f.csv"))
+  assert len(rows) == 6 and all(r["id"].endswith(".png") for r in rows)
+
+
+def test_a_kept_study_fit_predicts_as_it_scored(tmp_path):
+  path = write_series_set(str(tmp_path / "series.npz"))
+  workdir = str(tmp_path / "run")
+  c = tiny_series_config(path, total_steps=2)
+  c.label_efficiency.methods = ("ssl_finetune",)
+  c.label_efficiency.keep = "ssl_finetune@1"
+  experiment.run(config_lib.finalize(c, workdir), workdir)
+  kept = os.path.join(workdir, "kept", "ssl_finetune-1")
+  info = json.load(open(os.path.join(kept, "classifier.json")))
+  assert info["classes"] == ["3", "7", "11"] and info["draw"] == 0
+  out = str(tmp_path / "pred.csv")
+  prediction.predict(kept, f"npz:{path}", out, split="test")
+  rows, _ = _csv(out)
+  accuracy = np.mean([r["predicted"] == r["label"] for r in rows])
+  assert accuracy == pytest.approx(info["test_accuracy"], abs=1e-9)
+  assert {r["predicted_name"] for r in rows} <= {"3", "7", "11"}
+  c.label_efficiency.keep = "ssl_svm@1"  # not one network
+  with pytest.raises(ValueError, match="label_efficiency.keep='ssl_svm@1'"):
+    prediction.parse_keep(c)
+  c.label_efficiency.keep = "ssl_finetune@7"  # not a budget of the study
+  with pytest.raises(ValueError, match="BUDGET one of"):
+    prediction.parse_keep(c)
