@@ -14,6 +14,7 @@ from PIL import Image
 from ssl_jax import config as config_lib
 from ssl_jax import embed as embed_main
 from ssl_jax import experiment
+from ssl_jax import exporting
 from ssl_jax import inference
 from ssl_jax import predict as predict_main
 from ssl_jax import prediction
@@ -146,6 +147,11 @@ def test_text_features_of_a_jsonl_file(tmp_path):
   np.testing.assert_allclose(features, want, rtol=1e-5, atol=1e-5)
   assert ids == [f"{tmp_path / 'new.jsonl'}[{i}]" for i in range(5)]
   assert np.all(got_labels == -1) and features.shape[0] == 5
+  # python -m ssl_jax.export: the text encoder goes to transformers through the same command
+  exported = exporting.export(workdir, "transformers", str(tmp_path / "hf"))
+  with open(os.path.join(exported, "config.json")) as f:
+    assert json.load(f)["architectures"] == ["BertForMaskedLM"]
+  assert os.path.isfile(os.path.join(exported, "tokenizer.json"))
 
 
 def _csv(path):

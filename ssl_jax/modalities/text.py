@@ -305,6 +305,20 @@ def trained_config(config, workdir):
   )
 
 
+def export_transformers(config, workdir, out):
+  """The run's MLM model (encoder and head) as transformers' BertForMaskedLM with its tokenizer
+  in `out` (what the run also wrote into WORKDIR/hf_model), from the latest checkpoint."""
+  from ssl_jax import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
+
+  state, _ = checkpoint_lib.restore_saved(workdir, "--workdir")
+  encoder = models.build_encoder(config.model)
+  task = train.build_task(config)
+  tok = tokenizer_lib.load(os.path.join(workdir, "tokenizer"))
+  task.save_pretrained(out, encoder.config, state["params"], tok)
+  print(f"wrote {out} ({task.architecture} + tokenizer)", flush=True)
+  return out
+
+
 def read_inputs(config, workdir, spec, split):
   """Texts tokenized with the run's tokenizer, at most `config.text.max_len` tokens (longer texts
   are truncated, and counted). `jsonl:FILE` reads one file (ids `FILE[row]`); any other corpus
