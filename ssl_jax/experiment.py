@@ -59,4 +59,15 @@ def run(config, workdir):
         + (" and label_efficiency.png" if rows else ""),
         flush=True,
     )
+    kept = f" ({os.path.join(workdir, 'kept')})" if config.label_efficiency.keep else ""
+    print(
+        "use the trained model (README, 'Using a trained model'):\n"
+        f"  python -m ssl_jax.embed --workdir={workdir} --input=SOURCE --out=FILE.npy\n"
+        f"  python -m ssl_jax.export --workdir={workdir} --format=transformers|torchvision|"
+        "safetensors --out=DIR\n"
+        "  python -m ssl_jax.predict --workdir=CLASSIFIER --input=SOURCE --out=FILE.csv  "
+        "(a classifier: python -m ssl_jax.finetune, or "
+        f"--config.label_efficiency.keep=METHOD@BUDGET{kept})",
+        flush=True,
+    )
   return pretrained.run

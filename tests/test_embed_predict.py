@@ -13,9 +13,11 @@ from PIL import Image
 
 from ssl_jax import config as config_lib
 from ssl_jax import embed as embed_main
+from ssl_jax import export as export_main
 from ssl_jax import experiment
 from ssl_jax import exporting
 from ssl_jax import inference
+from ssl_jax import models
 from ssl_jax import predict as predict_main
 from ssl_jax import prediction
 from ssl_jax import train
@@ -72,6 +74,16 @@ def test_image_features_equal_the_runs_own(image_run, data_path, tmp_path, capsy
   assert not os.path.exists(out + ".progress.json")
   inference.embed(workdir, f"npz:{data_path}", out, split="test")  # complete: left as it is
   assert "is complete (32 rows); nothing to do" in capsys.readouterr().out
+  # python -m ssl_jax.export to torchvision's naming, and back through ssl_jax.models.load
+  exported = str(tmp_path / "torchvision")
+  export_main.main([f"--workdir={workdir}", "--format=torchvision", f"--out={exported}"])
+  encoder, variables = models.load(exported)
+  np.testing.assert_allclose(
+      np.asarray(encoder.apply(variables, images.astype(np.float32) / 255)),
+      features,
+      rtol=1e-5,
+      atol=1e-5,
+  )
 
 
 def test_killed_embedding_resumes_without_duplicates(
@@ -152,6 +164,10 @@ def test_text_features_of_a_jsonl_file(tmp_path):
   with open(os.path.join(exported, "config.json")) as f:
     assert json.load(f)["architectures"] == ["BertForMaskedLM"]
   assert os.path.isfile(os.path.join(exported, "tokenizer.json"))
+  encoder, variables = models.load(exported)  # and back, with the run's features
+  np.testing.assert_allclose(
+      np.asarray(encoder.apply(variables, ids_array)), want, rtol=1e-5, atol=1e-5
+  )
 
 
 def _csv(path):

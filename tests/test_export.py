@@ -15,6 +15,7 @@ import pytest
 from ssl_jax import config as config_lib
 from ssl_jax import exporting
 from ssl_jax import export as export_main
+from ssl_jax import models
 from ssl_jax import train
 from ssl_jax.models import resnet
 from ssl_jax.models import vit
@@ -70,7 +71,7 @@ def transformers_vit_features(config, t, images):
 
 
 @pytest.mark.parametrize("posemb", ["sincos2d", "learn"])
-def test_vit_goes_to_transformers_exactly(posemb):
+def test_vit_goes_to_transformers_exactly(posemb, tmp_path):
   model_config = ml_collections.ConfigDict(
       dict(name="vit", variant="mu", patch_size=4, posemb=posemb, pool="cls", dtype="float32")
   )
@@ -86,6 +87,13 @@ def test_vit_goes_to_transformers_exactly(posemb):
   got = transformers_vit_features(config, tensors, images)
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
   assert config["hidden_act"] == "gelu_pytorch_tanh" and config["layer_norm_eps"] == 1e-6
+  # and back: ssl_jax.models.load reads the export into our ViT with the same features
+  exporting.save_safetensors(str(tmp_path / "model.safetensors"), tensors)
+  (tmp_path / "config.json").write_text(json.dumps(config))
+  loaded, loaded_variables = models.load(str(tmp_path))
+  np.testing.assert_allclose(
+      np.asarray(loaded.apply(loaded_variables, jnp.asarray(images))), want, rtol=1e-5, atol=1e-5
+  )
   with pytest.raises(ValueError, match="always prepends a class token"):
     exporting.vit_to_transformers(
         ml_collections.ConfigDict({**model_config.to_dict(), "pool": "gap"}), 16, variables
@@ -93,10 +101,11 @@ def test_vit_goes_to_transformers_exactly(posemb):
 
 
 @pytest.mark.parametrize("depth,stem", [(18, "small"), (50, "imagenet")])
-def test_resnet_goes_to_torchvision_names(depth, stem):
+def test_resnet_goes_to_torchvision_names_and_back(depth, stem, tmp_path):
   encoder = resnet.ResNet(depth=depth, stem=stem, zero_init_residual=False)
-  variables = jax.eval_shape(encoder.init, jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))
-  variables = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), variables)
+  images = np.random.default_rng(0).uniform(size=(2, 32, 32, 3)).astype(np.float32)
+  variables = jax.device_get(encoder.init(jax.random.PRNGKey(0), jnp.asarray(images)))
+  variables["batch_stats"] = jax.tree.map(lambda x: x + 0.1, variables["batch_stats"])
   model_config = ml_collections.ConfigDict(dict(depth=depth, stem=stem, norm="batch"))
   tensors = exporting.resnet_to_torchvision(model_config, variables)
   # torchvision's resnet18 / resnet50 state dicts, without fc: 120 / 318 entries
@@ -107,6 +116,14 @@ def test_resnet_goes_to_torchvision_names(depth, stem):
   last = "layer4.1.conv2.weight" if depth == 18 else "layer4.2.conv3.weight"
   assert tensors[last].shape == ((512, 512, 3, 3) if depth == 18 else (2048, 512, 1, 1))
   assert tensors["layer2.0.downsample.1.running_var"].shape == ((128,) if depth == 18 else (512,))
+  exporting.save_safetensors(str(tmp_path / "model.safetensors"), tensors)
+  info = {"depth": depth, "stem": stem, "width_multiplier": 1.0}
+  (tmp_path / "export.json").write_text(json.dumps(info))
+  loaded, loaded_variables = models.load(str(tmp_path))
+  np.testing.assert_array_equal(
+      np.asarray(loaded.apply(loaded_variables, jnp.asarray(images))),
+      np.asarray(encoder.apply(variables, jnp.asarray(images))),
+  )
 
 
 def test_export_command_round_trips_a_series_encoder(tmp_path):
@@ -116,7 +133,7 @@ def test_export_command_round_trips_a_series_encoder(tmp_path):
   run = train.train(c, workdir)
   out = str(tmp_path / "export")
   export_main.main([f"--workdir={workdir}", "--format=safetensors", f"--out={out}"])
-  encoder, variables = exporting.load_safetensors(out)
+  encoder, variables = models.load(out)
   series, _ = run.train_source.arrays()
   np.testing.assert_allclose(
       np.asarray(encoder.apply(variables, jnp.asarray(series))),

@@ -76,3 +76,11 @@ def ignored_settings(model_config):
 
 def _plain(value):
   return value.to_dict() if hasattr(value, "to_dict") else value
+
+
+def load(directory):
+  """(encoder module, variables) of an export of ours (python -m ssl_jax.export, any format):
+  `encoder.apply(variables, inputs)` gives the exported run's features."""
+  from ssl_jax import exporting  # pylint: disable=g-import-not-at-top
+
+  return exporting.load(directory)
