@@ -6,8 +6,9 @@ reads the very vocabulary it started with), the tokenizer of a transformers chec
 (continued pre-training keeps the model's vocabulary), else a new BERT-style WordPiece tokenizer
 trained with HF `tokenizers` on the pre-training texts: BERT's normaliser (optionally lowercasing)
 and pre-tokeniser, special tokens [PAD]=0, [UNK]=1, [CLS]=2, [SEP]=3, [MASK]=4, continuation
-pieces prefixed '##', the other ids in sorted order (`canonical_vocabulary`: the same texts give
-the same ids in every run), and the [CLS] A [SEP] (B [SEP]) template. Whatever it picked is saved
+pieces prefixed '##', the other ids in sorted order (`canonical_vocabulary`), learnt
+deterministically (`train_wordpiece`: the same texts give the same vocabulary and ids in every
+run), and the [CLS] A [SEP] (B [SEP]) template. Whatever it picked is saved
 with `save_pretrained` into the run's directory, so `transformers.AutoTokenizer.from_pretrained`
 loads it.
 """
@@ -34,22 +35,40 @@ def train_wordpiece(texts, *, vocab_size, lowercase=True, min_frequency=2):
 
   if vocab_size < len(SPECIAL_TOKENS) + 1:
     raise ValueError(f"config.text.vocab_size={vocab_size} is too small for a WordPiece vocabulary")
-  tok = tokenizers.Tokenizer(models.WordPiece(unk_token="[UNK]", continuing_subword_prefix="##"))
-  tok.normalizer = normalizers.BertNormalizer(
+  normalizer = normalizers.BertNormalizer(
       clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=lowercase
   )
-  tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+  pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+  # The trainer (BPE underneath) numbers the '##' pieces of single characters in hash-map order,
+  # different in every process, and breaks ties between equally frequent merges by those numbers:
+  # the same texts gave different vocabularies (tokenizers#1794). Given as special tokens, in
+  # sorted order, they are numbered before training and every tie falls the same way; the final
+  # tokenizer below is built afresh from the learnt pieces, without them as special tokens.
+  continuing = set()
+  for text in texts:
+    for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)):
+      continuing.update(word[1:])
   trainer = trainers.WordPieceTrainer(
       vocab_size=vocab_size,
       min_frequency=min_frequency,
-      special_tokens=list(SPECIAL_TOKENS),
+      special_tokens=list(SPECIAL_TOKENS) + ["##" + c for c in sorted(continuing)],
       continuing_subword_prefix="##",
       show_progress=False,
   )
-  tok.train_from_iterator(list(texts), trainer=trainer, length=len(texts))
-  tok.model = models.WordPiece(
-      canonical_vocabulary(tok.get_vocab()), unk_token="[UNK]", continuing_subword_prefix="##"
+  learner = tokenizers.Tokenizer(
+      models.WordPiece(unk_token="[UNK]", continuing_subword_prefix="##")
   )
+  learner.normalizer, learner.pre_tokenizer = normalizer, pre_tokenizer
+  learner.train_from_iterator(list(texts), trainer=trainer, length=len(texts))
+  tok = tokenizers.Tokenizer(
+      models.WordPiece(
+          canonical_vocabulary(learner.get_vocab()),
+          unk_token="[UNK]",
+          continuing_subword_prefix="##",
+      )
+  )
+  tok.normalizer, tok.pre_tokenizer = normalizer, pre_tokenizer
+  tok.add_special_tokens(list(SPECIAL_TOKENS))
   cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
   tok.post_processor = processors.TemplateProcessing(
       single="[CLS] $A [SEP]",
