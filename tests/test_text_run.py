@@ -1,6 +1,7 @@
 """Text runs through the one loop: exact resume, the export, the few-label study end to end, and
 continued pre-training of all-MiniLM-L6-v2 (from its PyPI package, offline)."""
 
+import csv
 import json
 import os
 import shutil
@@ -13,6 +14,7 @@ from ssl_jax import config as config_lib
 from ssl_jax import experiment
 from ssl_jax import generic_models
 from ssl_jax import models
+from ssl_jax import prediction
 from ssl_jax.data import text
 from ssl_jax.modalities import text as text_modality
 from ssl_jax.models import bert_checkpoint
@@ -132,11 +134,20 @@ def test_text_job_end_to_end_with_nsp(corpus_dir, tmp_path):
   c.finetune.grid.linear.label_smoothing = (0.0,)
   c.finetune.grid.lora.learning_rate = (1e-3,)
   c.finetune.probe_steps = 20
+  c.label_efficiency.keep = "ssl_lora@2"  # a text classifier for python -m ssl_jax.predict
   workdir = str(tmp_path / "run")
   config_lib.finalize(c, workdir)
   experiment.run(c, workdir)
   with open(os.path.join(workdir, "results.json")) as f:
     results = json.load(f)
+  kept = os.path.join(workdir, "kept", "ssl_lora-2")
+  out = str(tmp_path / "predicted.csv")
+  prediction.predict(kept, f"jsonl:{corpus_dir}", out, split="test")
+  with open(out) as f:
+    predicted = list(csv.DictReader(f))
+  info = json.load(open(os.path.join(kept, "classifier.json")))
+  accuracy = np.mean([r["predicted"] == r["label"] for r in predicted])
+  assert len(predicted) == 12 and accuracy == pytest.approx(info["test_accuracy"], abs=1e-9)
   rows = {r["method"]: r for r in results["label_efficiency"]}
   assert list(rows) == list(c.label_efficiency.methods)
   for name, row in rows.items():
