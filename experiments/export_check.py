@@ -8,7 +8,7 @@ Two steps, two venvs (torch is never a project dependency):
 
 --make builds encoders with random weights (and random BatchNorm statistics, residual scales at
 one, a non-zero class token, so that every mapped tensor matters), writes them with
-ssl_jax/exporting.py and saves our features of 8 random images. --check loads the files into
+ssl_jax/export_formats.py and saves our features of 8 random images. --check loads the files into
 transformers' ViTModel and torchvision's resnet18 / resnet50 (fc = Identity, the small stems by
 the usual two-line change) and prints the largest absolute difference per model, and relative
 to the largest feature (random ResNets without BatchNorm's training-time statistics grow large
@@ -38,6 +38,7 @@ def make(out):
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import ml_collections  # pylint: disable=g-import-not-at-top
+  from ssl_jax import export_formats  # pylint: disable=g-import-not-at-top
   from ssl_jax import exporting  # pylint: disable=g-import-not-at-top
   from ssl_jax.models import resnet, vit  # pylint: disable=g-import-not-at-top
 
@@ -59,11 +60,11 @@ def make(out):
     os.makedirs(directory, exist_ok=True)
     config = ml_collections.ConfigDict({"name": kind, "norm": "batch", **settings})
     if kind == "vit":
-      hf_config, tensors = exporting.vit_to_transformers(config, IMAGE_SIZE, variables)
+      hf_config, tensors = export_formats.vit_to_transformers(config, IMAGE_SIZE, variables)
       with open(os.path.join(directory, "config.json"), "w") as f:
         json.dump(hf_config, f, indent=2)
     else:
-      tensors = exporting.resnet_to_torchvision(config, variables)
+      tensors = export_formats.resnet_to_torchvision(config, variables)
     exporting.save_safetensors(os.path.join(directory, "model.safetensors"), tensors)
     np.save(os.path.join(directory, "ours.npy"), ours)
     print(f"{name}: features {ours.shape}", flush=True)

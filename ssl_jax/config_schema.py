@@ -199,7 +199,7 @@ def base_config():
       r"(BasicBlock_\d+/Conv_\d+|Bottleneck_\d+/Conv_1|attention/(self|attention)"
       r"/(query|value)|MultiHeadDotProductAttention_\d+/(query|value))/kernel$"
   )
-  # ssl_distill / scratch_distill (SimCLRv2's distillation, finetune/protocol.py:DistillMethod):
+  # ssl_distill / scratch_distill (SimCLRv2's distillation, finetune/fitting.py:DistillMethod):
   # the student's steps and batch on every training image, and the softmax temperature
   c.finetune.distill_steps = 300
   c.finetune.distill_batch_size = 128

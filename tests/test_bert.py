@@ -21,6 +21,7 @@ from safetensors import numpy as safetensors_numpy
 from ssl_jax.models import bert
 from ssl_jax.models import bert_config
 from ssl_jax.models import bert_checkpoint
+from ssl_jax.models import bert_heads
 
 DATA = pathlib.Path(__file__).parent / "data"
 FLAX = np.load(DATA / "bert_goldens_flax.npz")
@@ -59,7 +60,7 @@ def checkpoint(tmp_path_factory):
 
 def _pretraining_outputs(params):
   encoder = bert.BertEncoder(_config(), add_pooling_layer=True)
-  heads = bert.PreTrainingHeads(_config())
+  heads = bert_heads.PreTrainingHeads(_config())
   ids, mask, types = (jnp.asarray(FLAX[k]) for k in ("ids", "mask", "types"))
   hidden, _, pooled = encoder.apply(
       {"params": {"bert": params["bert"]}},

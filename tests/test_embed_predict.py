@@ -22,7 +22,7 @@ from ssl_jax import predict as predict_main
 from ssl_jax import prediction
 from ssl_jax import train
 from ssl_jax.data import sources
-from ssl_jax.data import text as text_data
+from ssl_jax.data import text_tokens
 from ssl_jax.finetune import standalone
 from ssl_jax.modalities import text as text_modality
 from test_text_run import text_config
@@ -154,7 +154,7 @@ def test_text_features_of_a_jsonl_file(tmp_path):
   out = str(tmp_path / "new.npy")
   inference.embed(workdir, f"jsonl:{tmp_path / 'new.jsonl'}", out)
   features, ids, got_labels = _outputs(out)
-  ids_array = text_data.encode(trained.tokenizer, texts, max_len=c.text.max_len)
+  ids_array = text_tokens.encode(trained.tokenizer, texts, max_len=c.text.max_len)
   want = trained.run.features_of(ids_array)
   np.testing.assert_allclose(features, want, rtol=1e-5, atol=1e-5)
   assert ids == [f"{tmp_path / 'new.jsonl'}[{i}]" for i in range(5)]

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from ssl_jax import config as config_lib
+from ssl_jax import export_formats
 from ssl_jax import exporting
 from ssl_jax import export as export_main
 from ssl_jax import models
@@ -82,7 +83,7 @@ def test_vit_goes_to_transformers_exactly(posemb, tmp_path):
   variables = jax.tree.map(
       lambda x: x + 0.05 * jax.random.normal(jax.random.PRNGKey(2), x.shape), variables
   )
-  config, tensors = exporting.vit_to_transformers(model_config, 16, jax.device_get(variables))
+  config, tensors = export_formats.vit_to_transformers(model_config, 16, jax.device_get(variables))
   want = np.asarray(encoder.apply(variables, jnp.asarray(images)))
   got = transformers_vit_features(config, tensors, images)
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
@@ -95,19 +96,21 @@ def test_vit_goes_to_transformers_exactly(posemb, tmp_path):
       np.asarray(loaded.apply(loaded_variables, jnp.asarray(images))), want, rtol=1e-5, atol=1e-5
   )
   with pytest.raises(ValueError, match="always prepends a class token"):
-    exporting.vit_to_transformers(
+    export_formats.vit_to_transformers(
         ml_collections.ConfigDict({**model_config.to_dict(), "pool": "gap"}), 16, variables
     )
 
 
-@pytest.mark.parametrize("depth,stem", [(18, "small"), (50, "imagenet")])
+@pytest.mark.parametrize(
+    "depth,stem", [(18, "small"), pytest.param(50, "imagenet", marks=pytest.mark.slow)]
+)
 def test_resnet_goes_to_torchvision_names_and_back(depth, stem, tmp_path):
   encoder = resnet.ResNet(depth=depth, stem=stem, zero_init_residual=False)
   images = np.random.default_rng(0).uniform(size=(2, 32, 32, 3)).astype(np.float32)
   variables = jax.device_get(encoder.init(jax.random.PRNGKey(0), jnp.asarray(images)))
   variables["batch_stats"] = jax.tree.map(lambda x: x + 0.1, variables["batch_stats"])
   model_config = ml_collections.ConfigDict(dict(depth=depth, stem=stem, norm="batch"))
-  tensors = exporting.resnet_to_torchvision(model_config, variables)
+  tensors = export_formats.resnet_to_torchvision(model_config, variables)
   # torchvision's resnet18 / resnet50 state dicts, without fc: 120 / 318 entries
   assert len(tensors) == {18: 120, 50: 318}[depth]
   blocks = 8 if depth == 18 else 16

@@ -12,10 +12,12 @@ from ssl_jax import config as config_lib
 from ssl_jax.modalities import image
 from ssl_jax import models
 from ssl_jax.finetune import inputs
+from ssl_jax.finetune import fitting
 from ssl_jax.finetune import kfold
 from ssl_jax.finetune import layers
 from ssl_jax.finetune import lora
 from ssl_jax.finetune import model as model_lib
+from ssl_jax.finetune import objectives
 from ssl_jax.finetune import protocol
 from ssl_jax.finetune import step as step_lib
 
@@ -89,7 +91,7 @@ def test_label_smoothing_matches_numpy():
     targets = np.full((6, 5), smoothing / 5) + (1 - smoothing) * np.eye(5)[labels]
     log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     want = -(targets * log_p).sum(-1).mean()
-    got = step_lib.smoothed_cross_entropy(jnp.asarray(logits), jnp.asarray(labels), smoothing)
+    got = objectives.smoothed_cross_entropy(jnp.asarray(logits), jnp.asarray(labels), smoothing)
     np.testing.assert_allclose(float(got), want, rtol=1e-5)
 
 
@@ -101,7 +103,7 @@ def test_distillation_loss_matches_numpy():
     z = logits / temperature
     log_p = z - np.log(np.exp(z).sum(-1, keepdims=True))
     want = -(teacher * log_p).sum(-1).mean()
-    got = step_lib.distillation_loss(jnp.asarray(logits), jnp.asarray(teacher), temperature)
+    got = objectives.distillation_loss(jnp.asarray(logits), jnp.asarray(teacher), temperature)
     np.testing.assert_allclose(float(got), want, rtol=1e-5)
 
 
@@ -131,7 +133,7 @@ def test_distillation_targets_are_the_teachers_probabilities_and_the_labels():
   ft.update(augment=False, distill_steps=3, distill_batch_size=16, distill_temperature=2.0)
   pool, _ = _images(24, seed=4)
   teacher = step_lib.Fit(_pretrained_like(model.init(4)), {}, 0, 0, float("nan"), [])
-  method = protocol.DistillMethod(protocol.EncoderMethod(model, "full", ft), "ssl_finetune", pool)
+  method = fitting.DistillMethod(fitting.EncoderMethod(model, "full", ft), "ssl_finetune", pool)
   subset, labels = np.array([2, 7]), np.array([3, 0])
   hp = method.hyperparameters({**protocol.defaults(ft), "stop_at": 2, "learning_rate": 1e-3})
   assert (hp["steps"], hp["batch_size"], hp["stop_at"], hp["learning_rate"]) == (3, 16, None, 1e-3)
@@ -411,7 +413,7 @@ def test_select_uses_the_grid_for_the_mode_and_skips_cv_without_enough_labels():
   rng = np.random.default_rng(0)
   y = np.repeat(np.arange(3), 4)
   x = rng.normal(size=(12, 5)).astype(np.float32) + 3 * np.eye(5)[y]
-  method = protocol.LinearMethod(3, _model().mesh, ft, pad_to=16)
+  method = fitting.LinearMethod(3, _model().mesh, ft, pad_to=16)
   hp, best, results = protocol.select(method, x, y, finetune_config=ft, seed=0, log=lambda _: None)
   assert [r["hyperparameters"]["probe_weight_decay"] for r in results] == [1e-4, 1e-2]
   assert hp["probe_weight_decay"] in (1e-4, 1e-2) and len(best["fold_accuracies"]) == 2

@@ -10,9 +10,9 @@ from ssl_jax import sharding as sharding_lib
 
 from ssl_jax import config as config_lib
 from ssl_jax.data import sources
+from ssl_jax.finetune import fitting
 from ssl_jax.finetune import fixmatch
 from ssl_jax.finetune import inputs
-from ssl_jax.finetune import protocol
 from ssl_jax.modalities import image
 from test_finetune import HP
 from test_finetune import _images
@@ -157,7 +157,7 @@ def test_labelprop_start_adds_the_surest_pool_rows():
   pool, _ = _images(24, seed=7)
   c = config_lib.base_config()
   encoder = _pretrained_like(_model(1).init(0))
-  method = protocol.FixMatchMethod(
+  method = fitting.FixMatchMethod(
       _model(1), c.finetune, pool, init={k: v["encoder"] for k, v in encoder.items()}
   )
   hp = {**method.defaults(c.finetune), "fixmatch_labelprop": 3, "labelprop_neighbors": 5}

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from ssl_jax.data import text
+from ssl_jax.data import text_tokens
 from ssl_jax.data import tokenizer as tokenizer_lib
 from text_helpers import make_dir
 from text_helpers import sentences
@@ -113,14 +114,16 @@ def test_wordpiece_training_reload_and_reuse(tmp_path):
   tok, directory = tokenizer_lib.for_run(str(tmp_path), texts, vocab_size=120)
   assert [tok.convert_ids_to_tokens(i) for i in range(5)] == list(tokenizer_lib.SPECIAL_TOKENS)
   assert len(tok) <= 120 and os.path.isfile(os.path.join(directory, "tokenizer.json"))
-  ids = text.encode(tok, texts[:4] + ["Goal, MATCH!"], max_len=64)
+  ids = text_tokens.encode(tok, texts[:4] + ["Goal, MATCH!"], max_len=64)
   assert ids.shape[1] % 8 == 0 and ids.dtype == np.int32
   assert np.all(ids[:, 0] == tok.cls_token_id)
   # reload: the same ids, as transformers users would load it
   import transformers  # pylint: disable=g-import-not-at-top
 
   again = transformers.AutoTokenizer.from_pretrained(directory)
-  np.testing.assert_array_equal(text.encode(again, texts[:4] + ["Goal, MATCH!"], max_len=64), ids)
+  np.testing.assert_array_equal(
+      text_tokens.encode(again, texts[:4] + ["Goal, MATCH!"], max_len=64), ids
+  )
   # a resumed run reuses the saved vocabulary, whatever texts it is given
   reused, _ = tokenizer_lib.for_run(
       str(tmp_path), ["completely different words"] * 5, vocab_size=120
@@ -129,7 +132,7 @@ def test_wordpiece_training_reload_and_reuse(tmp_path):
   with pytest.raises(ValueError, match="config.text.vocab_size=50"):
     tokenizer_lib.for_run(str(tmp_path), texts, vocab_size=50)
   # truncation to max_len keeps [SEP] last; padding rounds up to a multiple of 8
-  long = text.encode(tok, [" ".join(["goal"] * 50), "goal"], max_len=20)
+  long = text_tokens.encode(tok, [" ".join(["goal"] * 50), "goal"], max_len=20)
   assert long.shape == (2, 24)
   assert long[0, 19] == tok.sep_token_id and np.all(long[0, 20:] == tok.pad_token_id)
   short = tok("goal")["input_ids"]

@@ -16,6 +16,7 @@ from ssl_jax import generic_models
 from ssl_jax import models
 from ssl_jax import prediction
 from ssl_jax.data import text
+from ssl_jax.data import text_tokens
 from ssl_jax.modalities import text as text_modality
 from ssl_jax.models import bert_checkpoint
 from text_helpers import make_dir
@@ -218,7 +219,7 @@ def test_mlm_step_on_8_devices_equals_one_device(corpus_dir, tmp_path):
   corpus = text.load(f"jsonl:{corpus_dir}")
   texts = corpus.pretraining_texts()
   tok, tok_dir = tokenizer_lib.for_run(str(tmp_path), texts, vocab_size=120)
-  ids = text.encode(tok, texts + corpus.test_texts, max_len=24)[:8]
+  ids = text_tokens.encode(tok, texts + corpus.test_texts, max_len=24)[:8]
   batch = {"inputs": ids, "label": np.zeros(8, np.int32), "index": np.arange(8, dtype=np.int32)}
   results = []
   for data, fsdp in ((1, 1), (4, 2)):

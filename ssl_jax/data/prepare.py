@@ -9,11 +9,12 @@ that `tfds:NAME` reads.
 
 then train with `--config.data.source=tfds:xrays --config.data.data_dir=DIR`. No TensorFlow needed:
 examples are serialised with tfds's feature connectors, written with array_record, and described
-with `tfds.folder_dataset.write_metadata`. Splits: a folder's split subfolders (train/, test/, ...)
-or an npz's `{split}_` arrays; otherwise 'train', plus 'test' when --holdout_per_class > 0.
-Every image is fully decoded once to validate it; JPEG/PNG bytes are stored as they are unless
-their channels differ from --channels (then converted and stored as PNG). Features: `image`,
-`label` (ClassLabel; labelled data only) and `file_name` (for subset files of names).
+with `tfds.folder_dataset.write_metadata` (data/tfds_writer.py). Splits: a folder's split
+subfolders (train/, test/, ...) or an npz's `{split}_` arrays; otherwise 'train', plus 'test' when
+--holdout_per_class > 0. Every image is fully decoded once to validate it; JPEG/PNG bytes are
+stored as they are unless their channels differ from --channels (then converted and stored as
+PNG). Features: `image`, `label` (ClassLabel; labelled data only) and `file_name` (for subset
+files of names).
 
 A jsonl:DIR corpus is read exactly as `jsonl:DIR` reads it (data/text.py: the same files, errors
 and checks; empty texts skipped and reported) into features `text` (Text) and `label` (ClassLabel
@@ -28,8 +29,6 @@ import argparse
 import concurrent.futures
 import io
 import os
-import re
-import shutil
 
 import numpy as np
 
@@ -38,6 +37,7 @@ from ssl_jax.data import folder
 from ssl_jax.data import sources
 from ssl_jax.data import sources_base
 from ssl_jax.data import text
+from ssl_jax.data import tfds_writer
 
 _MODE = {1: "L", 3: "RGB"}
 
@@ -115,71 +115,6 @@ def _file_names(source):
     return [str(i) for i in range(len(source))]
 
 
-def _output_dir(name, data_dir, version, overwrite):
-  """DATA_DIR/NAME/VERSION after checking the name (replaced only with `overwrite`)."""
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-
-  if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
-    raise ValueError(
-        f"--name={name!r}: use lower_case letters, digits and underscores (a TFDS name)"
-    )
-  if name in tfds.list_builders(with_community_datasets=False):
-    raise ValueError(
-        f"--name={name!r} is a registered TFDS dataset, which tfds would read with its own "
-        f"builder; choose another name, e.g. {name}_local"
-    )
-  out = os.path.join(os.path.expanduser(data_dir), name, version)
-  if os.path.exists(out):
-    if not overwrite:
-      raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
-    shutil.rmtree(out)
-  return out
-
-
-def _write_split(out, name, split, records, n, examples_per_shard):
-  """Writes `n` serialized examples (an iterable) as ArrayRecord shards -> tfds SplitInfo."""
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  from array_record.python import array_record_module  # pylint: disable=g-import-not-at-top
-
-  records = iter(records)
-  shards = [min(examples_per_shard, n - s) for s in range(0, n, examples_per_shard)]
-  for k, size in enumerate(shards):
-    path = os.path.join(out, f"{name}-{split}.array_record-{k:05d}-of-{len(shards):05d}")
-    writer = array_record_module.ArrayRecordWriter(path, "group_size:1")  # fast random access
-    for _ in range(size):
-      writer.write(next(records))
-    writer.close()
-  print(f"{split}: {n} examples in {len(shards)} shards", flush=True)
-  return tfds.core.SplitInfo(name=split, shard_lengths=shards, num_bytes=0, filename_template=None)
-
-
-def _finish(out, final, name, data_dir, spec, features, split_infos):
-  """Writes the metadata and renames OUT (NAME/VERSION.incomplete) to its final name."""
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-
-  tfds.folder_dataset.write_metadata(
-      data_dir=out,
-      features=features,
-      split_infos=split_infos,
-      check_data=False,
-      description=f"Prepared by ssl_jax.data.prepare from {spec}",
-  )
-  os.rename(out, final)
-  print(
-      f"wrote {final}; train with --config.data.source=tfds:{name} "
-      f"--config.data.data_dir={data_dir}",
-      flush=True,
-  )
-  return final
-
-
-def _incomplete(final):
-  out = final + ".incomplete"  # renamed when done, so a failed run leaves no dataset behind
-  shutil.rmtree(out, ignore_errors=True)
-  os.makedirs(out)
-  return out
-
-
 def _text_features(num_classes):
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
@@ -199,7 +134,7 @@ def prepare_text(
     overwrite=False,
 ):
   """A jsonl:DIR corpus as DATA_DIR/NAME/VERSION/ (see the module docstring)."""
-  final = _output_dir(name, data_dir, version, overwrite)
+  final = tfds_writer.output_dir(name, data_dir, version, overwrite)
   corpus = text.jsonl_dir(spec.partition(":")[2], num_classes=num_classes)
   for path, count in corpus.skipped_empty.items():
     print(f"skipped {count} empty text(s) in {path}", flush=True)
@@ -213,13 +148,15 @@ def prepare_text(
         [sources_base.UNLABELED] * len(corpus.unlabeled_texts),
     )
   features = _text_features(corpus.num_classes)
-  out, split_infos = _incomplete(final), []
+  out, split_infos = tfds_writer.incomplete(final), []
   for split, (texts, labels) in splits.items():
     records = (
         features.serialize_example({"text": t, "label": int(y)}) for t, y in zip(texts, labels)
     )
-    split_infos.append(_write_split(out, name, split, records, len(texts), examples_per_shard))
-  return _finish(out, final, name, data_dir, spec, features, split_infos)
+    split_infos.append(
+        tfds_writer.write_split(out, name, split, records, len(texts), examples_per_shard)
+    )
+  return tfds_writer.finish(out, final, name, data_dir, spec, features, split_infos)
 
 
 def prepare(
@@ -257,11 +194,11 @@ def prepare(
         f"--num_classes={num_classes} is for jsonl:DIR; images take their classes from "
         "the folder names or the .npz"
     )
-  final = _output_dir(name, data_dir, version, overwrite)
+  final = tfds_writer.output_dir(name, data_dir, version, overwrite)
   splits, classes = _splits_and_classes(spec, channels, skip_corrupt)
   splits = _holdout(splits, holdout_per_class, seed)
   labelled = any(np.any(np.asarray(s.labels) >= 0) for s in splits.values())
-  out = _incomplete(final)
+  out = tfds_writer.incomplete(final)
   formats, split_infos = set(), []
   serializer = _features(channels, classes if labelled else None, "png")  # format: metadata only
 
@@ -288,7 +225,7 @@ def prepare(
       if labelled:
         sources_base.check_labels(np.asarray(source.labels), len(classes), f"{spec}:{split}")
       split_infos.append(
-          _write_split(
+          tfds_writer.write_split(
               out, name, split, records(split, source, pool), len(source), examples_per_shard
           )
       )
@@ -299,7 +236,7 @@ def prepare(
   if skipped:
     with open(os.path.join(out, "skipped_files.txt"), "w") as f:
       f.writelines(line + "\n" for line in sorted(set(skipped)))
-  return _finish(out, final, name, data_dir, spec, features, split_infos)
+  return tfds_writer.finish(out, final, name, data_dir, spec, features, split_infos)
 
 
 def main(argv=None):

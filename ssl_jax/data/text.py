@@ -1,4 +1,4 @@
-"""Text classification corpora: checked texts and labels, and token-id sources for the loop.
+"""Text classification corpora: checked texts and labels (their token ids: data/text_tokens.py).
 
 Selected by `config.data.source`:
   bbc_news   the embedded default: the 2,225 BBC News articles (Greene & Cunningham 2006; 5 classes:
@@ -16,10 +16,6 @@ error naming the file and line: bytes that are not UTF-8, a line that is not a J
 missing or non-string `text`, a label outside [0, num_classes), an unlabelled test row, an empty
 file (tfds: errors are data/text_tfds.py's). Empty (or all-whitespace) texts are skipped and
 counted (`TextCorpus.skipped_empty`).
-
-A `TokenSource` has the loop's source contract (`len`, `source[i] -> {"inputs": int32 (L,) token
-ids, "label": int}`, `labels`, `arrays()`); token ids travel under the loop's input key "inputs",
-as images and series do, so the pipeline and the jitted step need no second code path.
 """
 
 import dataclasses
@@ -270,51 +266,3 @@ def load(spec, *, num_classes=0, holdout_per_class=50, seed=0, data_dir=None):
 def is_text_spec(spec):
   """Whether `load` accepts `spec` (tfds:NAME names image datasets too; the task decides)."""
   return spec.partition(":")[0] in ("bbc_news", "jsonl", "tfds")
-
-
-def pad_length(lengths, max_len, multiple=8):
-  """The batch length: the longest (truncated) example, rounded up to a multiple of `multiple`."""
-  longest = min(int(max(lengths, default=1)), max_len)
-  return -(-longest // multiple) * multiple
-
-
-def encode(tokenizer, texts, *, max_len, multiple=8, batch=2048):
-  """int32 ids (N, L): each text as [CLS] ... [SEP] truncated to `max_len` tokens, padded with the
-  tokenizer's pad id to L = `pad_length` (one shape for the whole corpus, so one compile)."""
-  rows = []
-  for start in range(0, len(texts), batch):
-    out = tokenizer(list(texts[start : start + batch]), truncation=True, max_length=max_len)
-    rows += out["input_ids"]
-  length = pad_length([len(r) for r in rows], max_len, multiple)
-  ids = np.full((len(rows), length), tokenizer.pad_token_id, np.int32)
-  for i, row in enumerate(rows):
-    ids[i, : len(row)] = row
-  return ids
-
-
-class TokenSource:
-  """Token ids (N, L) int32 with labels (N,) (-1: unlabelled): the loop's source contract."""
-
-  modality = "text"
-
-  def __init__(self, ids, labels, name="tokens"):
-    self.ids, self.labels, self.name = np.asarray(ids, np.int32), np.asarray(labels, np.int32), name
-    if self.ids.ndim != 2 or len(self.ids) != len(self.labels):
-      raise ValueError(
-          f"{name}: ids must be (N, L) with N labels; got ids {self.ids.shape}, "
-          f"{len(self.labels)} labels"
-      )
-
-  def __len__(self):
-    return len(self.ids)
-
-  def __getitem__(self, index):
-    return {"inputs": self.ids[index], "label": self.labels[index]}
-
-  read = __getitem__
-
-  def arrays(self):
-    return self.ids, self.labels
-
-  def file_names(self):
-    return [str(i) for i in range(len(self))]

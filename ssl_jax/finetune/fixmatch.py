@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from ssl_jax.finetune import objectives
 from ssl_jax.finetune import step as step_lib
 
 TRACED = step_lib.TRACED + ("fixmatch_threshold", "fixmatch_weight")
@@ -75,7 +76,7 @@ class FixMatchFinetuner(step_lib.Finetuner):
     )
     logits, model_state = self._apply(trainable, state, views, rng)
     labelled, weak, strong = logits[:n], logits[n : n + u], logits[n + u :]
-    supervised = step_lib.smoothed_cross_entropy(labelled, batch["y"], hp["label_smoothing"])
+    supervised = objectives.smoothed_cross_entropy(labelled, batch["y"], hp["label_smoothing"])
     ratio = (1.0 / self.model.num_classes) / state["weak_mean"] if self.align else None
     unsupervised, extra = pseudo_label_loss(weak, strong, hp["fixmatch_threshold"], ratio)
     loss = supervised + hp["fixmatch_weight"] * unsupervised

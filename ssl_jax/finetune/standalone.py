@@ -29,6 +29,7 @@ from ssl_jax import models
 from ssl_jax import prediction
 from ssl_jax import sharding as sharding_lib
 from ssl_jax import train as train_lib
+from ssl_jax.finetune import fitting
 from ssl_jax.finetune import inputs as inputs_lib
 from ssl_jax.finetune import layers
 from ssl_jax.finetune import model as model_lib
@@ -91,7 +92,7 @@ def run(config, workdir):
   )
   if ft.mode == "linear":
     init = init or {c: v["encoder"] for c, v in model.init(config.seed).items()}
-    method = protocol.LinearMethod(
+    method = fitting.LinearMethod(
         config.data.num_classes,
         model.mesh,
         ft,
@@ -100,7 +101,7 @@ def run(config, workdir):
     )
     train_in, test_in = model.features(init, x), model.features(init, test_x)
   else:
-    method = protocol.EncoderMethod(model, ft.mode, ft, init=init)
+    method = fitting.EncoderMethod(model, ft.mode, ft, init=init)
     train_in, test_in = x, test_x
   started = time.time()
   hp, best, cv_results = protocol.select(

@@ -9,8 +9,8 @@ Modes that train encoder weights (`linear` fits a head on cached features: `line
 Frozen parameters are outside the gradient and the optimiser, so they stay bit-identical.
 `full` and `last_n` run the encoder in training mode (batch statistics, dropout).
 
-Targets: integer labels (label-smoothed cross-entropy), or a teacher's (N, classes) probabilities
-for distillation (`distillation_loss`, protocol.DistillMethod).
+Targets (losses in objectives.py): integer labels (label-smoothed cross-entropy), or a teacher's
+(N, classes) probabilities for distillation (`distillation_loss`, fitting.DistillMethod).
 Optimiser: AdamW (decoupled weight decay, none on biases, norms and embeddings) with a cosine
 learning rate over `steps`; the learning rate, weight decay, label smoothing, layer decay and
 backbone multiplier are traced inputs, so one compiled step serves a whole hyperparameter grid;
@@ -31,6 +31,7 @@ import optax
 from ssl_jax import sharding as sharding_lib
 from ssl_jax.finetune import layers
 from ssl_jax.finetune import lora
+from ssl_jax.finetune import objectives
 
 TRACED = (
     "learning_rate",
@@ -43,19 +44,6 @@ TRACED = (
 )
 ENCODER_MODES = ("last_n", "full", "lora")
 ADAPTER_SUFFIXES = ("/lora_a", "/lora_b")
-
-
-def smoothed_cross_entropy(logits, labels, smoothing):
-  """Mean cross-entropy against (1 - smoothing) * one_hot(labels) + smoothing / num_classes."""
-  targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), smoothing)
-  return jnp.mean(optax.softmax_cross_entropy(logits, targets))
-
-
-def distillation_loss(logits, teacher_probs, temperature):
-  """SimCLRv2's distillation loss (Chen et al. 2020b, Eq. 2): the mean over examples of
-  -sum_y teacher_probs[y] * log softmax(logits / temperature)[y]; the teacher's probabilities are
-  taken at the same temperature by the caller."""
-  return jnp.mean(optax.softmax_cross_entropy(logits / temperature, teacher_probs))
 
 
 @dataclasses.dataclass
@@ -191,9 +179,9 @@ class Finetuner:
     x = inputs.augment(rng, batch["x"]) if self.augment else inputs.preprocess(batch["x"])
     logits, model_state = self._apply(trainable, state, x, rng)
     if batch["y"].ndim == 2:  # (N, classes) probabilities: a teacher's, to distil
-      loss = distillation_loss(logits, batch["y"], hp["distill_temperature"])
+      loss = objectives.distillation_loss(logits, batch["y"], hp["distill_temperature"])
     else:
-      loss = smoothed_cross_entropy(logits, batch["y"], hp["label_smoothing"])
+      loss = objectives.smoothed_cross_entropy(logits, batch["y"], hp["label_smoothing"])
     return loss, (model_state, logits, {})
 
   def _step_fn(self, state, batch, hp):
@@ -260,7 +248,7 @@ class Finetuner:
       log_every=0,
   ):
     """Trains from classifier `variables` on (x, y); returns a `Fit`. y: integer labels (N,), or
-    a teacher's probabilities (N, classes) to distil (`distillation_loss`).
+    a teacher's probabilities (N, classes) to distil (`objectives.distillation_loss`).
 
     hp: the TRACED values; `steps` sets the cosine schedule's length, `stop_at` (<= steps) ends
     training early on that schedule. With `val` = (x, y) the validation accuracy is measured every

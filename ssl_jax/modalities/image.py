@@ -15,9 +15,9 @@ import numpy as np
 from ssl_jax import models
 from ssl_jax import train
 from ssl_jax.data import sources
+from ssl_jax.finetune import fitting
 from ssl_jax.finetune import inputs as inputs_lib
 from ssl_jax.finetune import model as model_lib
-from ssl_jax.finetune import protocol
 from ssl_jax.models import conv as conv_lib
 from ssl_jax.modalities import common
 from ssl_jax.study import methods as methods_lib
@@ -121,7 +121,7 @@ def study_methods(config, features_of, train_source, test_source, mesh, pretrain
   if "pixels_logreg" in names:
     flat = lambda x: np.asarray(x).reshape(len(x), -1).astype(np.float32) / 255.0
     baselines["pixels_logreg"] = (
-        protocol.LinearMethod(num_classes, mesh, ft, pad_to=pad_to),
+        fitting.LinearMethod(num_classes, mesh, ft, pad_to=pad_to),
         flat(train_images),
         flat(test_images),
     )

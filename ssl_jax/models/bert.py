@@ -1,5 +1,5 @@
-"""BERT (Devlin et al. 2019) in Flax: the encoder, its MLM and NSP heads, by size name or
-checkpoint.
+"""BERT (Devlin et al. 2019) in Flax: the encoder, by size name or checkpoint (its MLM and NSP
+heads: models/bert_heads.py).
 
 `config.model.bert` names the shape, a BERT miniature by size or a local checkpoint directory
 (models/bert_config.py); a checkpoint's weights are the encoder's initialisation
@@ -39,7 +39,7 @@ def _dense(config, features, name, dtype):
   )
 
 
-def _layer_norm(config, dtype):
+def layer_norm(config, dtype):
   return nn.LayerNorm(epsilon=config.layer_norm_eps, dtype=dtype, name="LayerNorm")
 
 
@@ -74,7 +74,7 @@ class Embeddings(nn.Module):
         dtype=self.dtype,
         name="token_type_embeddings",
     )(token_type_ids)
-    x = _layer_norm(c, self.dtype)(words + segments + places)
+    x = layer_norm(c, self.dtype)(words + segments + places)
     return _dropout(c.hidden_dropout_prob)(x, deterministic=deterministic)
 
 
@@ -112,7 +112,7 @@ class Output(nn.Module):
   def __call__(self, x, residual, deterministic):
     x = _dense(self.config, self.config.hidden_size, "dense", self.dtype)(x)
     x = _dropout(self.config.hidden_dropout_prob)(x, deterministic=deterministic)
-    return _layer_norm(self.config, self.dtype)(x + residual)
+    return layer_norm(self.config, self.dtype)(x + residual)
 
 
 class Attention(nn.Module):
@@ -234,58 +234,6 @@ class BertEncoder(nn.Module):
   def word_embeddings(self):
     """The input embedding matrix (V, D), which the MLM decoder shares (tied weights)."""
     return self.bert.variables["params"]["embeddings"]["word_embeddings"]["embedding"]
-
-
-class MLMHead(nn.Module):
-  """BERT's MLM head (`cls/predictions`): dense + activation + LayerNorm (`transform`), then the
-  decoder tied to the word embeddings, plus a bias (V,)."""
-
-  config: Config
-  dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, hidden, word_embeddings):
-    c = self.config
-    x = _TransformBlock(c, self.dtype, name="transform")(hidden)
-    bias = self.param("bias", nn.initializers.zeros, (c.vocab_size,))
-    logits = jnp.einsum("...d,vd->...v", x, word_embeddings.astype(self.dtype))
-    return logits + bias.astype(self.dtype)
-
-
-class _TransformBlock(nn.Module):
-  config: Config
-  dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x):
-    # Flax's default (LeCun normal) initialisation here and in NSP's classifier, as in
-    # transformers' Flax heads, whose runs ours reproduce; the encoder's layers draw N(0, 0.02)
-    x = nn.Dense(self.config.hidden_size, dtype=self.dtype, name="dense")(x)
-    return _layer_norm(self.config, self.dtype)(ACTIVATIONS[self.config.hidden_act](x))
-
-
-class PreTrainingHeads(nn.Module):
-  """`cls`: the MLM head (`predictions`) and NSP's two-way classifier (`seq_relationship`) on the
-  pooled [CLS]."""
-
-  config: Config
-  dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, hidden, pooled, word_embeddings):
-    logits = MLMHead(self.config, self.dtype, name="predictions")(hidden, word_embeddings)
-    return logits, nn.Dense(2, dtype=self.dtype, name="seq_relationship")(pooled)
-
-
-class MLMHeads(nn.Module):
-  """`cls` of BertForMaskedLM: the MLM head alone."""
-
-  config: Config
-  dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, hidden, word_embeddings):
-    return MLMHead(self.config, self.dtype, name="predictions")(hidden, word_embeddings)
 
 
 SETTINGS = ("bert", "pool")  # config.model.*

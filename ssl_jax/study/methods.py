@@ -28,8 +28,8 @@ tfidf_logreg, raw_logreg, nn1_euclidean. A modality builds the starting points i
 import dataclasses
 from typing import Any, Callable
 
+from ssl_jax.finetune import fitting
 from ssl_jax.finetune import layers
-from ssl_jax.finetune import protocol
 
 # name: (starting point, mode)
 ENCODER_METHODS = {
@@ -102,7 +102,7 @@ def build(names, starts, baselines, finetune_config, *, num_classes, mesh, pad_t
     start = starts[where]
     size = layers.count(start.init["params"]) if start.init else 0
     if mode == "linear":
-      method = protocol.LinearMethod(num_classes, mesh, ft, pad_to=pad_to, encoder_params=size)
+      method = fitting.LinearMethod(num_classes, mesh, ft, pad_to=pad_to, encoder_params=size)
       method.init = start.init  # the frozen encoder under the head (a kept classifier needs it)
       built[name] = (
           method,
@@ -121,21 +121,21 @@ def build(names, starts, baselines, finetune_config, *, num_classes, mesh, pad_t
       )
       built[name] = (method, train_features, features(where, start.test_inputs))
     elif mode == "distill":
-      student = protocol.EncoderMethod(start.model, "full", ft, init=start.init)
+      student = fitting.EncoderMethod(start.model, "full", ft, init=start.init)
       built[name] = (
-          protocol.DistillMethod(student, TEACHERS[name], start.train_inputs),
+          fitting.DistillMethod(student, TEACHERS[name], start.train_inputs),
           start.train_inputs,
           start.test_inputs,
       )
     elif mode == "fixmatch":
       built[name] = (
-          protocol.FixMatchMethod(start.model, ft, start.train_inputs, init=start.init),
+          fitting.FixMatchMethod(start.model, ft, start.train_inputs, init=start.init),
           start.train_inputs,
           start.test_inputs,
       )
     else:
       built[name] = (
-          protocol.EncoderMethod(start.model, mode, ft, init=start.init),
+          fitting.EncoderMethod(start.model, mode, ft, init=start.init),
           start.train_inputs,
           start.test_inputs,
       )

@@ -16,8 +16,8 @@ not on all L tokens: at L=128 that is 6.4x less decoder work than scoring every 
 
 The tokenizer (its special and continuation ids) comes from `task_kwargs.tokenizer`, a directory
 the text modality (modalities/text.py) fills in. The model is the registry's encoder
-(models/bert.py) plus BERT's MLM head under `cls`, the decoder tied to the word embeddings;
-`save_pretrained` writes it as a Hugging Face `BertForMaskedLM` checkpoint
+(models/bert.py) plus BERT's MLM head under `cls` (models/bert_heads.py), the decoder tied to the
+word embeddings; `save_pretrained` writes it as a Hugging Face `BertForMaskedLM` checkpoint
 (models/bert_checkpoint.py).
 """
 
@@ -30,7 +30,7 @@ import numpy as np
 
 from ssl_jax import tasks
 from ssl_jax.losses.mlm import masked_lm
-from ssl_jax.models import bert
+from ssl_jax.models import bert_heads
 from ssl_jax.models import bert_checkpoint
 
 
@@ -134,7 +134,7 @@ class MaskedLM(nn.Module):
   encoder: nn.Module
 
   def setup(self):
-    self.cls = bert.MLMHeads(self.encoder.config, dtype=self.encoder.dtype)
+    self.cls = bert_heads.MLMHeads(self.encoder.config, dtype=self.encoder.dtype)
 
   def __call__(self, ids, positions=None, train=False, attention_mask=None):
     """-> (logits (B, P, V) at `positions` (B, P), features (B, D))."""

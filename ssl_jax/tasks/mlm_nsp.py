@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from ssl_jax.losses.mlm_nsp import mlm_nsp
-from ssl_jax.models import bert
+from ssl_jax.models import bert_heads
 from ssl_jax.tasks import mlm
 
 
@@ -56,7 +56,7 @@ class PreTraining(nn.Module):
   encoder: nn.Module
 
   def setup(self):
-    self.cls = bert.PreTrainingHeads(self.encoder.config, dtype=self.encoder.dtype)
+    self.cls = bert_heads.PreTrainingHeads(self.encoder.config, dtype=self.encoder.dtype)
 
   def __call__(self, ids, positions=None, train=False, attention_mask=None, token_type_ids=None):
     """-> (MLM logits (B, P, V) at `positions`, NSP logits (B, 2), features (B, D))."""
