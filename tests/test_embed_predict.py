@@ -130,6 +130,7 @@ def test_bad_workdir_and_out_name_the_problem(image_run, data_path, tmp_path):
     inference.embed(image_run[0], f"npz:{data_path}", str(tmp_path / "x.csv"))
 
 
+@pytest.mark.slow  # the image tests cover embed's machinery; these, each modality's reader
 def test_series_features_equal_the_runs_own(tmp_path):
   path = write_series_set(str(tmp_path / "series.npz"))
   workdir = str(tmp_path / "run")
@@ -144,6 +145,7 @@ def test_series_features_equal_the_runs_own(tmp_path):
   np.testing.assert_array_equal(labels, want_labels)
 
 
+@pytest.mark.slow  # the image tests cover embed's machinery; these, each modality's reader
 def test_text_features_of_a_jsonl_file(tmp_path):
   corpus_dir = make_dir(str(tmp_path / "corpus"), n_train=24, n_test=6, n_unlabeled=6)
   workdir = str(tmp_path / "run")
