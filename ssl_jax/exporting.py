@@ -29,6 +29,7 @@ from flax import traverse_util
 
 from ssl_jax import checkpoint as checkpoint_lib
 from ssl_jax import export_formats
+from ssl_jax import modalities
 from ssl_jax import models
 
 FORMATS = ("transformers", "torchvision", "safetensors")
@@ -52,10 +53,21 @@ def export(workdir, fmt, out):
 
   if fmt not in FORMATS:
     raise ValueError(f"--format={fmt!r}; accepted: {list(FORMATS)}")
-  trained = inference.Trained.load(workdir)
-  config, name = trained.config, trained.config.model.name
-  variables = jax.device_get(trained.variables)  # {collection: encoder tree}, numpy
+  saved = inference.saved_config(workdir)
+  name = saved.model.name
+  takes = {"vit": "transformers", "bert": "transformers", "resnet": "torchvision"}
+  if fmt != "safetensors" and takes.get(name) != fmt:
+    raise ValueError(
+        f"--format={fmt!r} does not take a {name!r} encoder: {name} goes to "
+        f"{takes.get(name, 'safetensors')!r} (or 'safetensors', which takes every encoder)"
+    )
   os.makedirs(out, exist_ok=True)
+  if name == "bert" and fmt == "transformers":  # the MLM model and tokenizer, from the checkpoint
+    modality = modalities.of(saved)
+    return modality.export_transformers(modality.trained_config(saved, workdir), workdir, out)
+  trained = inference.Trained.load(workdir)
+  config = trained.config
+  variables = jax.device_get(trained.variables)  # {collection: encoder tree}, numpy
   if fmt == "safetensors":
     flat = traverse_util.flatten_dict(variables, sep="/")
     save_safetensors(
@@ -87,9 +99,7 @@ def export(workdir, fmt, out):
         os.path.join(out, "preprocessor_config.json"), json.dumps(processor, indent=2)
     )
     info = {"features": "last_hidden_state[:, 0]"}
-  elif fmt == "transformers" and name == "bert":
-    return trained.modality.export_transformers(config, workdir, out)
-  elif fmt == "torchvision" and name == "resnet":
+  else:  # torchvision: a ResNet
     save_safetensors(
         os.path.join(out, "model.safetensors"),
         export_formats.resnet_to_torchvision(config.model, variables),
@@ -100,12 +110,6 @@ def export(workdir, fmt, out):
         "width_multiplier": config.model.width_multiplier,
         "features": "torchvision resnet with fc = nn.Identity(), inputs in [0, 1]",
     }
-  else:
-    accepted = {"vit": "transformers", "bert": "transformers", "resnet": "torchvision"}
-    raise ValueError(
-        f"--format={fmt!r} does not take a {name!r} encoder: {name} goes to "
-        f"{accepted.get(name, 'safetensors')!r} (or 'safetensors', which takes every encoder)"
-    )
   checkpoint_lib.write_atomically(os.path.join(out, "export.json"), json.dumps(info, indent=2))
   print(f"wrote {out} ({fmt}) from {workdir} step {trained.step}", flush=True)
   return out

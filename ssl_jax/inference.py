@@ -15,6 +15,7 @@ a row twice; a finished output is left as it is. The batches are sharded over th
 """
 
 import dataclasses
+import io
 import json
 import math
 import os
@@ -88,21 +89,22 @@ def _progress_path(out):
   return out + ".progress.json"
 
 
-def _start(out, *, total, dim, source, workdir):
-  """(memory-mapped output, rows already written): a fresh output, or the one a killed run left."""
+def _start(out, identity):
+  """(memory-mapped output, rows already written): a fresh output, or the one a killed run left
+  for the same `identity` (input, workdir, rows, feature width)."""
   progress = _progress_path(out)
-  expected = {"input": source, "workdir": os.path.abspath(workdir), "rows": total, "dim": dim}
   if os.path.isfile(progress) and os.path.isfile(out):
     with open(progress) as f:
       saved = json.load(f)
-    if {k: saved.get(k) for k in expected} != expected:
+    if {k: saved.get(k) for k in identity} != identity:
       raise ValueError(
-          f"{out} was started for {({k: saved.get(k) for k in expected})}, not {expected}; "
+          f"{out} was started for {({k: saved.get(k) for k in identity})}, not {identity}; "
           "remove it (and its .progress.json) or choose another --out"
       )
     return np.load(out, mmap_mode="r+"), int(saved["done"])
-  array = np.lib.format.open_memmap(out, mode="w+", dtype=np.float32, shape=(total, dim))
-  _save_progress(out, {**expected, "done": 0})
+  shape = (identity["rows"], identity["dim"])
+  array = np.lib.format.open_memmap(out, mode="w+", dtype=np.float32, shape=shape)
+  _save_progress(out, {**identity, "done": 0})
   return array, 0
 
 
@@ -129,21 +131,15 @@ def embed(workdir, source, out, *, split="train", batch_size=256, log_every_s=10
   os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
   base = out[: -len(".npy")]
   checkpoint_lib.write_atomically(base + ".ids.txt", "".join(f"{i}\n" for i in inputs.ids))
-  with open(base + ".labels.npy.tmp", "wb") as f:
-    np.save(f, np.asarray(inputs.labels, np.int32))
-  os.replace(base + ".labels.npy.tmp", base + ".labels.npy")
+  labels = io.BytesIO()
+  np.save(labels, np.asarray(inputs.labels, np.int32))
+  checkpoint_lib.write_atomically(base + ".labels.npy", labels.getvalue())
   example = np.asarray(inputs.rows[:1])
   dim = int(jax.eval_shape(trained.features, trained.variables, example).shape[-1])
-  array, done = _start(out, total=total, dim=dim, source=source, workdir=workdir)
+  identity = {"input": source, "workdir": os.path.abspath(workdir), "rows": total, "dim": dim}
+  array, done = _start(out, identity)
   if done:
     print(f"resuming {out} at row {done} of {total}", flush=True)
-  progress = {
-      "input": source,
-      "workdir": os.path.abspath(workdir),
-      "rows": total,
-      "dim": dim,
-      "done": done,
-  }
   started, last_log, first = time.perf_counter(), 0.0, done
   for start in range(done, total, batch_size):
     stop = min(start + batch_size, total)
@@ -151,7 +147,7 @@ def embed(workdir, source, out, *, split="train", batch_size=256, log_every_s=10
     features = trained.features(trained.variables, jax.device_put(batch, sharding))
     array[start:stop] = np.asarray(features)[mask]
     array.flush()
-    _save_progress(out, {**progress, "done": stop})
+    _save_progress(out, {**identity, "done": stop})
     elapsed = time.perf_counter() - started
     if elapsed - last_log >= log_every_s or stop == total:
       rate = (stop - first) / max(elapsed, 1e-9)
