@@ -166,7 +166,6 @@ def predict(workdir, source, out, *, split="train", batch_size=256, skip_corrupt
   num_classes = int(np.shape(state["params"]["head"]["bias"])[0])
   classes = _info(workdir).get("classes") or [str(k) for k in range(num_classes)]
   inputs = modality.read_inputs(config, workdir, source, split)
-  skipped = getattr(inputs, "skipped", [])
   example = np.asarray(inputs.rows[:1])
   model = model_lib.Model(
       models.build_encoder(config.model, image_size=config.data.image_size),
@@ -194,7 +193,7 @@ def predict(workdir, source, out, *, split="train", batch_size=256, skip_corrupt
   os.replace(out + ".tmp", out)
   print(
       f"wrote {out}: {len(inputs.ids)} predictions of {workdir} over {num_classes} classes"
-      + (f"; skipped {len(skipped)} unreadable files" if skipped else ""),
+      + (f"; skipped {len(inputs.skipped)} unreadable files" if inputs.skipped else ""),
       flush=True,
   )
   return len(inputs.ids)
