@@ -17,10 +17,15 @@ What runs (ssl_jax/modalities/text.py), on the first `text.max_len` tokens of ea
   - the label-efficiency study at 1 / 5 / 10 / 50 labels per class (2 label draws, labels drawn
     from a pool of 100 per class), in the image job's results.json schema:
       tfidf_logreg        TF-IDF (whole articles) + logistic regression, the classical baseline
+      bag_of_embeddings   fastText's model from random weights on the first 512 tokens
       supervised_scratch  BERT-tiny from random weights on the labels only
-      ssl_linear_probe / ssl_finetune / ssl_lora   the MLM-pre-trained BERT-tiny
+      ssl_linear_probe / ssl_finetune              the MLM-pre-trained BERT-tiny
       generic_probe / generic_finetune             all-MiniLM-L6-v2 as it ships
       tapt_probe / tapt_finetune                   all-MiniLM-L6-v2 after TAPT
+    The models from random weights train at their own rate (`SCRATCH`, `BAG` below:
+    `finetune.per_method`); `:cv=True` chooses BERT-tiny's rate by CV too (8 minutes more).
+    configs/text_full.py adds contrastive fine-tuning (SetFit's recipe) and a longer TAPT: the
+    run that shows what the in-domain encoder is worth (measured: experiments/text.md).
 Writes DIR/results.json, DIR/label_efficiency.png, DIR/hf_model (the BERT-tiny with its MLM head
 and tokenizer, for transformers' from_pretrained), DIR/tapt/hf_model (MiniLM after TAPT).
 Measured figures and their commands: experiments/text.md.
@@ -30,14 +35,26 @@ from ssl_jax import config as config_lib
 
 METHODS = (
     "tfidf_logreg",
+    "bag_of_embeddings",
     "supervised_scratch",
     "ssl_linear_probe",
     "ssl_finetune",
-    "ssl_lora",
     "generic_probe",
     "generic_finetune",
     "tapt_probe",
     "tapt_finetune",
+)
+# a model from random weights (BERT-tiny, and BERT-tiny after a short MLM from scratch) at a
+# from-scratch rate: the pre-training's 1e-3, 300 steps of 16, at least 20 passes over the labels
+SCRATCH = dict(learning_rate=1e-3, steps=300, epochs=20.0, batch_size=16)
+# fastText's model (Joulin et al. 2017: no bigrams, its default) trains fast at a high rate, chosen
+# by 3-fold CV where every class has 3 labels; at least 10 passes over the labels
+BAG = dict(
+    steps=100,
+    epochs=10.0,
+    batch_size=16,
+    label_smoothing=0.0,
+    grid=dict(full=dict(learning_rate=(1e-2, 3e-3, 3e-2))),
 )
 
 
@@ -53,7 +70,7 @@ def minilm_path():
 
 
 def get_config(arg=None):
-  del arg
+  args = config_lib.parse_arg(arg, cv=False)
   c = config_lib.base_config()
   c.task = "mlm"
   c.task_kwargs = dict(mask_prob=0.15, mask_token_prob=0.8, random_token_prob=0.1, whole_word=False)
@@ -93,4 +110,11 @@ def get_config(arg=None):
   c.finetune.learning_rate = 1e-4
   c.finetune.weight_decay = 0.01
   c.finetune.grid.lora.learning_rate = (1e-3,)
+  c.finetune.per_method = dict(
+      supervised_scratch=dict(SCRATCH), ssl_finetune=dict(SCRATCH), bag_of_embeddings=dict(BAG)
+  )
+  if args["cv"]:  # the models from random weights choose their rate by CV too (about 8 min more)
+    grid = dict(full=dict(learning_rate=(1e-3, 3e-4, 3e-3)))
+    c.finetune.per_method.supervised_scratch.grid = grid
+    c.finetune.per_method.ssl_finetune.grid = grid
   return c

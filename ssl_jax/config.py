@@ -25,7 +25,11 @@ import ml_collections
 
 from ssl_jax.config_schema import base_config
 
-FREE_FORM = ("evals", "task_kwargs")  # dicts whose keys the component reading them checks
+FREE_FORM = (
+    "evals",
+    "task_kwargs",
+    "finetune.per_method",
+)  # dicts whose keys the component reading them checks
 
 
 class Schema(NamedTuple):

@@ -71,6 +71,9 @@ def base_config():
   c.text.min_frequency = 2  # WordPiece: pieces seen fewer times are not in the vocabulary
   c.text.label_pool_per_class = 0  # > 0: the study draws labels from this many per class (cost)
   c.text.test_per_class = 0  # > 0: score on a seeded sample of this many test texts per class
+  # the bag_of_embeddings method (models/bag.py): tokens of each text it reads (the first ones, as
+  # every encoder does), embedding size, hashed bigram rows (0: none, fastText's default)
+  c.text.bag = ml_collections.ConfigDict(dict(max_len=512, dim=64, bigram_buckets=0))
   # TAPT (Gururangan et al. 2020): continued MLM of config.generic_model on the task's texts, for
   # the study's tapt_* methods
   c.text.tapt = ml_collections.ConfigDict(
@@ -125,6 +128,9 @@ def base_config():
   # a local BERT checkpoint directory (config.json + model.safetensors: continued pre-training); > 0
   # overrides a dimension;
   # vocab_size 0: the run's tokenizer's (text runs set it); features by model.pool: cls | mean
+  # bag (models/bag.py): fastText's bag of token (and hashed bigram) embeddings; the text study
+  # sets it from text.bag and its tokenizer
+  c.model.bag = ml_collections.ConfigDict(dict(vocab_size=0, dim=64, bigram_buckets=0, pad_id=0))
   c.model.bert = ml_collections.ConfigDict(
       dict(
           size="mini",
@@ -176,9 +182,13 @@ def base_config():
   # fine-tuning on few labels (ssl_jax/finetune/): the study's trained methods and
   # `python -m ssl_jax.finetune`
   c.finetune = ml_collections.ConfigDict()
-  c.finetune.mode = "full"  # linear | last_n | full | lora (the standalone command's mode)
+  # linear | last_n | full | lora | contrastive (the standalone command's mode)
+  c.finetune.mode = "full"
   c.finetune.init_from = ""  # standalone: a pre-training checkpoint directory (WORKDIR/checkpoints)
   c.finetune.steps = 150  # length of the cosine learning-rate schedule
+  # > 0: the schedule is at least this many passes over the labelled set (steps grows with the
+  # budget: max(steps, ceil(epochs * labels / batch_size))), so a larger budget never trains less
+  c.finetune.epochs = 0.0
   c.finetune.batch_size = 32  # examples per step, drawn with replacement from the labelled set
   c.finetune.learning_rate = 3e-3  # AdamW peak
   c.finetune.weight_decay = 0.0  # decoupled; not on biases, norms, embeddings
@@ -216,6 +226,15 @@ def base_config():
   # FixMatch's start: this many pool images per class, those label propagation on the starting
   # encoder's features is surest of, join the labels with their propagated labels (0: off)
   c.finetune.fixmatch_labelprop = 0
+  # finetune.mode=contrastive and the *_contrastive methods (SetFit's recipe,
+  # finetune/contrastive.py):
+  # the contrastive stage's steps (at least contrastive_epochs passes over the labels), batch and
+  # AdamW rate; its head: logistic regression at C = contrastive_head_c on L2-normalised features
+  c.finetune.contrastive_steps = 100
+  c.finetune.contrastive_epochs = 0.0
+  c.finetune.contrastive_batch_size = 16
+  c.finetune.contrastive_learning_rate = 2e-5
+  c.finetune.contrastive_head_c = 1.0  # scikit-learn's default, SetFit's head
   # ssl_labelprop and FixMatch's start (finetune/labelprop.py): kNN graph size, spreading alpha
   # (chosen on the validation digits at 1 label per class, experiments/README.md)
   c.finetune.labelprop_neighbors = 50
@@ -228,6 +247,10 @@ def base_config():
   c.finetune.cv_single_point = False
   c.finetune.eval_every = 25  # steps between validation-fold evaluations (early stopping)
   c.finetune.patience = 0  # stop after this many evaluations below the best (0: run to the end)
+  # settings of one study method: {method: {finetune key: value}}, dotted keys for the grids, e.g.
+  # {'supervised_scratch': {'grid.full.learning_rate': (1e-3, 3e-3)}}: a model from random weights
+  # wants other rates than a pre-trained one (study/methods.py)
+  c.finetune.per_method = ml_collections.ConfigDict()
   # per-mode CV grids (keys: finetune/protocol.py:GRID_KEYS): () keeps the value above, one value
   # sets it for that mode alone, several are chosen between by the CV mean
   c.finetune.grid = ml_collections.ConfigDict(
@@ -253,6 +276,7 @@ def base_config():
               fixmatch_threshold=(),
               fixmatch_weight=(),
           ),
+          contrastive=dict(learning_rate=(), weight_decay=(), contrastive_head_c=()),
           # cheap: no training; CV where every class has finetune.kfold labels
           labelprop=dict(labelprop_neighbors=(50, 20, 10), labelprop_alpha=(0.7, 0.9)),
           # adapters starting at zero need a larger step than full fine-tuning

@@ -101,6 +101,7 @@ class Keeper:
         "draw": 0,
         "test_accuracy": accuracy,
         "classes": self.classes,
+        "normalize_features": bool(getattr(method, "normalize_features", False)),
     }
     save(
         self.kept,
@@ -174,6 +175,7 @@ def predict(workdir, source, out, *, split="train", batch_size=256, skip_corrupt
       inputs=inputs_lib.for_arrays(example, image_size=config.data.image_size),
       example=example,
       eval_batch_size=batch_size,
+      normalize_features=bool(_info(workdir).get("normalize_features", False)),
   )
   variables = model.place(variables)
   os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)

@@ -89,6 +89,29 @@ def _to_device(local, sharding):
   return sharding_lib.from_process_local(local, sharding)
 
 
+def _with_shipped_heads(params, heads):
+  """`params` with each leaf of the task's heads that the checkpoint's `heads` hold at the same
+  path and shape; says which heads start from the checkpoint and which start fresh."""
+  from ssl_jax.finetune import layers  # pylint: disable=g-import-not-at-top
+
+  for name in sorted(k for k in params if k != "encoder"):
+    flat = layers.flatten(params[name])
+    given = layers.flatten((heads or {}).get(name, {}))
+    same = [p for p, x in flat.items() if p in given and np.shape(given[p]) == np.shape(x)]
+    flat.update({p: np.asarray(given[p], np.asarray(flat[p]).dtype) for p in same})
+    params = {**params, name: layers.unflatten(flat)}
+    where = (
+        "the checkpoint's"
+        if len(same) == len(flat)
+        else f"{len(same)} of {len(flat)} from the checkpoint"
+    )
+    print(
+        f"the task's head {name!r}: {where if same else 'fresh (the checkpoint has none)'}",
+        flush=True,
+    )
+  return params
+
+
 def _restore_or_init(config, comps, checkpointer):
   """Resume order: this workdir's latest checkpoint, config.resume, config.init_from, scratch."""
   abstract = jax.eval_shape(comps.init_state, jax.random.PRNGKey(config.seed))
@@ -109,9 +132,11 @@ def _restore_or_init(config, comps, checkpointer):
     if config.init_from:
       print(f"initialising params from config.init_from={config.init_from}", flush=True)
       loaded = checkpoint_lib.restore_params(config.init_from)
-    else:  # the encoder's own weights (a checkpoint directory); the task's heads stay fresh
+    else:  # the encoder's own weights (a checkpoint directory), and its heads where it has them
       print("initialising the encoder from its pretrained weights", flush=True)
-      loaded = {"params": {**state.params, "encoder": shipped}, "model_state": state.model_state}
+      params = {**jax.device_get(state.params), "encoder": shipped}
+      params = _with_shipped_heads(params, models.pretrained_heads(config.model))
+      loaded = {"params": params, "model_state": state.model_state}
     params = jax.device_put(loaded["params"], comps.state_sharding.params)
     model_state = jax.device_put(loaded["model_state"], comps.state_sharding.model_state)
     # task state (EMA targets, ...) starts from the loaded weights, as it would from fresh ones

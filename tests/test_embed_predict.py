@@ -179,8 +179,9 @@ def _csv(path):
   return rows, probs
 
 
+@pytest.mark.parametrize("mode", ["linear", "contrastive"])
 def test_predict_of_a_finetuned_classifier_matches_its_test_accuracy(
-    image_run, data_path, tmp_path
+    image_run, data_path, tmp_path, mode
 ):
   pretrained, _ = image_run
   workdir = str(tmp_path / "ft")
@@ -196,8 +197,10 @@ def test_predict_of_a_finetuned_classifier_matches_its_test_accuracy(
           "--config.model.width_multiplier=0.125",
           "--config.task_kwargs.projection_dims=(32,16)",
           f"--config.finetune.init_from={pretrained}",
-          "--config.finetune.mode=linear",
+          f"--config.finetune.mode={mode}",
           "--config.finetune.kfold=0",
+          "--config.finetune.contrastive_steps=3",
+          "--config.finetune.probe_steps=20",
       ]
   )
   out = str(tmp_path / "pred.csv")
@@ -211,6 +214,9 @@ def test_predict_of_a_finetuned_classifier_matches_its_test_accuracy(
   np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-4)
   assert [int(r["predicted"]) for r in rows] == list(np.argmax(probs, 1))
   assert rows[0]["predicted_name"] == rows[0]["predicted"]  # npz arrays carry no class names
+  if mode == "contrastive":
+    assert results["mode"] == "contrastive" and results["hyperparameters"]["steps"] == 3
+    return
   with pytest.raises(ValueError, match="holds no classifier"):  # a pre-training run
     prediction.predict(pretrained, f"npz:{data_path}", str(tmp_path / "x.csv"))
   # a folder with one unreadable file: refused naming it, or left out and counted

@@ -6,6 +6,7 @@ import pytest
 
 from ssl_jax import config as config_lib
 from ssl_jax import modalities
+from ssl_jax.finetune import protocol
 from ssl_jax.finetune import step as step_lib
 from ssl_jax.study import loop
 from ssl_jax.study import methods
@@ -86,3 +87,55 @@ def test_table_marks_missing_cells():
   ]
   lines = report.format_table(rows).splitlines()
   assert lines[1].split("|")[2].strip() == "-" and "75.00 +-  0.00 %" in lines[2]
+
+
+def test_per_method_settings_change_that_method_alone_and_name_bad_keys():
+  c = config_lib.base_config()
+  c.finetune.per_method = {
+      "supervised_scratch": {
+          "learning_rate": 1e-3,
+          "grid": {"full": {"learning_rate": (1e-3, 3e-3)}},
+      }
+  }
+  scratch = methods.settings_for("supervised_scratch", c.finetune)
+  assert scratch.learning_rate == 1e-3 and tuple(scratch.grid.full.learning_rate) == (1e-3, 3e-3)
+  assert methods.settings_for("ssl_finetune", c.finetune) is c.finetune
+  assert c.finetune.learning_rate == 3e-3 and c.finetune.grid.full.learning_rate == ()
+  c.finetune.per_method = {"supervised_scratch": {"learning_rat": 1e-3}}
+  with pytest.raises(
+      KeyError, match=r"per_method.supervised_scratch.learning_rat: .*'learning_rate'"
+  ):
+    methods.settings_for("supervised_scratch", c.finetune)
+  with pytest.raises(ValueError, match=r"settings for \['ssl_lorra'\], which the image study"):
+    methods.check(["ssl_finetune"], modalities.get("image").METHODS, "image", {"ssl_lorra": {}})
+  methods.check(["ssl_finetune"], modalities.get("image").METHODS, "image", {"ssl_lora": {}})
+
+
+def test_the_schedule_grows_with_the_labelled_set_and_never_shrinks():
+  hp = {"steps": 100, "batch_size": 16, "epochs": 10.0}
+  assert protocol.scheduled(hp, 50)["steps"] == 100  # 10 passes over 50 labels: 32 steps
+  assert protocol.scheduled(hp, 250)["steps"] == 157  # ceil(2500 / 16)
+  assert protocol.scheduled(protocol.scheduled(hp, 250), 250) == protocol.scheduled(hp, 250)
+  assert protocol.scheduled({**hp, "epochs": 0.0}, 10_000)["steps"] == 100
+  assert protocol.scheduled({"probe_steps": 300}, 10) == {"probe_steps": 300}
+
+
+def test_a_larger_budget_trains_longer_through_the_loop():
+  c = config_lib.base_config()
+  c.label_efficiency.labels_per_class = (2, 8)
+  c.label_efficiency.num_draws = 1
+  c.finetune.epochs = 4.0
+  c.finetune.steps, c.finetune.batch_size = 5, 4
+
+  class Steps(_Counting):
+    mode = "full"  # a CV mode, but with too few labels for 3 folds at 2 and one grid point at 8
+
+    def fit(self, hp, x, y, *, seed, val=None, log_every=0):
+      self.fits.append(protocol.scheduled(hp, len(y))["steps"])
+      return step_lib.Fit(None, {}, 0, 0, float("nan"), [])
+
+  method = Steps(False)
+  labels = np.repeat(np.arange(2), 10)
+  rows = loop.run(c, {"m": (method, np.zeros((20, 1)), np.zeros((4, 1)))}, labels, np.zeros(4, int))
+  assert method.fits == [5, 16]  # 4 labels: 5 steps; 16 labels: ceil(4 * 16 / 4)
+  assert [r["hyperparameters"]["steps"] for r in rows] == [5, 16]

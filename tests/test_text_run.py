@@ -118,6 +118,15 @@ def test_text_run_resumes_exactly_and_exports(corpus_dir, tmp_path):
   )
   assert set(loaded) == {"bert", "cls"}
   assert len(tok) == whole.config.model.bert.vocab_size == loaded["cls"]["predictions"]["bias"].size
+  # continued pre-training from the export starts from its MLM head, not a fresh one (a zero
+  # learning rate keeps the first step's weights)
+  more = text_config(corpus_dir, **{"model.bert.size": hf_dir, "total_steps": 1})
+  more.optimizer.base_learning_rate, more.evals = 0.0, {}
+  continued = text_modality.pretrain_encoder(more, str(tmp_path / "continued"), corpus)
+  same = jax.tree.map(
+      np.array_equal, jax.device_get(continued.run.state.params["cls"]), loaded["cls"]
+  )
+  assert jax.tree.leaves(same) and all(jax.tree.leaves(same))
 
 
 def test_text_job_end_to_end_with_nsp(corpus_dir, tmp_path):
@@ -243,3 +252,68 @@ def test_mlm_step_on_8_devices_equals_one_device(corpus_dir, tmp_path):
   # gradient at rounding level may move it differently (4.4e-5 seen once in 1,024 weights under
   # load, 2026-12-06); a wrong gradient moves it by 1e-3
   jax.tree.map(lambda g, w: np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4), got, want)
+
+
+def test_bag_of_embeddings_is_the_mean_of_its_token_and_bigram_rows():
+  c = config_lib.base_config()
+  c.model.name = "bag"
+  c.model.bag.update(dict(vocab_size=11, dim=4, bigram_buckets=5, pad_id=0))
+  encoder = models.build_encoder(c.model)
+  ids = np.array([[2, 7, 3, 0, 0], [5, 0, 0, 0, 0]], np.int32)
+  variables = encoder.init(jax.random.PRNGKey(0), ids)
+  table = np.asarray(variables["params"]["embeddings"]["embedding"])
+  assert table.shape == (16, 4) and np.abs(table).max() <= 1 / 4
+  expected = []
+  for row in ids:
+    real = [int(t) for t in row if t != 0]
+    bigrams = [11 + (a * 1_000_003 + b) % 5 for a, b in zip(real, real[1:])]
+    expected.append(table[real + bigrams].mean(0))
+  np.testing.assert_allclose(encoder.apply(variables, ids), np.stack(expected), rtol=1e-6)
+  c.model.bag.vocab_size = 0
+  with pytest.raises(ValueError, match="config.model.bag: vocab_size=0"):
+    models.build_encoder(c.model)
+
+
+def test_imbalanced_corpus_runs_the_bag_and_contrastive_methods(tmp_path, capsys):
+  """Class 2 has 3 labelled texts: the pool takes them all, the budget of 4 is skipped with a
+  note, and each method runs with its own per_method settings."""
+  root = str(tmp_path / "imbalanced")
+  make_dir(root, n_train=30, n_test=12, n_unlabeled=3)
+  rows = [json.loads(line) for line in open(os.path.join(root, "train.jsonl"))]
+  rows = [r for r in rows if r["label"] != 2] + [r for r in rows if r["label"] == 2][:3]
+  with open(os.path.join(root, "train.jsonl"), "w") as f:
+    f.writelines(json.dumps(r) + "\n" for r in rows)
+  c = text_config(root)
+  c.total_steps = 2
+  c.label_efficiency.enabled = True
+  c.label_efficiency.labels_per_class = (2, 4)
+  c.label_efficiency.num_draws = 1
+  c.label_efficiency.methods = ("bag_of_embeddings", "ssl_contrastive")
+  c.text.label_pool_per_class = 6
+  c.text.bag.max_len, c.text.bag.dim = 16, 8
+  c.text.max_len = 8  # texts of 6-14 tokens: some are cut
+  c.finetune.probe_steps = 10
+  c.finetune.contrastive_steps = 2
+  c.finetune.per_method = {
+      "bag_of_embeddings": {"learning_rate": 1e-2, "steps": 3, "epochs": 8.0, "batch_size": 8},
+      "ssl_contrastive": {"contrastive_batch_size": 8},
+  }
+  workdir = str(tmp_path / "run")
+  config_lib.finalize(c, workdir)
+  experiment.run(c, workdir)
+  printed = capsys.readouterr().out
+  assert "text.label_pool_per_class=6: class 2 has 3 labelled train texts" in printed
+  assert "skipping 4 labels per class: class 2 has 3 labelled examples" in printed
+  results = json.load(open(os.path.join(workdir, "results.json")))
+  assert results["label_pool"] == 6 + 6 + 3
+  assert 0 < results["texts_at_max_len"] < 26 + 12  # some cut, some not
+  rows = {r["method"]: r for r in results["label_efficiency"]}
+  assert [r["labels_per_class"] for r in results["label_efficiency"]] == [2, 2]
+  bag = rows["bag_of_embeddings"]
+  assert bag["hyperparameters"]["learning_rate"] == 1e-2
+  assert bag["hyperparameters"]["steps"] == 6  # 8 passes over 6 labels at 8 a step
+  # the embedding table (vocabulary x 8) and the head (8 x 3 + 3), all trained
+  assert bag["trainable_params"] == bag["total_params"] and (bag["total_params"] - 27) % 8 == 0
+  assert rows["ssl_contrastive"]["mode"] == "contrastive"
+  for row in rows.values():
+    assert 0 <= row["accuracy_mean"] <= 1

@@ -14,16 +14,20 @@ import numpy as np
 UNLABELED = -1
 
 
-def per_class(labels, n, seed):
-  """`n` examples of every class (sorted indices); a class with fewer than `n` is an error."""
+def per_class(labels, n, seed, *, at_most=False):
+  """`n` examples of every class (sorted indices); a class with fewer than `n` is an error, or
+  with `at_most` gives all of its examples."""
   labels = np.asarray(labels)
   rng = np.random.default_rng(seed)
   chosen = []
   for c in np.unique(labels[labels != UNLABELED]):
     members = np.flatnonzero(labels == c)
-    if len(members) < n:
+    if len(members) >= n:
+      chosen.append(rng.choice(members, n, replace=False))
+    elif at_most:
+      chosen.append(members)
+    else:
       raise ValueError(f"class {c} has {len(members)} labelled examples; cannot draw {n} per class")
-    chosen.append(rng.choice(members, n, replace=False))
   return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, np.int64)
 
 

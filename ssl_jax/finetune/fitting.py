@@ -38,6 +38,7 @@ class EncoderMethod:
     return self.model.finetuners[key]
 
   def fit(self, hp, x, y, *, seed, val=None, log_every=0):
+    hp = protocol.scheduled(hp, len(y))
     return self.finetuner(hp).fit(
         self.model.init(seed, self.init),
         x,

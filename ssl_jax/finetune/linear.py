@@ -54,15 +54,22 @@ def fit(
     label_smoothing=0.0,
     steps=300,
     pad_to=None,
+    standardize=True,
 ):
   """{'kernel': (D, K), 'bias': (K,)} of a head fitted on (features, labels); see the docstring.
-  `mesh` None: on the default device (the periodic evaluator's probe)."""
+  `mesh` None: on the default device (the periodic evaluator's probe). `standardize=False`
+  divides every feature by the rows' mean L2 norm instead (one scale, unit-norm rows stay about
+  unit-norm: the contrastive mode's head, finetune/contrastive.py)."""
   features = np.asarray(features, np.float32)
   labels = np.asarray(labels)
   if labels.min() < 0 or labels.max() >= num_classes:
     raise ValueError(f"labels must lie in [0, {num_classes}); got [{labels.min()}, {labels.max()}]")
-  mean = features.mean(0)
-  std = np.maximum(features.std(0), STD_FLOOR * features.std(0).mean() + 1e-8)
+  if standardize:
+    mean = features.mean(0)
+    std = np.maximum(features.std(0), STD_FLOOR * features.std(0).mean() + 1e-8)
+  else:
+    mean = np.zeros(features.shape[1], np.float32)
+    std = np.full(features.shape[1], np.linalg.norm(features, axis=1).mean() + 1e-8, np.float32)
   n = len(features)
   devices = 1 if mesh is None else mesh.size
   rows = math.ceil(max(pad_to or n, n) / devices) * devices

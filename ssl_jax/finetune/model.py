@@ -22,12 +22,24 @@ from ssl_jax.finetune import layers
 
 
 class Classifier(nn.Module):
+  """A linear head on the encoder's features; with `normalize_features`, on their L2-normalised
+  version (the contrastive mode's head, as sentence-transformers' Normalize module feeds SetFit's).
+  """
+
   encoder: nn.Module
   num_classes: int
+  normalize_features: bool = False
 
   @nn.compact
-  def __call__(self, x, train=False):
-    return nn.Dense(self.num_classes, name="head")(self.encoder(x, train=train))
+  def __call__(self, x, train=False, with_features=False):
+    """Logits, or (logits, the encoder's features) `with_features`."""
+    features = self.encoder(x, train=train)
+    read = features
+    if self.normalize_features:
+      norm = jnp.linalg.norm(features.astype(jnp.float32), axis=-1, keepdims=True)
+      read = features / jnp.maximum(norm, 1e-12).astype(features.dtype)
+    logits = nn.Dense(self.num_classes, name="head")(read)
+    return (logits, features) if with_features else logits
 
 
 def _rows(x):
@@ -50,11 +62,24 @@ class Model:
       eval_batch_size=512,
       layer_regex="",
       compiler_options=None,
+      normalize_features=False,
   ):
+    self._arguments = dict(
+        encoder=encoder,
+        num_classes=num_classes,
+        mesh=mesh,
+        inputs=inputs,
+        example=example,
+        eval_batch_size=eval_batch_size,
+        layer_regex=layer_regex,
+        compiler_options=compiler_options,
+        normalize_features=normalize_features,
+    )
     self.encoder, self.num_classes, self.mesh, self.inputs = encoder, num_classes, mesh, inputs
     # every jit of this model and its finetuners (models/conv.py: XLA:CPU's convolution library)
     self.compiler_options = compiler_options
-    self.module = Classifier(encoder, num_classes)
+    self.normalize_features = normalize_features
+    self.module = Classifier(encoder, num_classes, normalize_features)
     self.batch_sharding = NamedSharding(mesh, P(sharding_lib.BATCH_AXES))
     self.replicated = NamedSharding(mesh, P())
     self.example = self.inputs.preprocess(jnp.asarray(np.asarray(example[:2])))
@@ -72,6 +97,10 @@ class Model:
     self.finetuners = {}  # (mode, static settings) -> step.Finetuner, shared by every method
     self._features = jax.jit(self._features_fn, compiler_options=compiler_options)
     self._logits = jax.jit(self._logits_fn, compiler_options=compiler_options)
+
+  def twin(self, **changes):
+    """The same classifier with some constructor arguments changed (its own compiled programs)."""
+    return Model(**{**self._arguments, **changes})
 
   def sharding(self, tree):
     """The mesh placement of a state or variables tree: FSDP rules of pre-training."""

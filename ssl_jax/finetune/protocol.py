@@ -5,8 +5,9 @@ mode's grid (`finetune.grid.<mode>`, the keys in GRID_KEYS) offers a choice (or
 `finetune.cv_single_point` asks for CV anyway), each grid point is trained on k-1 folds with early
 stopping on the held-out fold; the point with the best mean validation accuracy wins, and the
 final model trains on all the labels with it, stopping at the median of the folds' best steps
-(`stop_at`). Otherwise the grid's first point is used for the whole schedule and no CV is
-reported. A grid key with one value sets that hyperparameter for the mode alone (e.g. LoRA's
+(`stop_at`, as a fraction of the schedule: with `finetune.epochs` the schedule grows with the
+labelled set, `scheduled`). Otherwise the grid's first point is used for the whole schedule and no
+CV is reported. A grid key with one value sets that hyperparameter for the mode alone (e.g. LoRA's
 learning rate). Test labels are used only to score the final model.
 
 The methods it selects for and fits (an encoder mode, distillation, FixMatch, a linear head) are
@@ -20,7 +21,7 @@ import numpy as np
 from ssl_jax.finetune import kfold
 from ssl_jax.finetune import step as step_lib
 
-MODES = ("linear",) + step_lib.ENCODER_MODES
+MODES = ("linear",) + step_lib.ENCODER_MODES + ("contrastive",)
 # what each mode's grid (`finetune.grid.<mode>`) may vary
 GRID_KEYS = {
     "linear": ("probe_learning_rate", "probe_weight_decay", "label_smoothing"),
@@ -41,6 +42,7 @@ GRID_KEYS = {
         "fixmatch_weight",
     ),
     "labelprop": ("labelprop_neighbors", "labelprop_alpha"),
+    "contrastive": ("learning_rate", "weight_decay", "contrastive_head_c"),
 }
 REPORTED = {
     "linear": ("probe_learning_rate", "probe_weight_decay", "probe_steps", "label_smoothing"),
@@ -64,6 +66,7 @@ REPORTED = {
         "fixmatch_labelprop",
     ),
     "labelprop": ("labelprop_neighbors", "labelprop_alpha"),
+    "contrastive": ("learning_rate", "weight_decay", "contrastive_head_c"),
 }
 TRAINING = ("label_smoothing", "steps", "stop_at", "batch_size")
 HYPERPARAMETERS = (
@@ -71,6 +74,7 @@ HYPERPARAMETERS = (
     "weight_decay",
     "label_smoothing",
     "steps",
+    "epochs",
     "batch_size",
     "backbone_lr_multiplier",
     "layer_decay",
@@ -90,7 +94,18 @@ HYPERPARAMETERS = (
     "fixmatch_labelprop",
     "labelprop_neighbors",
     "labelprop_alpha",
+    "contrastive_head_c",
 )
+
+
+def scheduled(hp, num_labelled):
+  """`hp` with its schedule at least `epochs` passes over `num_labelled` examples: steps =
+  max(steps, ceil(epochs * num_labelled / batch_size)) (idempotent; epochs 0 or absent: as is)."""
+  epochs = float(hp.get("epochs", 0) or 0)
+  if epochs <= 0 or "steps" not in hp:
+    return hp
+  steps = max(int(hp["steps"]), int(np.ceil(epochs * num_labelled / int(hp["batch_size"]))))
+  return {**hp, "steps": steps}
 
 
 def check_mode(mode, key="finetune.mode"):
@@ -135,7 +150,10 @@ def select(method, x, y, *, finetune_config, seed, log=print, always=False):
   results, best = kfold.cross_validate(fit_and_score, y, points, k=ft.kfold, seed=seed)
   hp = dict(best["hyperparameters"])
   if method.mode != "linear":
-    hp["stop_at"] = int(np.ceil(np.median(best["fold_best_steps"])))
+    # the folds' stopping step, as the same fraction of the final fit's (longer with `epochs`)
+    fold_steps = scheduled(hp, len(y) * (ft.kfold - 1) / ft.kfold)["steps"]
+    stop_at = np.median(best["fold_best_steps"]) * scheduled(hp, len(y))["steps"] / fold_steps
+    hp["stop_at"] = int(np.ceil(stop_at))
   log(
       f"{ft.kfold}-fold CV ({method.mode}, {len(points)} points, {time.time() - started:.0f} s): "
       f"chose {reported(method.mode, hp)} at {100 * best['mean']:.1f} +- {100 * best['std']:.1f} %"

@@ -32,6 +32,7 @@ from ssl_jax import train as train_lib
 from ssl_jax.finetune import fitting
 from ssl_jax.finetune import inputs as inputs_lib
 from ssl_jax.finetune import layers
+from ssl_jax.finetune import contrastive
 from ssl_jax.finetune import model as model_lib
 from ssl_jax.finetune import protocol
 from ssl_jax.models import conv as conv_lib
@@ -100,6 +101,9 @@ def run(config, workdir):
         encoder_params=layers.count(init["params"]),
     )
     train_in, test_in = model.features(init, x), model.features(init, test_x)
+  elif ft.mode == "contrastive":
+    method = contrastive.ContrastiveMethod(model, ft, init=init, pad_to=len(y))
+    train_in, test_in = x, test_x
   else:
     method = fitting.EncoderMethod(model, ft.mode, ft, init=init)
     train_in, test_in = x, test_x
@@ -164,6 +168,7 @@ def _write(workdir, config, results, fitted, variables, classes):
       "encoder": results["encoder"],
       "test_accuracy": results["test_accuracy"],
       "classes": classes,
+      "normalize_features": results["mode"] == "contrastive",  # contrastive.ContrastiveMethod's
   }
   adapters = layers.unflatten(fitted.adapters) if fitted.adapters else None
   prediction.save(workdir, config, variables, info, step=fitted.steps_run, adapters=adapters)

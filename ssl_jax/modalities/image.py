@@ -31,19 +31,21 @@ METHODS = (
     "ssl_distill",
     "ssl_fixmatch",
     "ssl_labelprop",
+    "ssl_contrastive",
     "supervised_scratch",
     "scratch_distill",
     "scratch_fixmatch",
     "pixels_logreg",
     "generic_probe",
     "generic_finetune",
+    "generic_contrastive",
 )
 IN_MEMORY_BYTES = 2**30  # decoded splits above this stream from their source
 
 
 def check(config):
   names = list(config.label_efficiency.methods)
-  methods_lib.check(names, METHODS, NAME)
+  methods_lib.check(names, METHODS, NAME, config.finetune.per_method)
   generic = [m for m in names if m.startswith("generic_")]
   if generic and not config.generic_model:
     raise ValueError(

@@ -11,15 +11,7 @@
  4. with a `tapt_*` method in the study, TAPT (Gururangan et al. 2020): `config.generic_model`
     (a BERT checkpoint directory) with a new MLM head, MLM continued on the same texts for
     `config.text.tapt.steps` steps, in WORKDIR/tapt (its own checkpoints, resumable).
-`study(config, pretrained)` builds the study's methods on the labelled train texts (a pool of
-`text.label_pool_per_class` per class), scored on the test split:
-  ssl_linear_probe / ssl_finetune / ssl_lora   the model of step 2 (probe, full, LoRA)
-  supervised_scratch                           the same architecture from random weights
-  tfidf_logreg                                 TF-IDF + logistic regression (study/baselines.py)
-  generic_probe / generic_finetune             config.generic_model as it ships
-  tapt_probe / tapt_finetune / tapt_lora       config.generic_model after TAPT
-Encoders read `config.text.max_len` tokens of each text (TF-IDF reads the whole text); the
-generic and TAPT encoders mean-pool (the sentence-transformers recipe).
+`study(config, pretrained)` builds the study's methods (text_study.py).
 """
 
 import dataclasses
@@ -33,17 +25,14 @@ import ml_collections
 import numpy as np
 
 from ssl_jax import config as config_lib
-from ssl_jax import models
 from ssl_jax import train
 from ssl_jax.data import text
 from ssl_jax.data import text_tokens
 from ssl_jax.data import tokenizer as tokenizer_lib
 from ssl_jax.data import subsets
-from ssl_jax.finetune import inputs as inputs_lib
-from ssl_jax.finetune import model as model_lib
 from ssl_jax.modalities import common
+from ssl_jax.modalities import text_study
 from ssl_jax.modalities import text_trained
-from ssl_jax.study import baselines
 from ssl_jax.study import methods as methods_lib
 
 NAME = "text"
@@ -51,14 +40,19 @@ METHODS = (
     "ssl_linear_probe",
     "ssl_finetune",
     "ssl_lora",
+    "ssl_contrastive",
     "supervised_scratch",
     "tfidf_logreg",
     "generic_probe",
     "generic_finetune",
+    "generic_contrastive",
     "tapt_probe",
     "tapt_finetune",
     "tapt_lora",
+    "tapt_contrastive",
+    "bag_of_embeddings",
 )
+label_pool = text_study.label_pool
 # the hooks on a finished run (modalities/__init__.py, exporting.py): text_trained.py's
 trained_config = text_trained.trained_config
 read_inputs = text_trained.read_inputs
@@ -104,6 +98,7 @@ class Encoder:
   run: Any  # train.Run
   seconds: float
   last: dict  # the last logged pre-training metrics
+  full_length: int = 0  # texts (pre-training and test) that fill text.max_len tokens: truncated
 
 
 def pretrain_encoder(config, workdir, corpus):
@@ -128,10 +123,11 @@ def pretrain_encoder(config, workdir, corpus):
   test_source = text_tokens.TokenSource(
       ids[len(texts) :], corpus.test_labels, name=f"{corpus.name}:test"
   )
+  full_length = int(np.sum(ids[:, -1] != tok.pad_token_id))
   print(
       f"{corpus.name}: {len(texts)} pre-training texts, {len(corpus.test_texts)} test texts, "
-      f"{len(tok)} tokens in the vocabulary, sequences of {ids.shape[1]} tokens "
-      f"({100 * np.mean(ids[:, -1] != tok.pad_token_id):.0f} % truncated or full)",
+      f"{len(tok)} tokens in the vocabulary; {full_length} of {len(ids)} texts fill "
+      f"text.max_len={config.text.max_len} tokens (their first tokens are read, the rest cut)",
       flush=True,
   )
   run_config = config_lib.derive(
@@ -153,6 +149,7 @@ def pretrain_encoder(config, workdir, corpus):
       run,
       time.perf_counter() - started,
       last_logged(run, workdir),
+      full_length,
   )
 
 
@@ -186,25 +183,9 @@ def tapt_config(config, num_texts=0):
   )
 
 
-def label_pool(config, corpus):
-  """Indices of the labelled train texts the study draws from (label_pool_per_class of each class
-  when > 0: fewer texts to encode for the probes)."""
-  labelled = corpus.labelled_train()
-  per_class = config.text.label_pool_per_class
-  if per_class <= 0:
-    return labelled
-  if per_class < max(config.label_efficiency.labels_per_class):
-    raise ValueError(
-        f"config.text.label_pool_per_class={per_class} is below the largest budget "
-        f"{max(config.label_efficiency.labels_per_class)} labels per class"
-    )
-  picked = subsets.per_class(corpus.train_labels[labelled], per_class, seed=config.seed + 7919)
-  return labelled[picked]
-
-
 def check(config):
   names = list(config.label_efficiency.methods)
-  methods_lib.check(names, METHODS, NAME)
+  methods_lib.check(names, METHODS, NAME, config.finetune.per_method)
   generic = [m for m in names if m.startswith(("generic_", "tapt_"))]
   if generic and not os.path.isdir(config.generic_model or ""):
     raise ValueError(
@@ -230,6 +211,7 @@ def pretrain(config, workdir):
       "num_pretraining_texts": len(corpus.pretraining_texts()),
       "num_test": len(corpus.test_texts),
       "max_len": config.text.max_len,
+      "texts_at_max_len": ssl.full_length,  # truncated (or exactly max_len tokens long)
       "pretraining_seconds": ssl.seconds,
       "pretraining": ssl.last,
       "skipped_empty_texts": corpus.skipped_empty,
@@ -240,61 +222,9 @@ def pretrain(config, workdir):
 
 
 def study(config, pretrained):
-  corpus, ssl, tapt = pretrained.more
-  pool = label_pool(config, corpus)
-  names, ft = list(config.label_efficiency.methods), config.finetune
-  num_classes, max_len = corpus.num_classes, config.text.max_len
-  pool_texts = [corpus.train_texts[i] for i in pool]
-  texts = pool_texts + list(corpus.test_texts)
-
-  def start(model_config, tokenizer, inits):
-    """Starts {where: init} on one classifier (one compile) of `model_config`'s encoder."""
-    ids = text_tokens.encode(tokenizer, texts, max_len=max_len)
-    model = model_lib.Model(
-        models.build_encoder(model_config),
-        num_classes=num_classes,
-        mesh=ssl.run.components.mesh,
-        inputs=inputs_lib.Tokens(pad_id=tokenizer.pad_token_id),
-        example=ids[: len(pool)],
-        eval_batch_size=config.data.eval_batch_size,
-        layer_regex=ft.layer_regex,
-    )
-    return {
-        where: methods_lib.Start(
-            model,
-            init,
-            ids[: len(pool)],
-            ids[len(pool) :],
-            lambda x, init=init: model.features(init, x),
-        )
-        for where, init in inits.items()
-    }
-
-  starts = {}
-  if any(n.startswith("ssl_") or n == "supervised_scratch" for n in names):
-    starts.update(
-        start(ssl.config.model, ssl.tokenizer, {"ssl": ssl.encoder_variables, "scratch": None})
-    )
-  if any(n.startswith(("generic_", "tapt_")) for n in names):
-    minilm = tapt_config(config).model
-    inits = {"generic": {"params": models.pretrained_params(minilm)}}
-    if tapt is not None:
-      inits["tapt"] = tapt.encoder_variables
-    starts.update(start(minilm, tokenizer_lib.load(config.generic_model), inits))
-  found = {}
-  if "tfidf_logreg" in names:
-    tfidf = baselines.TfidfLogreg(num_classes, corpus.pretraining_texts())
-    found["tfidf_logreg"] = (tfidf, tfidf.features(pool_texts), tfidf.features(corpus.test_texts))
-  pad_to = common.pad_to(config.label_efficiency, num_classes, len(pool))
-  built = methods_lib.build(
-      names, starts, found, ft, num_classes=num_classes, mesh=ssl.run.components.mesh, pad_to=pad_to
-  )
-  title = f"{corpus.name}: {config.task} ({config.model.bert.size} BERT), TAPT of the generic"
-  return common.Study(
-      built,
-      corpus.train_labels[pool],
-      corpus.test_labels,
-      title,
-      extra={"label_pool": len(pool)},
-      classes=corpus.classes,
+  """The text study's methods (text_study.py)."""
+  names = config.label_efficiency.methods
+  uses_generic = any(n.startswith(("generic_", "tapt_")) for n in names)
+  return text_study.study(
+      config, pretrained, generic=tapt_config(config).model if uses_generic else None
   )

@@ -39,6 +39,7 @@ METHODS = (
     "ssl_distill",
     "ssl_fixmatch",
     "ssl_labelprop",
+    "ssl_contrastive",
     "supervised_scratch",
     "scratch_distill",
     "scratch_fixmatch",
@@ -48,7 +49,9 @@ METHODS = (
 
 
 def check(config):
-  methods_lib.check(list(config.label_efficiency.methods), METHODS, NAME)
+  methods_lib.check(
+      list(config.label_efficiency.methods), METHODS, NAME, config.finetune.per_method
+  )
 
 
 def pretrain(config, workdir):

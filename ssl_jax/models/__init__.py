@@ -53,6 +53,14 @@ def pretrained_params(model_config):
   return None if load is None else load(model_config)
 
 
+def pretrained_heads(model_config):
+  """Task heads the encoder's checkpoint comes with ({name: tree}, e.g. BERT's MLM head under
+  'cls'), or None; a fresh run whose task has a head of that name starts from it."""
+  module = importlib.import_module(f"ssl_jax.models.{model_config.name}")
+  load = getattr(module, "pretrained_heads", None)
+  return None if load is None else load(model_config)
+
+
 def ignored_settings(model_config):
   """Lines naming each `config.model` key that the chosen encoder does not read (its `SETTINGS`)
   and whose value differs from the schema's default."""

@@ -263,6 +263,18 @@ def pretrained_params(model_config):
   }
 
 
+def pretrained_heads(model_config):
+  """The checkpoint's own heads ({'cls': tree}: MLM, and NSP where saved) or None: a checkpoint
+  saved from BertForMaskedLM / BertForPreTraining has them, a bare encoder (a sentence-transformers
+  model such as all-MiniLM-L6-v2) does not."""
+  if not is_checkpoint(model_config.bert.size):
+    return None
+  from ssl_jax.models import bert_checkpoint  # pylint: disable=g-import-not-at-top
+
+  heads = bert_checkpoint.load(os.path.abspath(model_config.bert.size)).get("cls")
+  return {"cls": heads} if heads else None
+
+
 @functools.lru_cache(maxsize=2)
 def _load(path, mtime):
   """Read once per process (TAPT and the generic baselines start from the same weights); treat

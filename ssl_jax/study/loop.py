@@ -14,8 +14,9 @@ A method has `mode`, `fit(hp, x, y, *, seed, val=None, log_every=0) -> step.Fit`
 hyperparameters: for a mode with a CV grid (finetune/protocol.py:GRID_KEYS), k-fold CV on draw
 0's labels picks a point of the grid and every draw of the budget uses it; a method with a
 `teacher` (distillation) takes its teacher's; other methods take `method.defaults(finetune
-config)` or none. A `deterministic` method fits once on "every label" (the draws would repeat the
-same subset). Test labels only score.
+config)` or none; each method's finetune config has its `finetune.per_method` settings
+(methods.settings_for). A `deterministic` method fits once on "every label" (the draws would
+repeat the same subset). Test labels only score.
 """
 
 import functools
@@ -26,6 +27,7 @@ import numpy as np
 from ssl_jax.data import sources
 from ssl_jax.data import subsets
 from ssl_jax.finetune import protocol
+from ssl_jax.study import methods
 
 ALL_LABELS = -1
 _print = functools.partial(print, flush=True)
@@ -115,18 +117,20 @@ def _choose(config, name, method, chosen, x, y, seed, log):
   teacher = getattr(method, "teacher", None)
   if teacher:  # the teacher's hyperparameters, no CV of its own
     return method.hyperparameters(chosen[teacher][0]), None, 0.0
+  ft = methods.settings_for(name, config.finetune)
   if method.mode not in protocol.GRID_KEYS:
-    return (method.defaults(config.finetune) if hasattr(method, "defaults") else {}), None, 0.0
+    hp = method.defaults(ft) if hasattr(method, "defaults") else {}
+    return protocol.scheduled(hp, len(y)), None, 0.0
   started = time.time()
   hp, best, _ = protocol.select(
       method,
       x,
       y,
-      finetune_config=config.finetune,
+      finetune_config=ft,
       seed=seed,
       log=lambda line: log(f"{name}: {line}"),
   )
-  return hp, best, time.time() - started
+  return protocol.scheduled(hp, len(y)), best, time.time() - started
 
 
 def _row(name, method, per_class, scores, seconds, hp, best, cv_seconds):

@@ -12,6 +12,8 @@ A name is a starting point and a way to fit it (finetune/):
   ssl_labelprop      labelprop label propagation over a kNN graph of the frozen features of the
                                labelled and every training example
   ssl_svm            svm       TS2Vec's protocol: an RBF SVM on the frozen features
+  ssl_contrastive    contrastive  SetFit's recipe (finetune/contrastive.py): the encoder tuned on
+                               pairs of the labelled examples, then a logistic-regression head
   supervised_scratch full      the same architecture from random weights, on the labels only
   scratch_distill    distill   ssl_distill from supervised_scratch's fit, the student from random
                                weights: self-training without pre-training, its control
@@ -19,15 +21,22 @@ A name is a starting point and a way to fit it (finetune/):
   generic_probe      linear    a head on a generic pretrained model's features
                                (config.generic_model)
   generic_finetune   full      that generic model fine-tuned
-  tapt_probe / tapt_finetune / tapt_lora   the generic model after TAPT (text)
+  generic_contrastive  contrastive  the generic model tuned as ssl_contrastive
+  tapt_probe / tapt_finetune / tapt_lora / tapt_contrastive   the generic model after TAPT (text)
+  bag_of_embeddings  full      fastText's model (models/bag.py) from random weights (text)
 and the classical baselines, which read the raw inputs (study/baselines.py): pixels_logreg,
 tfidf_logreg, raw_logreg, nn1_euclidean. A modality builds the starting points it has
-(`Start`s named ssl, scratch, generic, tapt) and the baselines it offers; `build` does the rest.
+(`Start`s named ssl, scratch, generic, tapt, bag) and the baselines it offers; `build` does the
+rest. Each method reads `config.finetune` with its own `finetune.per_method.<name>` settings over
+it (`settings_for`): a model from random weights wants other rates than a pre-trained one.
 """
 
 import dataclasses
 from typing import Any, Callable
 
+import ml_collections
+
+from ssl_jax import config as config_lib
 from ssl_jax.finetune import fitting
 from ssl_jax.finetune import layers
 
@@ -41,14 +50,18 @@ ENCODER_METHODS = {
     "ssl_fixmatch": ("ssl", "fixmatch"),
     "ssl_labelprop": ("ssl", "labelprop"),
     "ssl_svm": ("ssl", "svm"),
+    "ssl_contrastive": ("ssl", "contrastive"),
     "supervised_scratch": ("scratch", "full"),
     "scratch_distill": ("scratch", "distill"),
     "scratch_fixmatch": ("scratch", "fixmatch"),
     "generic_probe": ("generic", "linear"),
     "generic_finetune": ("generic", "full"),
+    "generic_contrastive": ("generic", "contrastive"),
     "tapt_probe": ("tapt", "linear"),
     "tapt_finetune": ("tapt", "full"),
     "tapt_lora": ("tapt", "lora"),
+    "tapt_contrastive": ("tapt", "contrastive"),
+    "bag_of_embeddings": ("bag", "full"),
 }
 BASELINES = ("pixels_logreg", "tfidf_logreg", "raw_logreg", "nn1_euclidean")
 TEACHERS = {"ssl_distill": "ssl_finetune", "scratch_distill": "supervised_scratch"}
@@ -66,13 +79,45 @@ class Start:
   features: Callable = None  # raw inputs -> (N, D) features of `init` (the frozen methods')
 
 
-def check(names, accepted, modality):
+def settings_for(name, finetune):
+  """`finetune` (config.finetune) with `finetune.per_method.<name>`'s settings over it."""
+  settings = finetune.per_method.get(name)
+  if not settings:
+    return finetune
+  changes = {}
+
+  def walk(node, prefix):
+    for key, value in node.items():
+      if isinstance(value, (dict, ml_collections.ConfigDict)):
+        walk(value, f"{prefix}{key}.")
+      else:
+        changes[f"{prefix}{key}"] = value
+
+  walk(settings, "")
+  for key in changes:
+    try:
+      config_lib.get(finetune, key)
+    except KeyError:
+      raise KeyError(
+          f"config.finetune.per_method.{name}.{key}: finetune has no key {key!r} "
+          f"({config_lib.unknown_key(key, finetune).args[0]})"
+      ) from None
+  return config_lib.derive(finetune, changes)
+
+
+def check(names, accepted, modality, per_method=()):
   """Fails before any work on a name `accepted` lacks, or a distillation without its teacher."""
   unknown = sorted(set(names) - set(accepted))
   if unknown:
     raise ValueError(
         f"label_efficiency.methods has {unknown}; the {modality} study's methods: "
         f"{list(accepted)}"
+    )
+  stray = sorted(set(per_method) - set(accepted))  # a typo; a method not run now is fine
+  if stray:
+    raise ValueError(
+        f"config.finetune.per_method has settings for {stray}, which the {modality} study "
+        f"does not have; its methods: {list(accepted)}"
     )
   for name, teacher in TEACHERS.items():
     if name in names and teacher not in names:
@@ -86,7 +131,6 @@ def build(names, starts, baselines, finetune_config, *, num_classes, mesh, pad_t
   """{name: (method, train inputs, test inputs)} in the order of `names`.
 
   starts: {'ssl' | 'scratch' | 'generic' | 'tapt': Start}; baselines: {name: the built triple}."""
-  ft = finetune_config
   built, computed = {}, {}
 
   def features(where, inputs):  # once per start and split: probe and propagation share them
@@ -99,7 +143,7 @@ def build(names, starts, baselines, finetune_config, *, num_classes, mesh, pad_t
       built[name] = baselines[name]
       continue
     where, mode = ENCODER_METHODS[name]
-    start = starts[where]
+    start, ft = starts[where], settings_for(name, finetune_config)
     size = layers.count(start.init["params"]) if start.init else 0
     if mode == "linear":
       method = fitting.LinearMethod(num_classes, mesh, ft, pad_to=pad_to, encoder_params=size)
@@ -124,6 +168,14 @@ def build(names, starts, baselines, finetune_config, *, num_classes, mesh, pad_t
       student = fitting.EncoderMethod(start.model, "full", ft, init=start.init)
       built[name] = (
           fitting.DistillMethod(student, TEACHERS[name], start.train_inputs),
+          start.train_inputs,
+          start.test_inputs,
+      )
+    elif mode == "contrastive":
+      from ssl_jax.finetune import contrastive  # pylint: disable=g-import-not-at-top
+
+      built[name] = (
+          contrastive.ContrastiveMethod(start.model, ft, init=start.init, pad_to=pad_to),
           start.train_inputs,
           start.test_inputs,
       )
