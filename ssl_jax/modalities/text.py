@@ -53,6 +53,7 @@ METHODS = (
     "bag_of_embeddings",
 )
 label_pool = text_study.label_pool
+TAPT_PAYS_FROM = 1000  # experiments/text.md, "TAPT as a curve": the first step count that helped
 # the hooks on a finished run (modalities/__init__.py, exporting.py): text_trained.py's
 trained_config = text_trained.trained_config
 read_inputs = text_trained.read_inputs
@@ -205,6 +206,13 @@ def pretrain(config, workdir):
     tapt_dir = os.path.join(workdir, "tapt")
     os.makedirs(tapt_dir, exist_ok=True)
     tapt = pretrain_encoder(tapt_config(config, len(corpus.pretraining_texts())), tapt_dir, corpus)
+    if config.text.tapt.steps < TAPT_PAYS_FROM:
+      print(
+          f"TAPT ran {config.text.tapt.steps} steps (text.tapt.steps). On BBC News it paid from "
+          f"about {TAPT_PAYS_FROM:,} steps of 16 (a fresh MLM head on MiniLM: 200 steps did not "
+          "help); measured curve: experiments/text.md, the longer run: configs/text_full.py",
+          flush=True,
+      )
   extra = {
       "dataset": corpus.name,
       "num_classes": corpus.num_classes,
