@@ -1,5 +1,5 @@
-"""The text study at its full length on BBC News: contrastive few-label fine-tuning (SetFit's recipe)
-on the generic and the TAPT encoder, and the from-scratch models' rates chosen by CV.
+"""The text study at full length on BBC News: a longer TAPT, contrastive few-label fine-tuning
+(SetFit's recipe) of the generic and the TAPT encoder, the from-scratch models' rates by CV.
 
   python -m ssl_jax.main --config=configs/text_full.py --workdir=/tmp/ssl_text_full
   python -m ssl_jax.main --config=configs/text_full.py:tapt_steps=3000 --workdir=DIR

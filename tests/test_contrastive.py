@@ -1,5 +1,5 @@
-"""Contrastive few-label fine-tuning (SetFit's recipe): the pair loss against numpy, the step on 1 vs
-8 devices, the stage pulling a class together, and the mode on image and series encoders."""
+"""Contrastive few-label fine-tuning (SetFit's recipe): the pair loss against numpy, the step on 1
+vs 8 devices, the stage pulling a class together, and the mode on image and series encoders."""
 
 import jax
 import numpy as np

@@ -20,9 +20,9 @@ penalty at C = `contrastive_head_c`, 1 by default) on the L2-normalised tuned fe
 linear.py without standardisation; the classifier reads normalised features (a twin model whose
 `Classifier.normalize_features` is on), so the kept classifier predicts as it was scored. On the
 validation rows of BBC News (the label pool's undrawn texts), this head on the generic MiniLM's
-features beat the linear probe's (standardised features, Adam) by 7.8 / 1.8 / 0.9 points at 1 / 5 /
-10 labels per class (experiments/text.md). Nothing here is specific to text: images and series train the
-same way on their own views (inputs.py).
+features beat the linear probe's (standardised features, Adam) by 7.8 / 1.8 / 0.9 points at 1 / 5
+/ 10 labels per class (experiments/text.md). Nothing here is specific to text: images and series
+train the same way on their own views (inputs.py).
 """
 
 import jax
