@@ -23,6 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 
 from ssl_jax import config as config_lib  # noqa: E402
+from ssl_jax import main as main_lib  # noqa: E402
 from ssl_jax.data import subsets  # noqa: E402
 from ssl_jax.modalities import text as text_modality  # noqa: E402
 from ssl_jax.study import loop  # noqa: E402
@@ -37,12 +38,7 @@ def parse(argv):
   parser.add_argument("--draws", type=int, default=0, help="draws per budget (0: the config's)")
   parser.add_argument("--out", required=True, help="the JSON file to write")
   args, rest = parser.parse_known_args(argv)
-  overrides = []
-  for item in rest:
-    if not item.startswith("--config."):
-      parser.error(f"unrecognised argument {item!r}; overrides look like --config.KEY=VALUE")
-    overrides.append(item[len("--config.") :])
-  config = config_lib.override(config_lib.load(args.config), overrides)
+  config = config_lib.override(config_lib.load(args.config), main_lib.overrides(parser, rest))
   budgets = [int(b) for b in args.budgets.split(",") if b.strip()] or None
   return config_lib.finalize(config), budgets, args.draws or None, args.out
 

@@ -15,13 +15,18 @@ def parse(argv, schema=config_lib.BASE):
   parser.add_argument("--config", required=True, help="configs/NAME.py[:ARG]")
   parser.add_argument("--workdir", required=True, help="checkpoints, metrics and results go here")
   args, rest = parser.parse_known_args(argv)
-  overrides = []
+  config = config_lib.override(config_lib.load(args.config), overrides(parser, rest), schema)
+  return config_lib.finalize(config, args.workdir, schema), args.workdir
+
+
+def overrides(parser, rest):
+  """The KEY=VALUE of each `--config.KEY=VALUE` left over by `parser`; anything else is an error."""
+  found = []
   for item in rest:
     if not item.startswith("--config."):
       parser.error(f"unrecognised argument {item!r}; overrides look like --config.KEY=VALUE")
-    overrides.append(item[len("--config.") :])
-  config = config_lib.override(config_lib.load(args.config), overrides, schema)
-  return config_lib.finalize(config, args.workdir, schema), args.workdir
+    found.append(item[len("--config.") :])
+  return found
 
 
 EXPLICIT = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
