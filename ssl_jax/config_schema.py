@@ -7,6 +7,18 @@ adds its own section and schema (`config.Schema`), not a key here.
 
 import ml_collections
 
+# FixMatch's strong image view (finetune/inputs.py): random-resized-crop area, rotation and shear
+# in degrees, shift as a fraction of the side, the share of views elastically distorted (at the
+# pre-training views' strength, where the data has one) and the erased square's side (Cutout)
+STRONG_IMAGES = dict(
+    crop_scale=(0.35, 1.0),
+    rotate_degrees=20.0,
+    shear_degrees=15.0,
+    translate=0.1,
+    elastic_prob=0.5,
+    erase=0.4,
+)
+
 
 def base_config():
   """Every key the library reads, with its type and default."""
@@ -216,13 +228,18 @@ def base_config():
   c.finetune.distill_temperature = 1.0
   # ssl_fixmatch / scratch_fixmatch (FixMatch, finetune/fixmatch.py): steps, labelled batch, pool
   # images per labelled one, the pseudo-label confidence threshold and the unlabelled term's
-  # weight (the paper's 0.95, 1 and 7), and distribution alignment of the weak predictions
+  # weight (the paper's 0.95, 1 and 7), distribution alignment of the weak predictions, and
+  # FlexMatch's class-wise thresholds (fixmatch_flex: fixmatch_threshold scaled per class by how
+  # often the class is predicted confidently)
   c.finetune.fixmatch_steps = 300
   c.finetune.fixmatch_batch_size = 16
   c.finetune.fixmatch_unlabeled_ratio = 7
   c.finetune.fixmatch_threshold = 0.95
   c.finetune.fixmatch_weight = 1.0
   c.finetune.fixmatch_align = False
+  c.finetune.fixmatch_flex = False
+  # the image strong view's strength (STRONG_IMAGES above says what each key does)
+  c.finetune.strong = ml_collections.ConfigDict(STRONG_IMAGES)
   # FixMatch's start: this many pool images per class, those label propagation on the starting
   # encoder's features is surest of, join the labels with their propagated labels (0: off)
   c.finetune.fixmatch_labelprop = 0

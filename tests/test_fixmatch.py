@@ -1,5 +1,7 @@
-"""FixMatch: the pseudo-label loss against numpy, its threshold, the strong view, the step on 1 vs 8
-devices, and both study methods end to end."""
+"""FixMatch: the pseudo-label loss against numpy, its threshold, FlexMatch's class-wise thresholds,
+the strong view, the step on 1 vs 8 devices, and both study methods end to end."""
+
+import collections
 
 import jax
 import jax.numpy as jnp
@@ -63,6 +65,47 @@ def test_threshold_is_honoured():
     np.testing.assert_allclose(float(loss), kept / 3 * np.log(2), rtol=1e-6)
 
 
+def _numpy_flex(pool_labels, threshold, num_classes, previous):
+  """FlexMatch's class-wise thresholds as the authors' code computes them (a Counter over the
+  records, threshold warm-up: the unused count in the denominator)."""
+  counter = collections.Counter(pool_labels.tolist())
+  beta = np.array(previous, np.float64)
+  if max(counter.values()) < len(pool_labels):
+    beta = np.array([counter[c] / max(counter.values()) for c in range(num_classes)])
+  return beta, threshold * beta / (2 - beta)
+
+
+@pytest.mark.parametrize(
+    "records",
+    [
+        [-1] * 10,  # the start: every record unused, beta stays as it was
+        [0] * 10,  # one class holds every record: beta stays as it was
+        [-1, -1, -1, -1, -1, -1, 0, 0, 1, 2],  # warm-up: the unused count is the largest
+        [0, 0, 0, 0, 1, 1, 2, -1, -1, 0],  # class 0 the largest, class 3 never
+    ],
+)
+def test_flex_thresholds_match_the_authors_rule(records):
+  records = np.array(records, np.int32)
+  previous = np.array([0.1, 0.2, 0.3, 0.4], np.float32)
+  beta, thresholds = fixmatch.flex_thresholds(jnp.asarray(records), 0.9, 4, jnp.asarray(previous))
+  want_beta, want = _numpy_flex(records, 0.9, 4, previous)
+  np.testing.assert_allclose(np.asarray(beta), want_beta, rtol=1e-6)
+  np.testing.assert_allclose(np.asarray(thresholds), want, rtol=1e-6)
+
+
+def test_class_thresholds_apply_by_pseudo_label():
+  # class-0 pseudo-labels at confidence 0.6 and 0.9, class-1 ones at 0.6 and 0.9
+  p = np.array([[0.6, 0.4], [0.9, 0.1], [0.4, 0.6], [0.1, 0.9]])
+  weak, strong = jnp.asarray(np.log(p), jnp.float32), jnp.zeros((4, 2))
+  thresholds = jnp.asarray([0.5, 0.8])  # class 1's is stricter: its 0.6 is dropped
+  loss, extra = fixmatch.pseudo_label_loss(weak, strong, thresholds)
+  assert float(extra["mask_rate"]) == pytest.approx(3 / 4)
+  np.testing.assert_allclose(float(loss), 3 / 4 * np.log(2), rtol=1e-6)
+  want, _ = _numpy_loss(np.log(p), np.zeros((4, 2)), 0.0)  # all kept at threshold 0
+  loss_all, _ = fixmatch.pseudo_label_loss(weak, strong, jnp.zeros(2))
+  np.testing.assert_allclose(float(loss_all), want, rtol=1e-6)
+
+
 def test_strong_view_erases_a_square_and_keeps_shape():
   x = np.full((4, 16, 16, 1), 255, np.uint8)
   erased = np.asarray(inputs.erase(jax.random.PRNGKey(0), jnp.ones((4, 16, 16, 1)), size=0.4))
@@ -71,47 +114,63 @@ def test_strong_view_erases_a_square_and_keeps_shape():
   assert np.all(zeros > 0) and np.all(zeros <= 7 * 7)  # one square of side round(6.4), clipped
   strong = inputs.Images(image_size=16).strong(jax.random.PRNGKey(1), jnp.asarray(x))
   assert strong.shape == (4, 16, 16, 1) and float(strong.min()) == 0.0
+  # finetune.strong sets its strength: no erasing, no crop, no affine change leaves white images
+  c = config_lib.base_config()
+  c.finetune.strong.erase, c.finetune.strong.crop_scale = 0.0, (1.0, 1.0)
+  c.finetune.strong.rotate_degrees = c.finetune.strong.shear_degrees = 0.0
+  c.finetune.strong.translate = 0.0
+  plain = inputs.Images(image_size=16, strong=c.finetune.strong)
+  np.testing.assert_allclose(np.asarray(plain.strong(jax.random.PRNGKey(1), jnp.asarray(x))), 1.0)
+  with pytest.raises(ValueError, match="finetune.strong has \\['eras'\\]; accepted keys"):
+    inputs.Images(strong={"eras": 0.1})
 
 
-def _finetuner(mesh_data):
+def _finetuner(mesh_data, flex_pool=0):
   model = _model(mesh_data)
-  key = ("fixmatch-test",)
+  key = ("fixmatch-test", flex_pool)
   if key not in model.finetuners:
     model.finetuners[key] = fixmatch.FixMatchFinetuner(
-        model, batch_size=8, unlabeled_ratio=2, align=True
+        model, batch_size=8, unlabeled_ratio=2, align=True, flex_pool=flex_pool
     )
   return model.finetuners[key]
 
 
-def test_fixmatch_step_on_8_devices_equals_one_device():
+@pytest.mark.parametrize("flex", [False, True])
+def test_fixmatch_step_on_8_devices_equals_one_device(flex):
   assert jax.device_count() == 8, "conftest sets 8 simulated devices"
   x, y = _images(8, seed=3)
-  pool, _ = _images(16, seed=4)
+  pool, _ = _images(24, seed=4)
   hp_values = {**HP, "fixmatch_threshold": 0.3, "fixmatch_weight": 1.0}
+  index = [np.arange(16, dtype=np.int32), np.arange(8, 24, dtype=np.int32)[::-1]]
   results = []
   for mesh_data in (1, 8):
-    finetuner = _finetuner(mesh_data)
+    finetuner = _finetuner(mesh_data, flex_pool=len(pool) if flex else 0)
     model = finetuner.model
     state = finetuner.init_state(_pretrained_like(_model(1).init(2)), seed=2)
     hp = jax.device_put({k: np.float32(hp_values[k]) for k in fixmatch.TRACED}, model.replicated)
     for step in range(2):
-      batch = jax.device_put(
-          {"x": x, "y": y, "u": pool[::-1] if step else pool}, model.batch_sharding
-      )
+      batch = {"x": x, "y": y, "u": pool[index[step]]}
+      if flex:
+        batch["u_index"] = index[step]
+      batch = jax.device_put(batch, model.batch_sharding)
       state, metrics = finetuner._step(state, batch, hp)  # pylint: disable=protected-access
     results.append(
         (
             jax.device_get(state["trainable"]),
             jax.device_get(state["weak_mean"]),
             {k: float(v) for k, v in metrics.items()},
+            jax.device_get(state.get("pool_labels")),
         )
     )
-  (p1, w1, m1), (p8, w8, m8) = results
+  (p1, w1, m1, r1), (p8, w8, m8, r8) = results
   assert 0 < m1["mask_rate"] <= 1  # the unlabelled term took part
   for k in ("loss", "mask_rate"):
     np.testing.assert_allclose(m8[k], m1[k], rtol=1e-5)
   np.testing.assert_allclose(w8, w1, rtol=1e-5)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-4), p8, p1)
+  if flex:  # the records: the drawn rows confident above 0.3 hold a class, the others none
+    np.testing.assert_array_equal(r8, r1)
+    assert np.all(r1 >= 0) and 0 < m1["class_beta_min"] <= 1
 
 
 def test_both_fixmatch_methods_run_in_the_study():
@@ -128,7 +187,9 @@ def test_both_fixmatch_methods_run_in_the_study():
   c.finetune.fixmatch_steps = 3
   c.finetune.fixmatch_batch_size = 4
   c.finetune.fixmatch_unlabeled_ratio = 2
-  c.finetune.fixmatch_labelprop = 2  # both start from label propagation's 2 surest per class
+  c.finetune.fixmatch_labelprop = 2  # ssl_fixmatch starts from label propagation's 2 surest
+  # the control without the start, with FlexMatch's thresholds (each method its own settings)
+  c.finetune.per_method = dict(scratch_fixmatch=dict(fixmatch_labelprop=0, fixmatch_flex=True))
   c.finetune.labelprop_neighbors = 4  # FixMatch's start; ssl_labelprop takes its grid's
   c.finetune.grid.labelprop = dict(labelprop_neighbors=(6,), labelprop_alpha=())
   encoder = _pretrained_like(_model(1).init(0))
@@ -140,11 +201,12 @@ def test_both_fixmatch_methods_run_in_the_study():
   )
   by_method = {r["method"]: r for r in rows}
   assert set(by_method) == {"ssl_fixmatch", "scratch_fixmatch", "ssl_labelprop"}
-  for name in ("ssl_fixmatch", "scratch_fixmatch"):
+  for name, start, flex in (("ssl_fixmatch", 2, False), ("scratch_fixmatch", 0, True)):
     row = by_method[name]
     assert row["mode"] == "fixmatch" and 0 <= row["accuracy_mean"] <= 1
     assert row["hyperparameters"]["fixmatch_threshold"] == 0.95
-    assert row["hyperparameters"]["fixmatch_labelprop"] == 2
+    assert row["hyperparameters"]["fixmatch_labelprop"] == start
+    assert row["hyperparameters"]["fixmatch_flex"] == flex
     assert row["trainable_params"] == row["total_params"]
   row = by_method["ssl_labelprop"]
   assert row["mode"] == "labelprop" and 0 <= row["accuracy_mean"] <= 1

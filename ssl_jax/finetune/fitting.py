@@ -144,6 +144,7 @@ class FixMatchMethod(EncoderMethod):
         batch_size=int(hp["batch_size"]),
         unlabeled_ratio=int(hp["fixmatch_unlabeled_ratio"]),
         align=bool(hp["fixmatch_align"]),
+        flex_pool=len(self.pool) if hp["fixmatch_flex"] else 0,
     )
     key = (self.mode,) + tuple(sorted(settings.items()))
     if key not in self.model.finetuners:

@@ -6,9 +6,10 @@
   tokens   int (N, L)          -> unchanged; augmented by dropping a fraction of tokens (set to pad)
   series   float (N, T[, C])   -> unchanged; augmented by random scaling and Gaussian jitter
 `strong` is the strong view semi-supervised fine-tuning trains on (finetune/fixmatch.py): images
-get a wider crop, a random rotation, shear and shift, an elastic distortion and a random erased
-square (Cutout, DeVries & Taylor 2017, as FixMatch's strong views end); tokens and series get
-three times the weak view's dropping, scaling and jitter.
+get a wider crop, a random rotation, shear and shift, an elastic distortion on a share of the views
+and a random erased square (Cutout, DeVries & Taylor 2017, as FixMatch's strong views end), each
+as strong as `finetune.strong` says (config_schema.STRONG_IMAGES: the keys and defaults); tokens
+and series get three times the weak view's dropping, scaling and jitter.
 All are pure JAX and run inside the jitted step. `for_arrays` picks one by the data.
 """
 
@@ -16,14 +17,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ssl_jax.config_schema import STRONG_IMAGES
 from ssl_jax.data import image_ops
 
 
 class Images:
 
-  def __init__(self, *, image_size=None, crop_scale=(0.5, 1.0), flip_prob=0.0, elastic=None):
+  def __init__(
+      self, *, image_size=None, crop_scale=(0.5, 1.0), flip_prob=0.0, elastic=None, strong=None
+  ):
     self.image_size, self.crop_scale, self.flip_prob = image_size, tuple(crop_scale), flip_prob
     self.elastic = dict(elastic or {})
+    unknown = set(strong or {}) - set(STRONG_IMAGES)
+    if unknown:
+      raise ValueError(
+          f"finetune.strong has {sorted(unknown)}; accepted keys: {sorted(STRONG_IMAGES)}"
+      )
+    self.strong_settings = {**STRONG_IMAGES, **dict(strong or {})}
 
   def preprocess(self, x):
     x = x.astype(jnp.float32) / 255.0
@@ -50,24 +60,25 @@ class Images:
 
   def strong(self, rng, x):
     k_view, k_erase = jax.random.split(rng)
-    # half the views get the pre-training views' elastic distortion, where the data has one
-    elastic = {**self.elastic, "elastic_prob": 0.5 if self.elastic.get("elastic_alpha") else 0.0}
+    s = self.strong_settings
+    # a share of the views get the pre-training views' elastic distortion, where the data has one
+    share = s["elastic_prob"] if self.elastic.get("elastic_alpha") else 0.0
     x = image_ops.augment_views(
         k_view,
         x.astype(jnp.float32) / 255.0,
         num_views=1,
         crop_size=self.image_size,
-        crop_scale=(0.35, 1.0),
+        crop_scale=tuple(s["crop_scale"]),
         flip_prob=self.flip_prob,
         jitter_prob=0.0,
         grayscale_prob=0.0,
         affine_prob=1.0,
-        rotate_degrees=20.0,
-        shear_degrees=15.0,
-        translate=0.1,
-        **elastic,
+        rotate_degrees=float(s["rotate_degrees"]),
+        shear_degrees=float(s["shear_degrees"]),
+        translate=float(s["translate"]),
+        **{**self.elastic, "elastic_prob": share},
     )[0]
-    return erase(k_erase, x, size=0.4)
+    return erase(k_erase, x, size=float(s["erase"])) if s["erase"] > 0 else x
 
 
 def erase(rng, x, *, size):
@@ -126,12 +137,25 @@ def elastic_of(config):
   )
 
 
-def for_arrays(x, *, image_size=None, crop_scale=(0.5, 1.0), flip_prob=0.0, elastic=None, pad_id=0):
+def for_arrays(
+    x,
+    *,
+    image_size=None,
+    crop_scale=(0.5, 1.0),
+    flip_prob=0.0,
+    elastic=None,
+    strong=None,
+    pad_id=0,
+):
   """The input kind of the data `x` (one of the three above), by dtype and rank."""
   x = np.asarray(x[:1])
   if x.dtype == np.uint8 and x.ndim == 4:
     return Images(
-        image_size=image_size, crop_scale=crop_scale, flip_prob=flip_prob, elastic=elastic
+        image_size=image_size,
+        crop_scale=crop_scale,
+        flip_prob=flip_prob,
+        elastic=elastic,
+        strong=strong,
     )
   if np.issubdtype(x.dtype, np.integer) and x.ndim == 2:
     return Tokens(pad_id=pad_id)

@@ -85,6 +85,7 @@ def run(config, workdir):
           crop_scale=ft.crop_scale,
           flip_prob=config.augment.flip_prob,
           elastic=inputs_lib.elastic_of(config),
+          strong=ft.strong,
       ),
       example=x,
       eval_batch_size=config.data.eval_batch_size,

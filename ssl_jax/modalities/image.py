@@ -98,6 +98,7 @@ def study_methods(config, features_of, train_source, test_source, mesh, pretrain
       crop_scale=ft.crop_scale,
       flip_prob=config.augment.flip_prob,
       elastic=inputs_lib.elastic_of(config),
+      strong=ft.strong,
   )
   model = None
   if any(
