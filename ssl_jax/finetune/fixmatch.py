@@ -144,8 +144,9 @@ class FixMatchFinetuner(step_lib.Finetuner):
     weak_mean = metrics.pop("weak_probs_mean")
     state["weak_mean"] = self.momentum * state["weak_mean"] + (1 - self.momentum) * weak_mean
     if self.flex_pool:
-      state["pool_labels"], state["class_beta"] = metrics.pop("pool_labels"), metrics["class_beta"]
-      metrics["class_beta_min"] = jnp.min(metrics.pop("class_beta"))
+      state["pool_labels"] = metrics.pop("pool_labels")
+      state["class_beta"] = metrics.pop("class_beta")
+      metrics["class_beta_min"] = jnp.min(state["class_beta"])
     return state, metrics
 
   def _draw(self, sampler, x, y):
@@ -161,7 +162,7 @@ class FixMatchFinetuner(step_lib.Finetuner):
     """Finetuner.fit with the unlabelled `pool` (N, ...) (labelled examples may be in it)."""
     if self.flex_pool and len(pool) != self.flex_pool:
       raise ValueError(
-          f"a pool of {len(pool)} examples for a FlexMatch step built for " f"{self.flex_pool}"
+          f"a pool of {len(pool)} examples for a FlexMatch step built for {self.flex_pool}"
       )
     self._pool = pool
     try:
