@@ -29,6 +29,7 @@ FREE_FORM = (
     "evals",
     "task_kwargs",
     "finetune.per_method",
+    "finetune.per_budget",
 )  # dicts whose keys the component reading them checks
 
 

@@ -238,6 +238,9 @@ def base_config():
   c.finetune.fixmatch_weight = 1.0
   c.finetune.fixmatch_align = False
   c.finetune.fixmatch_flex = False
+  # the decay of the weights' moving average a FixMatch fit evaluates and returns (0: the last
+  # weights; the paper's code: 0.999)
+  c.finetune.fixmatch_ema = 0.0
   # the image strong view's strength (STRONG_IMAGES above says what each key does)
   c.finetune.strong = ml_collections.ConfigDict(STRONG_IMAGES)
   # FixMatch's start: this many pool images per class, those label propagation on the starting
@@ -268,6 +271,9 @@ def base_config():
   # {'supervised_scratch': {'grid.full.learning_rate': (1e-3, 3e-3)}}: a model from random weights
   # wants other rates than a pre-trained one (study/methods.py)
   c.finetune.per_method = ml_collections.ConfigDict()
+  # the study's settings per budget: {labels per class as a string, or 'all': {finetune key:
+  # value}}, e.g. {'10': {'fixmatch_steps': 4000}}; a method's per_method settings go over them
+  c.finetune.per_budget = ml_collections.ConfigDict()
   # per-mode CV grids (keys: finetune/protocol.py:GRID_KEYS): () keeps the value above, one value
   # sets it for that mode alone, several are chosen between by the CV mean
   c.finetune.grid = ml_collections.ConfigDict(

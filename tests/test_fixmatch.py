@@ -125,14 +125,58 @@ def test_strong_view_erases_a_square_and_keeps_shape():
     inputs.Images(strong={"eras": 0.1})
 
 
-def _finetuner(mesh_data, flex_pool=0):
+def _finetuner(mesh_data, flex_pool=0, ema=0.0):
   model = _model(mesh_data)
-  key = ("fixmatch-test", flex_pool)
+  key = ("fixmatch-test", flex_pool, ema)
   if key not in model.finetuners:
     model.finetuners[key] = fixmatch.FixMatchFinetuner(
-        model, batch_size=8, unlabeled_ratio=2, align=True, flex_pool=flex_pool
+        model, batch_size=8, unlabeled_ratio=2, align=True, flex_pool=flex_pool, ema=ema
     )
   return model.finetuners[key]
+
+
+def test_ema_update_matches_numpy_with_its_warm_up():
+  rng = np.random.default_rng(8)
+  weights = [rng.standard_normal((3, 2)).astype(np.float32) for _ in range(4)]
+  average, want = {"w": jnp.asarray(weights[0])}, weights[0].astype(np.float64)
+  for t, w in enumerate(weights[1:], start=1):
+    average = fixmatch.ema_update(average, {"w": jnp.asarray(w)}, 0.999, t)
+    d = min(0.999, (1 + t) / (10 + t))  # 2/11, 3/12, 4/13: the warm-up, below the decay
+    want = d * want + (1 - d) * w
+  np.testing.assert_allclose(np.asarray(average["w"]), want, rtol=1e-6)
+  late = fixmatch.ema_update({"w": jnp.zeros(())}, {"w": jnp.ones(())}, 0.9, 10_000)
+  assert float(late["w"]) == pytest.approx(0.1)  # the decay itself once the warm-up passes it
+  with pytest.raises(ValueError, match="fixmatch_ema=1.0; accepted: 0 \\(off\\) or a decay"):
+    fixmatch.FixMatchFinetuner(_model(1), batch_size=8, ema=1.0)
+
+
+def test_fixmatch_with_ema_returns_the_average_of_its_weights():
+  finetuner = _finetuner(1, ema=0.9)
+  x, y = _images(8, seed=3)
+  pool, _ = _images(16, seed=4)
+  state = finetuner.init_state(_pretrained_like(_model(1).init(2)), seed=2)
+  hp_values = {**HP, "fixmatch_threshold": 0.3, "fixmatch_weight": 1.0}
+  hp = jax.device_put({k: np.float32(hp_values[k]) for k in fixmatch.TRACED})
+  want = jax.device_get(state["trainable"])
+  for step in range(1, 3):
+    batch = {"x": x, "y": y, "u": pool}
+    state, _ = finetuner._step(state, batch, hp)  # pylint: disable=protected-access
+    d = min(0.9, (1 + step) / (10 + step))
+    weights = jax.device_get(state["trainable"])
+    want = jax.tree.map(lambda a, w: d * a + (1 - d) * w, want, weights)
+  jax.tree.map(
+      lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
+      jax.device_get(state["ema"]),
+      want,
+  )
+  exported = finetuner._export(state)  # pylint: disable=protected-access
+  kernel = [p for p in want if p.endswith("kernel")][-1]
+  flat = {
+      "/".join(k.key for k in path): v
+      for path, v in jax.tree_util.tree_leaves_with_path(exported["params"])
+  }
+  np.testing.assert_allclose(np.asarray(flat[kernel]), want[kernel], rtol=1e-5, atol=1e-7)
+  assert not np.allclose(want[kernel], weights[kernel])  # the average, not the last weights
 
 
 @pytest.mark.parametrize("flex", [False, True])
@@ -144,7 +188,7 @@ def test_fixmatch_step_on_8_devices_equals_one_device(flex):
   index = [np.arange(16, dtype=np.int32), np.arange(8, 24, dtype=np.int32)[::-1]]
   results = []
   for mesh_data in (1, 8):
-    finetuner = _finetuner(mesh_data, flex_pool=len(pool) if flex else 0)
+    finetuner = _finetuner(mesh_data, flex_pool=len(pool) if flex else 0, ema=0.999 * flex)
     model = finetuner.model
     state = finetuner.init_state(_pretrained_like(_model(1).init(2)), seed=2)
     hp = jax.device_put({k: np.float32(hp_values[k]) for k in fixmatch.TRACED}, model.replicated)
@@ -160,9 +204,10 @@ def test_fixmatch_step_on_8_devices_equals_one_device(flex):
             jax.device_get(state["weak_mean"]),
             {k: float(v) for k, v in metrics.items()},
             jax.device_get(state.get("pool_labels")),
+            jax.device_get(state.get("ema")),
         )
     )
-  (p1, w1, m1, r1), (p8, w8, m8, r8) = results
+  (p1, w1, m1, r1, e1), (p8, w8, m8, r8, e8) = results
   assert 0 < m1["mask_rate"] <= 1  # the unlabelled term took part
   for k in ("loss", "mask_rate"):
     np.testing.assert_allclose(m8[k], m1[k], rtol=1e-5)
@@ -171,6 +216,7 @@ def test_fixmatch_step_on_8_devices_equals_one_device(flex):
   if flex:  # the records: the drawn rows confident above 0.3 hold a class, the others none
     np.testing.assert_array_equal(r8, r1)
     assert np.all(r1 >= 0) and 0 < m1["class_beta_min"] <= 1
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-4), e8, e1)
 
 
 def test_both_fixmatch_methods_run_in_the_study():
@@ -187,9 +233,11 @@ def test_both_fixmatch_methods_run_in_the_study():
   c.finetune.fixmatch_steps = 3
   c.finetune.fixmatch_batch_size = 4
   c.finetune.fixmatch_unlabeled_ratio = 2
-  c.finetune.fixmatch_labelprop = 2  # ssl_fixmatch starts from label propagation's 2 surest
+  c.finetune.fixmatch_labelprop = 2  # label propagation's 2 surest (1 at this budget, below)
   # the control without the start, with FlexMatch's thresholds (each method its own settings)
   c.finetune.per_method = dict(scratch_fixmatch=dict(fixmatch_labelprop=0, fixmatch_flex=True))
+  # the budget's own schedule and weight average (finetune.per_budget), under the method's settings
+  c.finetune.per_budget = {"1": dict(fixmatch_steps=4, fixmatch_ema=0.99, fixmatch_labelprop=1)}
   c.finetune.labelprop_neighbors = 4  # FixMatch's start; ssl_labelprop takes its grid's
   c.finetune.grid.labelprop = dict(labelprop_neighbors=(6,), labelprop_alpha=())
   encoder = _pretrained_like(_model(1).init(0))
@@ -201,9 +249,10 @@ def test_both_fixmatch_methods_run_in_the_study():
   )
   by_method = {r["method"]: r for r in rows}
   assert set(by_method) == {"ssl_fixmatch", "scratch_fixmatch", "ssl_labelprop"}
-  for name, start, flex in (("ssl_fixmatch", 2, False), ("scratch_fixmatch", 0, True)):
+  for name, start, flex in (("ssl_fixmatch", 1, False), ("scratch_fixmatch", 0, True)):
     row = by_method[name]
     assert row["mode"] == "fixmatch" and 0 <= row["accuracy_mean"] <= 1
+    assert row["hyperparameters"]["steps"] == 4 and row["hyperparameters"]["fixmatch_ema"] == 0.99
     assert row["hyperparameters"]["fixmatch_threshold"] == 0.95
     assert row["hyperparameters"]["fixmatch_labelprop"] == start
     assert row["hyperparameters"]["fixmatch_flex"] == flex

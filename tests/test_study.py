@@ -111,6 +111,29 @@ def test_per_method_settings_change_that_method_alone_and_name_bad_keys():
   methods.check(["ssl_finetune"], modalities.get("image").METHODS, "image", {"ssl_lora": {}})
 
 
+def test_per_budget_settings_go_under_the_methods_and_name_bad_keys():
+  c = config_lib.base_config()
+  c.finetune.per_budget = {"10": {"fixmatch_steps": 4000, "learning_rate": 1e-3}, "all": {}}
+  c.finetune.per_method = {"scratch_fixmatch": {"learning_rate": 1e-2}}
+  methods.check_per_budget(c.finetune)
+  at_10 = methods.settings_for("ssl_fixmatch", c.finetune, 10)
+  assert at_10.fixmatch_steps == 4000 and at_10.learning_rate == 1e-3
+  scratch = methods.settings_for("scratch_fixmatch", c.finetune, 10)
+  assert scratch.fixmatch_steps == 4000 and scratch.learning_rate == 1e-2  # the method's win
+  assert methods.settings_for("ssl_fixmatch", c.finetune, 5) is c.finetune
+  assert methods.settings_for("ssl_fixmatch", c.finetune, -1) is c.finetune  # 'all', empty
+  assert methods.budget_key(-1) == "all" and methods.budget_key(10) == "10"
+  c.finetune.per_budget = {"ten": {"fixmatch_steps": 4000}}
+  with pytest.raises(ValueError, match=r"per_budget has the key 'ten'; accepted: a count"):
+    methods.check_per_budget(c.finetune)
+  c.finetune.per_budget = {"10": {"fixmatch_step": 4000}}
+  with pytest.raises(KeyError, match=r"per_budget.10.fixmatch_step: .*'fixmatch_steps'"):
+    methods.check_per_budget(c.finetune)
+  c.finetune.per_budget = {"10": {"per_method": {"ssl_fixmatch": {"learning_rate": 1.0}}}}
+  with pytest.raises(KeyError, match=r"per_budget.10.per_method.ssl_fixmatch.learning_rate: "):
+    methods.check_per_budget(c.finetune)
+
+
 def test_the_schedule_grows_with_the_labelled_set_and_never_shrinks():
   hp = {"steps": 100, "batch_size": 16, "epochs": 10.0}
   assert protocol.scheduled(hp, 50)["steps"] == 100  # 10 passes over 50 labels: 32 steps

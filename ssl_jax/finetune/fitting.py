@@ -145,6 +145,7 @@ class FixMatchMethod(EncoderMethod):
         unlabeled_ratio=int(hp["fixmatch_unlabeled_ratio"]),
         align=bool(hp["fixmatch_align"]),
         flex_pool=len(self.pool) if hp["fixmatch_flex"] else 0,
+        ema=float(hp["fixmatch_ema"]),
     )
     key = (self.mode,) + tuple(sorted(settings.items()))
     if key not in self.model.finetuners:

@@ -18,6 +18,11 @@ With `fixmatch_flex`, each class gets its own threshold (FlexMatch, Zhang et al.
 pseudo-labelling; `flex_thresholds`): a class whose pool examples are rarely predicted confidently
 is learnt slowly, so its threshold is lowered in proportion. The pool is then drawn without
 replacement within a step, so each drawn example updates its record once.
+With `fixmatch_ema` > 0 the fit evaluates and returns an exponential moving average of the
+weights, as the paper's code does (decay 0.999 there): after step t the average takes
+1 - d_t of the new weights, d_t = min(ema, (1 + t) / (10 + t)) (the warm-up of TensorFlow's
+ExponentialMovingAverage with num_updates, so that a run of a few thousand steps does not keep
+the starting weights in its average); BatchNorm's running statistics are the model's own.
 Hyperparameters: the paper's threshold 0.95, weight 1 and ratio 7; the learning rate and weight
 decay are the `full` mode's.
 """
@@ -75,17 +80,40 @@ def flex_thresholds(pool_labels, threshold, num_classes, previous_beta):
   return beta, threshold * beta / (2.0 - beta)
 
 
+def ema_update(average, weights, decay, updates):
+  """The moving average after its `updates`-th update (1, 2, ...): each leaf
+  d * average + (1 - d) * weights with d = min(decay, (1 + updates) / (10 + updates))."""
+  updates = jnp.asarray(updates, jnp.float32)
+  d = jnp.minimum(decay, (1.0 + updates) / (10.0 + updates))
+  return jax.tree.map(lambda a, w: d * a + (1.0 - d) * w, average, weights)
+
+
 class FixMatchFinetuner(step_lib.Finetuner):
   """`full` fine-tuning with FixMatch's unlabelled term; `fit` takes the pool."""
 
   traced = TRACED
 
   def __init__(
-      self, model, *, batch_size, unlabeled_ratio=7, align=False, flex_pool=0, momentum=0.999
+      self,
+      model,
+      *,
+      batch_size,
+      unlabeled_ratio=7,
+      align=False,
+      flex_pool=0,
+      ema=0.0,
+      momentum=0.999,
   ):
-    """flex_pool: the pool's size for FlexMatch's class-wise thresholds (0: one threshold)."""
+    """flex_pool: the pool's size for FlexMatch's class-wise thresholds (0: one threshold).
+    ema: the decay of the weights' moving average the fit returns (0: the last weights)."""
     if unlabeled_ratio < 1:
       raise ValueError(f"finetune.fixmatch_unlabeled_ratio={unlabeled_ratio}; accepted: >= 1")
+    if not 0.0 <= ema < 1.0:
+      raise ValueError(
+          f"finetune.fixmatch_ema={ema}; accepted: 0 (off) or a decay in (0, 1), e.g. the "
+          "paper's 0.999"
+      )
+    self.ema = float(ema)
     if not hasattr(model.inputs, "strong"):
       raise ValueError(f"{type(model.inputs).__name__} inputs have no strong view for FixMatch")
     self.unlabeled_ratio, self.align, self.momentum = int(unlabeled_ratio), bool(align), momentum
@@ -106,6 +134,8 @@ class FixMatchFinetuner(step_lib.Finetuner):
     if self.flex_pool:
       state["pool_labels"] = jnp.full((self.flex_pool,), -1, jnp.int32)
       state["class_beta"] = jnp.zeros((classes,), jnp.float32)
+    if self.ema:
+      state["ema"] = jax.tree.map(jnp.copy, state["trainable"])
     return state
 
   def _loss(self, trainable, state, batch, hp, rng):
@@ -147,7 +177,14 @@ class FixMatchFinetuner(step_lib.Finetuner):
       state["pool_labels"] = metrics.pop("pool_labels")
       state["class_beta"] = metrics.pop("class_beta")
       metrics["class_beta_min"] = jnp.min(state["class_beta"])
+    if self.ema:
+      state["ema"] = ema_update(state["ema"], state["trainable"], self.ema, state["step"])
     return state, metrics
+
+  def _export_fn(self, state):
+    if not self.ema:
+      return super()._export_fn(state)
+    return {"params": self._params(state["ema"], state["frozen"]), **state["model_state"]}
 
   def _draw(self, sampler, x, y):
     batch = super()._draw(sampler, x, y)

@@ -14,9 +14,9 @@ A method has `mode`, `fit(hp, x, y, *, seed, val=None, log_every=0) -> step.Fit`
 hyperparameters: for a mode with a CV grid (finetune/protocol.py:GRID_KEYS), k-fold CV on draw
 0's labels picks a point of the grid and every draw of the budget uses it; a method with a
 `teacher` (distillation) takes its teacher's; other methods take `method.defaults(finetune
-config)` or none; each method's finetune config has its `finetune.per_method` settings
-(methods.settings_for). A `deterministic` method fits once on "every label" (the draws would
-repeat the same subset). Test labels only score.
+config)` or none; each method's finetune config has the budget's `finetune.per_budget` settings
+and its own `finetune.per_method` settings over it (methods.settings_for). A `deterministic`
+method fits once on "every label" (the draws would repeat the same subset). Test labels only score.
 """
 
 import functools
@@ -65,6 +65,7 @@ def run(config, built, train_labels, test_labels, log=_print, on_fit=None):
   """The rows of `built` over the budgets and draws of `config.label_efficiency`. `on_fit(name,
   budget, draw, method, fit, test accuracy)`, if given, sees every fit (prediction.Keeper)."""
   study = config.label_efficiency
+  methods.check_per_budget(config.finetune)
   # teachers before the methods that distil them; rows stay in `built`'s order
   order = sorted(built, key=lambda name: hasattr(built[name][0], "teacher"))
   rows = []
@@ -90,7 +91,9 @@ def run(config, built, train_labels, test_labels, log=_print, on_fit=None):
             decoded[id(train_x)] = np.asarray(drawn)
           drawn = decoded[id(train_x)]
         if draw == 0:
-          chosen[name] = _choose(config, name, method, chosen, drawn, labels, seed, log)
+          chosen[name] = _choose(
+              config, name, method, chosen, drawn, labels, seed, log, budget=budget
+          )
         started = time.time()
         teacher = getattr(method, "teacher", None)
         extra = dict(teacher_fit=fits[teacher], subset=subset) if teacher else {}
@@ -112,12 +115,12 @@ def run(config, built, train_labels, test_labels, log=_print, on_fit=None):
   return rows
 
 
-def _choose(config, name, method, chosen, x, y, seed, log):
+def _choose(config, name, method, chosen, x, y, seed, log, budget=None):
   """(hyperparameters, best CV result or None, CV seconds) of `method` for this budget."""
   teacher = getattr(method, "teacher", None)
   if teacher:  # the teacher's hyperparameters, no CV of its own
     return method.hyperparameters(chosen[teacher][0]), None, 0.0
-  ft = methods.settings_for(name, config.finetune)
+  ft = methods.settings_for(name, config.finetune, budget)
   if method.mode not in protocol.GRID_KEYS:
     hp = method.defaults(ft) if hasattr(method, "defaults") else {}
     return protocol.scheduled(hp, len(y)), None, 0.0

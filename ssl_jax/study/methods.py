@@ -28,7 +28,9 @@ and the classical baselines, which read the raw inputs (study/baselines.py): pix
 tfidf_logreg, raw_logreg, nn1_euclidean. A modality builds the starting points it has
 (`Start`s named ssl, scratch, generic, tapt, bag) and the baselines it offers; `build` does the
 rest. Each method reads `config.finetune` with its own `finetune.per_method.<name>` settings over
-it (`settings_for`): a model from random weights wants other rates than a pre-trained one.
+it (`settings_for`): a model from random weights wants other rates than a pre-trained one. The
+study's hyperparameters for a budget also take `finetune.per_budget.<labels per class>`'s settings
+(under the method's own): more labels may want a longer schedule.
 """
 
 import dataclasses
@@ -79,11 +81,28 @@ class Start:
   features: Callable = None  # raw inputs -> (N, D) features of `init` (the frozen methods')
 
 
-def settings_for(name, finetune):
-  """`finetune` (config.finetune) with `finetune.per_method.<name>`'s settings over it."""
-  settings = finetune.per_method.get(name)
+def budget_key(budget):
+  """The `finetune.per_budget` key of a budget: '10' for 10 labels per class, 'all' for every
+  label (study/loop.py:ALL_LABELS, -1)."""
+  return "all" if budget == -1 else str(int(budget))
+
+
+def settings_for(name, finetune, budget=None):
+  """`finetune` (config.finetune) with `finetune.per_budget.<budget>`'s settings over it when a
+  budget is given, then `finetune.per_method.<name>`'s over those (the method's own win)."""
+  changes = {}
+  if budget is not None:
+    changes.update(_settings(finetune, "per_budget", budget_key(budget)))
+  changes.update(_settings(finetune, "per_method", name))
+  return config_lib.derive(finetune, changes) if changes else finetune
+
+
+def _settings(finetune, where, entry):
+  """{dotted finetune key: value} of `finetune.<where>.<entry>` ({} without it), each key
+  checked against `finetune`."""
+  settings = finetune[where].get(entry)
   if not settings:
-    return finetune
+    return {}
   changes = {}
 
   def walk(node, prefix):
@@ -95,14 +114,29 @@ def settings_for(name, finetune):
 
   walk(settings, "")
   for key in changes:
+    top = key.split(".")[0]
+    if top in ("per_method", "per_budget"):
+      raise KeyError(f"config.finetune.{where}.{entry}.{key}: settings cannot hold {top}")
     try:
       config_lib.get(finetune, key)
     except KeyError:
       raise KeyError(
-          f"config.finetune.per_method.{name}.{key}: finetune has no key {key!r} "
+          f"config.finetune.{where}.{entry}.{key}: finetune has no key {key!r} "
           f"({config_lib.unknown_key(key, finetune).args[0]})"
       ) from None
-  return config_lib.derive(finetune, changes)
+  return changes
+
+
+def check_per_budget(finetune):
+  """Fails before any work on a `finetune.per_budget` key that names no budget, or a setting
+  finetune does not have."""
+  for key in finetune.per_budget:
+    if key != "all" and not (str(key).isdigit() and int(key) >= 1):
+      raise ValueError(
+          f"config.finetune.per_budget has the key {key!r}; accepted: a count of labels per "
+          "class as a string ('10'), or 'all' for every label"
+      )
+    _settings(finetune, "per_budget", key)
 
 
 def check(names, accepted, modality, per_method=()):
