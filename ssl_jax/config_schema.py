@@ -272,7 +272,9 @@ def base_config():
   # wants other rates than a pre-trained one (study/methods.py)
   c.finetune.per_method = ml_collections.ConfigDict()
   # the study's settings per budget: {labels per class as a string, or 'all': {finetune key:
-  # value}}, e.g. {'10': {'fixmatch_steps': 4000}}; a method's per_method settings go over them
+  # value}}, e.g. {'10': {'fixmatch_steps': 4000}}; a method's per_method settings go over them.
+  # They reach what the study chooses per budget (hyperparameters, grids, CV, schedules); what a
+  # method reads once when built (augment, lora_regex, eval_every, patience) is per_method only
   c.finetune.per_budget = ml_collections.ConfigDict()
   # per-mode CV grids (keys: finetune/protocol.py:GRID_KEYS): () keeps the value above, one value
   # sets it for that mode alone, several are chosen between by the CV mean

@@ -137,6 +137,8 @@ def test_distillation_targets_are_the_teachers_probabilities_and_the_labels():
   subset, labels = np.array([2, 7]), np.array([3, 0])
   hp = method.hyperparameters({**protocol.defaults(ft), "stop_at": 2, "learning_rate": 1e-3})
   assert (hp["steps"], hp["batch_size"], hp["stop_at"], hp["learning_rate"]) == (3, 16, None, 1e-3)
+  budget = ml_collections.ConfigDict({**ft.to_dict(), "distill_steps": 5})  # a budget's settings
+  assert method.hyperparameters(protocol.defaults(ft), budget)["steps"] == 5
   targets = method.targets(teacher, subset, labels, 2.0)
   logits = (
       np.asarray(model.module.apply(teacher.variables, model.inputs.preprocess(pool)), np.float64)

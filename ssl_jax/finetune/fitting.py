@@ -83,8 +83,10 @@ class DistillMethod:
   def __init__(self, student, teacher, pool):
     self.student, self.teacher, self.pool = student, teacher, pool
 
-  def hyperparameters(self, teacher_hp):
-    ft = self.student.config
+  def hyperparameters(self, teacher_hp, finetune_config=None):
+    """The teacher's hyperparameters with the student's schedule from `finetune_config` (the
+    study's settings for this budget; None: the student's own config)."""
+    ft = finetune_config or self.student.config
     return {
         **teacher_hp,
         "steps": int(ft.distill_steps),

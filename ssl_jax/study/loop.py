@@ -118,9 +118,9 @@ def run(config, built, train_labels, test_labels, log=_print, on_fit=None):
 def _choose(config, name, method, chosen, x, y, seed, log, budget=None):
   """(hyperparameters, best CV result or None, CV seconds) of `method` for this budget."""
   teacher = getattr(method, "teacher", None)
-  if teacher:  # the teacher's hyperparameters, no CV of its own
-    return method.hyperparameters(chosen[teacher][0]), None, 0.0
   ft = methods.settings_for(name, config.finetune, budget)
+  if teacher:  # the teacher's hyperparameters, no CV of its own
+    return method.hyperparameters(chosen[teacher][0], ft), None, 0.0
   if method.mode not in protocol.GRID_KEYS:
     hp = method.defaults(ft) if hasattr(method, "defaults") else {}
     return protocol.scheduled(hp, len(y)), None, 0.0
