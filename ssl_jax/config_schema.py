@@ -125,6 +125,8 @@ def base_config():
   # resnet: each block's last BatchNorm scale starts at 0 (True; SimCLR's TF code) or 1
   # (torchvision)
   c.model.zero_init_residual = True
+  # auto (XLA's; on the CPU with a materialised kernel-gradient input, im2col for <= 2x2 maps) |
+  # xla | materialised | wgrad | im2col (models/conv.py)
   c.model.conv_impl = "auto"
   # XLA:CPU's library for convolutions: eigen (3-18x faster here) | ynnpack (XLA's default);
   # models/conv.py

@@ -29,6 +29,7 @@ from ssl_jax import preemption
 from ssl_jax import sharding as sharding_lib
 from ssl_jax.data import pipeline
 from ssl_jax.data import sources
+from ssl_jax.models import conv as conv_lib
 from ssl_jax.train_step import build, build_task, Components, TrainState  # noqa: F401 (the API)
 
 
@@ -211,6 +212,8 @@ def train(config, workdir, data=None):
         f"{comps.mesh.size} of {jax.device_count()} {jax.default_backend()} devices",
         flush=True,
     )
+    if config.model.name == "resnet":  # the encoder built on models/conv.py
+      print(conv_lib.describe(config.model.conv_impl, config.model.cpu_conv_library), flush=True)
   checkpointer = checkpoint_lib.Checkpointer(
       os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints
   )

@@ -1,5 +1,7 @@
 """Every conv impl has nn.Conv's parameters and matches its output and gradients."""
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -147,6 +149,51 @@ def test_auto_takes_im2col_for_tiny_maps_on_the_cpu():
 
   assert not convolutions(jnp.ones((2, 2, 2, 4)))  # 4 output positions: an im2col dot
   assert convolutions(jnp.ones((2, 3, 2, 4)))  # 6 positions: XLA's convolution
+
+
+def test_auto_materialises_the_kernel_gradients_input_on_the_cpu():
+  """XLA:CPU would fuse the input's BatchNorm/ReLU recompute into the kernel gradient's transpose;
+  'auto' passes the input through a conditional there, with the same values, NaN included."""
+  if jax.default_backend() != "cpu":
+    pytest.skip("'auto' is XLA's convolution off the CPU")
+  x = jax.random.normal(jax.random.key(0), (4, 8, 8, 6))
+  kernel = 0.3 * jax.random.normal(jax.random.key(1), (3, 3, 6, 5))
+  padding = ((1, 1), (1, 1))
+
+  def vjp(impl, x, kernel, dy):
+    def f(x, kernel):  # an element-wise chain before the convolution, as in a ResNet block
+      h = jax.nn.relu((x - x.mean((0, 1, 2))) * jax.lax.rsqrt(x.var((0, 1, 2)) + 1e-5))
+      return conv.IMPLS[impl](h, kernel, (1, 1), padding)
+
+    y, pullback = jax.vjp(f, x, kernel)
+    return y, *pullback(dy)
+
+  dy = jax.random.normal(jax.random.key(2), (4, 8, 8, 5))
+  compiled = {
+      impl: jax.jit(functools.partial(vjp, impl)).lower(x, kernel, dy).compile()
+      for impl in ("auto", "xla")
+  }
+  assert "conditional(" in compiled["auto"].as_text()
+  assert "conditional(" not in compiled["xla"].as_text()
+  for cotangent in (dy, dy.at[0, 0, 0, 0].set(jnp.nan)):  # NaN where the predicate reads
+    for got, want in zip(
+        compiled["auto"](x, kernel, cotangent), compiled["xla"](x, kernel, cotangent)
+    ):
+      np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, equal_nan=True)
+      np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+
+
+def test_describe_says_which_path_a_run_takes():
+  assert conv.describe("auto", "eigen", backend="cpu") == (
+      "convolutions: XLA:CPU on eigen, kernel gradients from materialised inputs, im2col for maps"
+      " of <= 2x2"
+  )
+  assert conv.describe("xla", "ynnpack", backend="cpu") == (
+      "convolutions: XLA:CPU on ynnpack, model.conv_impl=xla"
+  )
+  assert conv.describe("auto", "eigen", backend="gpu") == (
+      "convolutions: XLA's on gpu (model.conv_impl=auto)"
+  )
 
 
 @pytest.mark.parametrize("zero_init", [True, False])

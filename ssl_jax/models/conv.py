@@ -9,11 +9,14 @@ the CPU backend keeps YNNPACK for dots and reductions and sends convolutions to 
 default), or leaves XLA's default ('ynnpack'). Figures and commands: experiments/conv_speed.md.
 
 Implementations (`conv_class`, `config.model.conv_impl`): 'xla' (`nn.Conv`) keeps XLA's forward,
-input gradient and kernel gradient; 'wgrad' computes the kernel gradient as one im2col dot,
-patches^T @ dy, contracting over batch * out_h * out_w (faster than YNNPACK's kernel gradient at 64
-images per step, slower at 256); 'im2col' is the plain baseline. 'auto' is 'xla', except on
-XLA:CPU for output maps of at most 2x2 positions, which XLA rewrites into convolutions that Eigen
-runs badly and which take 'im2col' (the main job's ResNet-10 reaches them at 28 px).
+input gradient and kernel gradient; 'materialised' is XLA's convolution whose kernel gradient reads
+its input from a buffer XLA cannot fuse away (`_materialised` below: on XLA:CPU, ResNet-18's step
+30.3 -> 40.7 images/s); 'wgrad' computes the kernel gradient as one im2col dot, patches^T @ dy,
+contracting over batch * out_h * out_w (faster than YNNPACK's kernel gradient at 64 images per
+step, slower at 256); 'im2col' is the plain baseline. 'auto' is 'xla' off the CPU; on XLA:CPU it
+is 'materialised', except for output maps of at most 2x2 positions, which XLA rewrites into
+convolutions that Eigen runs badly and which take 'im2col' (the main job's ResNet-10 reaches them
+at 28 px).
 """
 
 import functools
@@ -113,24 +116,58 @@ def _wgrad_bwd(strides, padding, residuals, dy):
 
 _wgrad.defvjp(_wgrad_fwd, _wgrad_bwd)
 
+
+def _materialised(x, like):
+  """`x` itself, as the output of a conditional that XLA cannot fold away.
+
+  XLA:CPU lays a convolution's input out batch-minor for its kernel gradient (a transpose), and
+  fuses the element-wise chain that produced the input (BatchNorm, residual add, ReLU) into that
+  transpose, recomputing it in the transposed, strided order: 0.63 s against 0.04 s for the chain
+  and 0.06 s for a plain transpose at (256, 32, 32, 64), about a third of ResNet-18's step
+  (experiments/conv_speed.md). A conditional's output is a buffer, so the transpose reads memory.
+  The predicate is true for every float, NaN included, but XLA does not know it; `like` is any
+  array of the step (not a constant, which XLA would fold).
+  """
+  v = like.reshape(-1)[0]
+  return lax.cond((v == v) | (v != v), lambda x: x, jnp.zeros_like, x)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _xla_materialised(x, kernel, strides, padding):
+  return _xla(x, kernel, strides, padding)
+
+
+def _materialised_bwd(strides, padding, residuals, dy):
+  x, kernel = residuals
+  _, input_vjp = jax.vjp(lambda x: _xla(x, kernel, strides, padding), x)
+  _, kernel_vjp = jax.vjp(lambda k: _xla(_materialised(x, dy), k, strides, padding), kernel)
+  return input_vjp(dy)[0], kernel_vjp(dy)[0]
+
+
+_xla_materialised.defvjp(_wgrad_fwd, _materialised_bwd)
+
 TINY_MAP = 4  # output positions (a 2x2 map) up to which 'auto' uses im2col on XLA:CPU
 
 
 def _auto(x, kernel, strides, padding):
-  """XLA's convolution, except on XLA:CPU for outputs of at most TINY_MAP positions: XLA rewrites
-  those (a 3x3 kernel over a padded 2x2 map) into forms that Eigen runs at ~6 GFLOP/s, and their
-  im2col dot takes milliseconds (the main job's ResNet-10 step: 549 -> 933 images/s)."""
+  """XLA's convolution; on XLA:CPU with its kernel gradient reading a materialised input, and for
+  outputs of at most TINY_MAP positions an im2col dot: XLA rewrites those (a 3x3 kernel over a
+  padded 2x2 map) into forms that Eigen runs at ~6 GFLOP/s, and their im2col dot takes
+  milliseconds (the main job's ResNet-10 step: 549 -> 933 images/s). Off the CPU a conditional
+  would cost a device-to-host sync per layer, and there is no fusion to avoid."""
+  if jax.default_backend() != "cpu":
+    return _xla(x, kernel, strides, padding)
   padded = (x.shape[1] + sum(padding[0]), x.shape[2] + sum(padding[1]))
   out_h, out_w = _out_hw(padded, kernel.shape[:2], strides)
-  if jax.default_backend() == "cpu" and out_h * out_w <= TINY_MAP:
-    return _im2col(x, kernel, strides, padding)
-  return _xla(x, kernel, strides, padding)
+  impl = _im2col if out_h * out_w <= TINY_MAP else _xla_materialised
+  return impl(x, kernel, strides, padding)
 
 
 IMPLS: dict[str, Callable[..., jax.Array]] = {
     "xla": _xla,
     "im2col": _im2col,
     "wgrad": _wgrad,
+    "materialised": _xla_materialised,
     "auto": _auto,
 }
 
@@ -201,11 +238,23 @@ def conv_class(impl: str = "auto"):
   """A module class used like `nn.Conv(features, kernel_size, strides=..., padding=..., ...)`.
 
   impl: 'xla' (`nn.Conv`), one of IMPLS, or 'auto': XLA's convolution (with Eigen's on the CPU,
-  `compiler_options`; no other impl measured here beats it at a SimCLR batch), except im2col for
-  maps of at most TINY_MAP output positions on the CPU (`_auto`; experiments/conv_speed.md).
+  `compiler_options`), on the CPU with its kernel gradient reading a materialised input and im2col
+  for maps of at most TINY_MAP output positions (`_auto`; experiments/conv_speed.md).
   """
   if impl == "xla":
     return nn.Conv
   if impl not in IMPLS:
     raise ValueError(f"unknown conv_impl {impl!r}; accepted: 'auto', {', '.join(map(repr, IMPLS))}")
   return _conv_with_impl(impl)
+
+
+def describe(impl: str, cpu_conv_library: str, backend: str | None = None) -> str:
+  """What a run's convolutions do on this backend, for its log."""
+  backend = backend or jax.default_backend()
+  if backend != "cpu":
+    return f"convolutions: XLA's on {backend} (model.conv_impl={impl})"
+  if impl == "auto":
+    how = "kernel gradients from materialised inputs, im2col for maps of <= 2x2"
+  else:
+    how = f"model.conv_impl={impl}"
+  return f"convolutions: XLA:CPU on {cpu_conv_library}, {how}"
