@@ -11,7 +11,7 @@ default), or leaves XLA's default ('ynnpack'). Figures and commands: experiments
 Implementations (`conv_class`, `config.model.conv_impl`): 'xla' (`nn.Conv`) keeps XLA's forward,
 input gradient and kernel gradient; 'materialised' is XLA's convolution whose kernel gradient reads
 its input from a buffer XLA cannot fuse away (`_materialised` below: on XLA:CPU, ResNet-18's step
-30.3 -> 40.7 images/s); 'wgrad' computes the kernel gradient as one im2col dot, patches^T @ dy,
+31.0-31.5 -> 41.8 images/s); 'wgrad' computes the kernel gradient as one im2col dot, patches^T @ dy,
 contracting over batch * out_h * out_w (faster than YNNPACK's kernel gradient at 64 images per
 step, slower at 256); 'im2col' is the plain baseline. 'auto' is 'xla' off the CPU; on XLA:CPU it
 is 'materialised', except for output maps of at most 2x2 positions, which XLA rewrites into
